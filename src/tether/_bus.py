@@ -1,0 +1,162 @@
+"""The event bus: one publisher, many subscribers, bounded memory everywhere.
+
+Publishing never blocks and never allocates per subscriber beyond a bounded
+buffer: a subscriber that falls behind stops receiving, and when it catches
+up it is handed a `Lagged` marker saying what it missed. A ring of recent
+events lets a subscriber resume from a sequence number.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from typing import Any, TypeVar, final
+
+import trio
+
+from ._events import Event, Lagged
+from ._filters import EventFilter
+
+_E = TypeVar("_E", bound=Event)
+
+
+@final
+class Subscription:
+    """An async iterator of events (and `Lagged` markers) for one subscriber."""
+
+    def __init__(self, bus: EventBus, event_filter: EventFilter, buffer: int) -> None:
+        self._bus = bus
+        self.filter = event_filter
+        self._buffer: deque[Event | Lagged] = deque()
+        self._limit = buffer
+        self._lot = trio.lowlevel.ParkingLot()
+        self._missed_from: int | None = None
+        self._missed = 0
+        self._closed = False
+        self.delivered = 0
+
+    def _offer(self, event: Event) -> None:
+        if self._missed_from is not None or len(self._buffer) >= self._limit:
+            if self._missed_from is None:
+                self._missed_from = event.seq
+            self._missed += 1
+        else:
+            self._buffer.append(event)
+        if self._lot:
+            self._lot.unpark_all()
+
+    def _note_gap(self, missed_from: int, missed: int) -> None:
+        self._buffer.append(Lagged(missed_from=missed_from, missed=missed))
+
+    @property
+    def pending(self) -> int:
+        """Items buffered and not yet read."""
+        return len(self._buffer)
+
+    def get_nowait(self) -> Event | Lagged | None:
+        """The next item, or None when nothing is buffered."""
+        if self._buffer:
+            self.delivered += 1
+            return self._buffer.popleft()
+        if self._missed_from is not None:
+            marker = Lagged(missed_from=self._missed_from, missed=self._missed)
+            self._missed_from = None
+            self._missed = 0
+            return marker
+        return None
+
+    async def get(self) -> Event | Lagged:
+        """Wait for the next item."""
+        while True:
+            if self._closed:
+                raise trio.EndOfChannel
+            item = self.get_nowait()
+            if item is not None:
+                await trio.lowlevel.checkpoint()
+                return item
+            await self._lot.park()
+
+    def __aiter__(self) -> AsyncIterator[Event | Lagged]:
+        return self
+
+    async def __anext__(self) -> Event | Lagged:
+        try:
+            return await self.get()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+
+    def close(self) -> None:
+        """Stop receiving; a waiting reader ends its iteration."""
+        if not self._closed:
+            self._closed = True
+            self._bus._subscribers.discard(self)
+            self._lot.unpark_all()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@final
+class EventBus:
+    """Sequences events, keeps the recent ones, and fans them out."""
+
+    def __init__(self, ring_size: int = 10_000) -> None:
+        if ring_size < 1:
+            raise ValueError(f"ring_size must be >= 1, got {ring_size}")
+        self._ring: deque[Event] = deque(maxlen=ring_size)
+        self._subscribers: set[Subscription] = set()
+        self.last_seq = 0
+        self.published = 0
+
+    def publish(self, cls: type[_E], /, **fields: Any) -> _E:
+        """Build an event with the next sequence number and deliver it. Never blocks."""
+        self.last_seq += 1
+        event = cls(seq=self.last_seq, at=time.time(), **fields)
+        self._ring.append(event)
+        self.published += 1
+        for sub in self._subscribers:
+            if sub.filter.matches(event):
+                sub._offer(event)
+        return event
+
+    def subscribe(
+        self,
+        *,
+        session_ids: Iterable[str] = (),
+        types: Iterable[str] = (),
+        since: int | None = None,
+        buffer: int = 1_000,
+    ) -> Subscription:
+        """Start receiving events; with `since`, first replay what the ring holds after it.
+
+        Use as ``with bus.subscribe(...) as sub: async for item in sub: ...``.
+        """
+        if buffer < 1:
+            raise ValueError(f"buffer must be >= 1, got {buffer}")
+        sub = Subscription(self, EventFilter(frozenset(session_ids), tuple(types)), buffer)
+        if since is not None:
+            self._replay_into(sub, since)
+        self._subscribers.add(sub)
+        return sub
+
+    def recent(self, since: int = 0) -> list[Event]:
+        """Events in the ring with a sequence number above `since`."""
+        return [e for e in self._ring if e.seq > since]
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def _replay_into(self, sub: Subscription, since: int) -> None:
+        if since < 0 or since > self.last_seq:
+            raise ValueError(f"since must be between 0 and {self.last_seq}, got {since}")
+        oldest = self._ring[0].seq if self._ring else self.last_seq + 1
+        if since + 1 < oldest:
+            sub._note_gap(since + 1, oldest - since - 1)
+        for event in self._ring:
+            if event.seq > since and sub.filter.matches(event):
+                sub._offer(event)

@@ -1,0 +1,126 @@
+"""The plugin contract: what a backend, a link and a strategy must offer.
+
+Kept small on purpose (httpx's transport is one method plus aclose): a
+backend opens a link as an async context manager, a link can be probed, and
+a strategy is one async callable. A plugin needs nothing from tether but the
+names exported by ``tether/__init__.py``.
+
+Cancellation rules, which the contract test kit checks:
+
+* ``open_link`` may be cancelled at any checkpoint, including by the
+  supervisor's ``connect_timeout``; it must then release what it opened.
+* Leaving the context closes the link. Cleanup that must finish (killing a
+  process, closing a socket) shields itself *and* bounds itself with
+  ``trio.move_on_after``, so a dead peer can never wedge a session.
+* The context is entered and left in the session's own task, so a backend
+  may open a nursery inside it for its reader tasks; an exception there
+  ends the link and is classified like any other error.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import attrs
+
+from ._reasons import Disconnect, DisconnectReason
+from ._spec import SessionSpec
+from ._state import PreservedState
+
+if TYPE_CHECKING:
+    from ._recovery import RecoveryContext
+
+PLUGIN_API_VERSION = 1
+"""Bumped when the contract changes incompatibly. A plugin may set
+``plugin_api = 1`` on its backend or strategy; a mismatch is reported, not loaded."""
+
+
+class ConnectMode(str, enum.Enum):
+    """What a strategy asks the backend for."""
+
+    FRESH = "fresh"
+    """A new link from the spec alone, restoring nothing."""
+    REATTACH = "reattach"
+    """Re-attach to the program that kept running (tmux, a named terminal);
+    raise `ReattachUnavailableError` when it is gone."""
+    RESTART = "restart"
+    """A new program, restoring the preserved cwd and env (and the last command if asked)."""
+
+
+class Feature(str, enum.Enum):
+    """What a backend can do, so strategies know what they may ask of it."""
+
+    REATTACH = "reattach"
+    RESTORE_STATE = "restore-state"
+    REMOTE = "remote"
+    """The link crosses a network (ssh-reconnect applies)."""
+
+
+@attrs.frozen(kw_only=True)
+class LinkRequest:
+    """Everything a backend needs to open one link, and the callbacks it reports through."""
+
+    spec: SessionSpec
+    mode: ConnectMode
+    state: PreservedState | None
+    """Preserved state to restore (RESTART) or the handle to re-attach to (REATTACH)."""
+    history: bytes
+    """Output seen so far, so a re-attach can de-duplicate what the peer replays."""
+    deadline: float
+    """Trio time by which the link must be open. Apply it to the connect steps
+    (``with trio.fail_at(request.deadline)``) so a hang becomes a timeout the
+    strategy can handle; the supervisor cancels the whole attempt a little later."""
+    connect_timeout: float
+    keepalive_interval: float
+    """Map onto the transport's own keepalive (ssh ServerAliveInterval, WebSocket ping)."""
+    report_closed: Callable[[Disconnect], None]
+    """Call once when the link ends, with the typed reason. Safe to call from any task."""
+    report_output: Callable[[bytes], None]
+    """Call with every chunk of output; tether keeps the bounded history and fans it out."""
+    report_state: Callable[[PreservedState], None]
+    """Call when the program's state changes (an OSC 7 cwd report, a finished command)."""
+
+
+@runtime_checkable
+class Link(Protocol):
+    """A live connection to one console."""
+
+    async def probe(self) -> None:
+        """Return if the link is alive; raise if not. Bounded by the supervisor's timeout."""
+
+    def current_state(self) -> PreservedState | None:
+        """The program's state now (cwd, env, last command, handle); cheap, no I/O."""
+
+    async def send(self, data: bytes) -> None:
+        """Write input to the console."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Opens links of one kind (process, ssh, websocket, ...)."""
+
+    name: str
+    features: frozenset[Feature]
+    default_strategies: Mapping[DisconnectReason, str]
+    """Reason -> strategy defaults for this backend; the policy's map wins over it."""
+
+    def validate(self, spec: SessionSpec) -> None:
+        """Raise `ConfigError` naming the bad option; called at register time."""
+
+    def target(self, spec: SessionSpec) -> str:
+        """The peer this spec connects to (``host:port``, a URL); keys the connect limit."""
+
+    def open_link(self, request: LinkRequest) -> AbstractAsyncContextManager[Link]:
+        """Open a link; leaving the context closes it."""
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """One way to bring a session back. Returns a link from ``ctx.connect`` or raises."""
+
+    name: str
+
+    async def __call__(self, ctx: RecoveryContext) -> Link: ...

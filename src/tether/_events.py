@@ -1,0 +1,187 @@
+"""Typed events: one class per step the supervisor takes.
+
+Every event has a global sequence number, a wall-clock time and a session id
+(empty for supervisor-wide events). Nothing is emitted for a session at rest:
+a passing health check is silent (flaw 13). The ``type`` tag of each class is
+its wire name and never changes when a class is renamed.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import attrs
+
+from ._reasons import DisconnectReason
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """Fields every event carries."""
+
+    type: ClassVar[str] = "event"
+    seq: int
+    at: float
+    """Wall-clock time, epoch seconds."""
+    session_id: str
+
+
+@attrs.frozen(kw_only=True)
+class SessionRegistered(Event):
+    type: ClassVar[str] = "session.registered"
+    backend: str
+    target: str
+    restored: bool = False
+    """True when the session came back from a snapshot after a restart."""
+
+
+@attrs.frozen(kw_only=True)
+class SessionUnregistered(Event):
+    type: ClassVar[str] = "session.unregistered"
+
+
+@attrs.frozen(kw_only=True)
+class SessionConnected(Event):
+    """The first connect of a session succeeded (reconnects send reconnect.succeeded)."""
+
+    type: ClassVar[str] = "session.connected"
+    duration: float
+
+
+@attrs.frozen(kw_only=True)
+class SessionDisconnected(Event):
+    type: ClassVar[str] = "session.disconnected"
+    reason: DisconnectReason
+    detail: str
+    episode: int
+    exit_code: int | None = None
+    signal: int | None = None
+    flapping: bool = False
+    """The link dropped sooner than stable_after: the previous episode continues."""
+
+
+@attrs.frozen(kw_only=True)
+class ReconnectScheduled(Event):
+    type: ClassVar[str] = "reconnect.scheduled"
+    episode: int
+    attempt: int
+    """The number the next attempt will have."""
+    delay: float
+
+
+@attrs.frozen(kw_only=True)
+class ReconnectStarted(Event):
+    type: ClassVar[str] = "reconnect.started"
+    episode: int
+    attempt: int
+    strategy: str
+    forced: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class StrategyAttempted(Event):
+    """A strategy ran inside an attempt (force-reconnect runs several)."""
+
+    type: ClassVar[str] = "reconnect.strategy"
+    episode: int
+    attempt: int
+    strategy: str
+
+
+@attrs.frozen(kw_only=True)
+class ReconnectSucceeded(Event):
+    type: ClassVar[str] = "reconnect.succeeded"
+    episode: int
+    attempt: int
+    strategy: str
+    used_strategy: str
+    duration: float
+    """Seconds the successful attempt took."""
+    recovery_time: float
+    """Seconds from the drop to the live link."""
+
+
+@attrs.frozen(kw_only=True)
+class ReconnectFailed(Event):
+    type: ClassVar[str] = "reconnect.failed"
+    episode: int
+    attempt: int
+    strategy: str
+    reason: DisconnectReason
+    error: str
+
+
+@attrs.frozen(kw_only=True)
+class RetriesExhausted(Event):
+    type: ClassVar[str] = "reconnect.exhausted"
+    episode: int
+    attempts: int
+
+
+@attrs.frozen(kw_only=True)
+class SessionFailed(Event):
+    """The session is failed for a reason retrying cannot fix (auth, host key) or policy."""
+
+    type: ClassVar[str] = "session.failed"
+    reason: DisconnectReason
+    detail: str
+
+
+@attrs.frozen(kw_only=True)
+class HealthCheckFailed(Event):
+    type: ClassVar[str] = "health.failed"
+    error: str
+
+
+@attrs.frozen(kw_only=True)
+class SessionOutput(Event):
+    """Console output (decoded as UTF-8, undecodable bytes replaced)."""
+
+    type: ClassVar[str] = "session.output"
+    data: str
+    replay: bool = False
+    """True when state-recovery replays the history after a restart."""
+
+
+@attrs.frozen(kw_only=True)
+class PluginFailed(Event):
+    """A plugin failed to load; its sessions fail with a clear reason, the rest run."""
+
+    type: ClassVar[str] = "plugin.failed"
+    group: str
+    name: str
+    distribution: str
+    error: str
+
+
+@attrs.frozen(kw_only=True)
+class Lagged:
+    """Not an event: a marker telling one subscriber it missed events.
+
+    Events from `missed_from` on, `missed` of them, were dropped because this
+    subscriber fell behind (or asked to resume from a sequence the ring no
+    longer holds). Resubscribe with ``since=missed_from - 1`` to try to refill.
+    """
+
+    type: ClassVar[str] = "lagged"
+    missed_from: int
+    missed: int
+
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    SessionRegistered,
+    SessionUnregistered,
+    SessionConnected,
+    SessionDisconnected,
+    ReconnectScheduled,
+    ReconnectStarted,
+    StrategyAttempted,
+    ReconnectSucceeded,
+    ReconnectFailed,
+    RetriesExhausted,
+    SessionFailed,
+    HealthCheckFailed,
+    SessionOutput,
+    PluginFailed,
+)
+"""Every concrete event class; documentation and the wire converter are checked against it."""

@@ -1,0 +1,37 @@
+"""Which events a subscriber wants: pure, so it is tested without a bus."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable
+
+import attrs
+
+from ._events import Event
+
+
+def _compile(patterns: Iterable[str]) -> re.Pattern[str] | None:
+    parts = [fnmatch.translate(p) for p in patterns]
+    return re.compile("|".join(parts)) if parts else None
+
+
+@attrs.frozen
+class EventFilter:
+    """Session ids (exact) and event-type patterns (shell-style: ``reconnect.*``).
+
+    Empty means everything.
+    """
+
+    session_ids: frozenset[str] = frozenset()
+    types: tuple[str, ...] = ()
+    _regex: re.Pattern[str] | None = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        object.__setattr__(self, "_regex", _compile(self.types))
+
+    def matches(self, event: Event) -> bool:
+        """True when the subscriber asked for this event."""
+        if self.session_ids and event.session_id not in self.session_ids:
+            return False
+        return self._regex is None or self._regex.match(event.type) is not None

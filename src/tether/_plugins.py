@@ -1,0 +1,180 @@
+"""Plugin discovery through entry points, once, at start.
+
+Each entry point is loaded under its own ``try``: a plugin that fails to
+import, returns the wrong type or targets another plugin API version is
+recorded (group, name, distribution, version, error) and skipped, and every
+other plugin still loads. ``strict=True`` turns any failure into an error.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Mapping
+from typing import Any, final
+
+import attrs
+import importlib_metadata
+
+from ._contract import PLUGIN_API_VERSION, Backend, Feature, Strategy
+from ._errors import PluginError, UnknownBackendError, UnknownStrategyError
+
+BACKENDS_GROUP = "tether.backends"
+STRATEGIES_GROUP = "tether.strategies"
+
+
+@attrs.frozen(kw_only=True)
+class PluginInfo:
+    """One plugin that loaded."""
+
+    group: str
+    name: str
+    distribution: str
+    version: str
+    value: str
+    """The entry point's target, ``module:attribute``."""
+
+
+@attrs.frozen(kw_only=True)
+class PluginFailure:
+    """One plugin that did not load, and why."""
+
+    group: str
+    name: str
+    distribution: str
+    version: str
+    error: str
+
+
+def _check_api(obj: object, what: str) -> None:
+    api = getattr(obj, "plugin_api", PLUGIN_API_VERSION)
+    if api != PLUGIN_API_VERSION:
+        raise PluginError(
+            f"{what} targets tether plugin API {api!r}; this tether speaks {PLUGIN_API_VERSION}"
+        )
+
+
+def check_backend(obj: object, expected_name: str | None = None) -> Backend:
+    """`obj` if it satisfies the backend contract; `PluginError` saying what is missing if not."""
+    missing = [a for a in ("name", "features", "default_strategies", "validate", "target", "open_link")
+               if not hasattr(obj, a)]
+    if missing:
+        raise PluginError(f"{type(obj).__name__} is not a backend: missing {', '.join(missing)}")
+    assert isinstance(obj, Backend)
+    if not isinstance(obj.name, str) or not obj.name:
+        raise PluginError(f"{type(obj).__name__}.name must be a non-empty string")
+    if expected_name is not None and obj.name != expected_name:
+        raise PluginError(f"entry point {expected_name!r} loads a backend named {obj.name!r}")
+    if not all(isinstance(f, Feature) for f in obj.features):
+        raise PluginError(f"{obj.name}: features must be tether.Feature values")
+    if not inspect.isfunction(getattr(type(obj), "open_link", None)) and not callable(obj.open_link):
+        raise PluginError(f"{obj.name}: open_link must be callable")
+    _check_api(obj, f"backend {obj.name!r}")
+    return obj
+
+
+def check_strategy(obj: object, expected_name: str | None = None) -> Strategy:
+    """`obj` if it satisfies the strategy contract; `PluginError` if not."""
+    name = getattr(obj, "name", None)
+    if not isinstance(name, str) or not name:
+        raise PluginError(f"{type(obj).__name__} is not a strategy: it needs a string `name`")
+    call = getattr(obj, "__call__", None)  # noqa: B004 - we need the bound method to inspect it
+    if call is None or not inspect.iscoroutinefunction(call):
+        raise PluginError(f"strategy {name!r} must be an async callable taking a RecoveryContext")
+    if expected_name is not None and name != expected_name:
+        raise PluginError(f"entry point {expected_name!r} loads a strategy named {name!r}")
+    _check_api(obj, f"strategy {name!r}")
+    assert isinstance(obj, Strategy)
+    return obj
+
+
+def _instantiate(loaded: Any) -> object:
+    """Entry points name a factory (usually the class); call it with no arguments."""
+    if inspect.isclass(loaded) or (callable(loaded) and not hasattr(loaded, "name")):
+        return loaded()
+    return loaded
+
+
+@final
+class PluginRegistry:
+    """The backends and strategies available to a supervisor, and what failed to load."""
+
+    def __init__(self) -> None:
+        self.backends: dict[str, Backend] = {}
+        self.strategies: dict[str, Strategy] = {}
+        self.loaded: list[PluginInfo] = []
+        self.failures: list[PluginFailure] = []
+
+    def add_backend(self, backend: object) -> Backend:
+        """Register a backend object directly (library use, tests); checked like a plugin."""
+        checked = check_backend(backend)
+        self.backends[checked.name] = checked
+        return checked
+
+    def add_strategy(self, strategy: object) -> Strategy:
+        """Register a strategy object directly; checked like a plugin."""
+        checked = check_strategy(strategy)
+        self.strategies[checked.name] = checked
+        return checked
+
+    def backend(self, name: str) -> Backend:
+        """The backend called `name`, or an error listing the known ones (and why a broken one is absent)."""
+        try:
+            return self.backends[name]
+        except KeyError:
+            raise UnknownBackendError(name, self.backends) from self._failure_for(BACKENDS_GROUP, name)
+
+    def strategy(self, name: str) -> Strategy:
+        """The strategy called `name`, or an error listing the known ones."""
+        try:
+            return self.strategies[name]
+        except KeyError:
+            raise UnknownStrategyError(name, self.strategies) from self._failure_for(STRATEGIES_GROUP, name)
+
+    def failure(self, group: str, name: str) -> PluginFailure | None:
+        """Why the plugin `name` in `group` failed to load, if it did."""
+        return next((f for f in self.failures if f.group == group and f.name == name), None)
+
+    def _failure_for(self, group: str, name: str) -> PluginError | None:
+        failure = self.failure(group, name)
+        if failure is None:
+            return None
+        return PluginError(f"plugin {name!r} from {failure.distribution} failed to load: {failure.error}")
+
+
+def discover_plugins(*, allow: Iterable[str] | None = None, strict: bool = False) -> PluginRegistry:
+    """Load every backend and strategy entry point (or only those named in `allow`)."""
+    registry = PluginRegistry()
+    allowed = None if allow is None else frozenset(allow)
+    groups: Mapping[str, Any] = {BACKENDS_GROUP: check_backend, STRATEGIES_GROUP: check_strategy}
+    for group, check in groups.items():
+        for ep in importlib_metadata.entry_points(group=group):
+            if allowed is not None and ep.name not in allowed:
+                continue
+            dist = ep.dist
+            dist_name = dist.name if dist is not None else "(unknown)"
+            version = dist.version if dist is not None else "(unknown)"
+            try:
+                obj = check(_instantiate(ep.load()), ep.name)
+            except Exception as exc:
+                failure = PluginFailure(
+                    group=group, name=ep.name, distribution=dist_name, version=version,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                if strict:
+                    raise PluginError(
+                        f"plugin {ep.name!r} ({group}) from {dist_name} {version} failed: {failure.error}"
+                    ) from exc
+                registry.failures.append(failure)
+                continue
+            target = registry.backends if group == BACKENDS_GROUP else registry.strategies
+            if ep.name in target:
+                registry.failures.append(PluginFailure(
+                    group=group, name=ep.name, distribution=dist_name, version=version,
+                    error="another distribution already registered this name",
+                ))
+                continue
+            target[ep.name] = obj
+            registry.loaded.append(PluginInfo(
+                group=group, name=ep.name, distribution=dist_name, version=version, value=ep.value
+            ))
+    return registry

@@ -1,0 +1,158 @@
+"""`RecoveryContext`: what a strategy sees, and the one way it can open a link.
+
+``connect`` enters the backend's link context into the attempt's exit stack
+(so the link lives in the session task, as the contract promises), takes the
+per-target connect slot, and probes the new link before handing it back: a
+strategy cannot report success without a live, probed link (flaw 1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, final
+
+import trio
+
+from ._contract import ConnectMode, Feature, Link, LinkRequest
+from ._errors import LinkError, UnknownStrategyError
+from ._reasons import Disconnect, DisconnectReason
+from ._spec import SessionSpec
+from ._state import Attempt, PreservedState
+
+if TYPE_CHECKING:
+    from ._contract import Backend, Strategy
+
+
+def backstop_grace(connect_timeout: float) -> float:
+    """How long past a connect's deadline the supervisor waits before cancelling the attempt.
+
+    The backend is asked to honour the deadline itself, so a well-behaved
+    timeout is an error a strategy can handle (force-reconnect moves on); the
+    backstop only catches backends that ignore it.
+    """
+    return max(0.05, connect_timeout * 0.1)
+
+
+@final
+class RecoveryContext:
+    """Given to a strategy for one attempt: the session's facts and `connect`."""
+
+    def __init__(
+        self,
+        *,
+        spec: SessionSpec,
+        backend: Backend,
+        disconnect: Disconnect | None,
+        attempt: int,
+        preserved: PreservedState | None,
+        history: bytes,
+        previous_attempts: tuple[Attempt, ...],
+        strategies: Mapping[str, Strategy],
+        stack: AsyncExitStack,
+        attempt_scope: trio.CancelScope,
+        limiter: trio.CapacityLimiter | None,
+        make_request: Callable[[ConnectMode, PreservedState | None, float], LinkRequest],
+        on_strategy: Callable[[str], None],
+        on_replay: Callable[[bytes], None],
+    ) -> None:
+        self.spec = spec
+        self.backend_name = backend.name
+        self.features: frozenset[Feature] = frozenset(backend.features)
+        self.disconnect = disconnect
+        """Why this episode began; None for the very first connect."""
+        self.attempt = attempt
+        """1-based attempt number within the episode (0 for the first connect)."""
+        self.preserved = preserved
+        self.history = history
+        self.previous_attempts = previous_attempts
+        """This episode's earlier attempts, oldest first."""
+        self.used_strategy: str | None = None
+        self._backend = backend
+        self._strategies = strategies
+        self._stack = stack
+        self._scope = attempt_scope
+        self._limiter = limiter
+        self._make_request = make_request
+        self._on_strategy = on_strategy
+        self._on_replay = on_replay
+        self._live: Link | None = None
+
+    @property
+    def live_link(self) -> Link | None:
+        """The link `connect` opened and probed in this attempt, if any."""
+        return self._live
+
+    async def connect(self, mode: ConnectMode, *, state: PreservedState | None = None) -> Link:
+        """Open, probe and return a link; raise `LinkError` (typed) if that fails.
+
+        `state` defaults to the preserved state for RESTART and REATTACH.
+        """
+        if state is None and mode is not ConnectMode.FRESH:
+            state = self.preserved
+        timeout = self._backend_timeout()
+        if self._limiter is not None:
+            self._scope.deadline = math.inf  # queueing for a slot is not connecting
+            await self._limiter.acquire_on_behalf_of(self)
+        try:
+            deadline = trio.current_time() + timeout
+            self._scope.deadline = deadline + backstop_grace(timeout)
+            request = self._make_request(mode, state, deadline)
+            link_stack = AsyncExitStack()
+            try:
+                link = await link_stack.enter_async_context(self._backend.open_link(request))
+                await self._probe_new_link(link, deadline)
+            except BaseException:
+                await link_stack.aclose()
+                raise
+        finally:
+            if self._limiter is not None:
+                self._limiter.release_on_behalf_of(self)
+        self._stack.push_async_exit(link_stack)
+        self._live = link
+        return link
+
+    async def run_strategy(self, name: str, *, announce: bool = True) -> Link:
+        """Run another strategy in this attempt (force-reconnect's building block).
+
+        Each one is announced as a ``reconnect.strategy`` event and gets a fresh
+        connect_timeout backstop.
+        """
+        try:
+            strategy = self._strategies[name]
+        except KeyError:
+            raise UnknownStrategyError(name, self._strategies) from None
+        if announce:
+            self._on_strategy(name)
+        self._scope.deadline = trio.current_time() + self._backend_timeout() + backstop_grace(
+            self._backend_timeout()
+        )
+        link = await strategy(self)
+        if self.used_strategy is None:
+            self.used_strategy = name
+        return link
+
+    def replay_history(self) -> None:
+        """Send the output history to subscribers again (state-recovery)."""
+        if self.history:
+            self._on_replay(self.history)
+
+    def _backend_timeout(self) -> float:
+        return self.spec.policy.connect_timeout
+
+    async def _probe_new_link(self, link: Link, deadline: float) -> None:
+        with trio.move_on_at(deadline) as probe_scope:
+            try:
+                await link.probe()
+            except LinkError:
+                raise
+            except Exception as exc:
+                raise LinkError(
+                    f"probe after connect failed: {exc!r}", reason=DisconnectReason.HEALTH_CHECK
+                ) from exc
+        if probe_scope.cancelled_caught:
+            raise LinkError(
+                f"probe after connect timed out after {self._backend_timeout()}s",
+                reason=DisconnectReason.TIMEOUT,
+            )

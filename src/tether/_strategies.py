@@ -1,0 +1,120 @@
+"""The six reference strategies, doing real work through the backend (flaw 1).
+
+Each is registered through tether's own ``tether.strategies`` entry points,
+exactly as a third-party strategy would be.
+"""
+
+from __future__ import annotations
+
+from typing import final
+
+from ._contract import ConnectMode, Feature, Link
+from ._errors import LinkError, ReattachUnavailableError, StrategyNotApplicableError
+from ._reasons import DisconnectReason
+from ._recovery import RecoveryContext
+
+
+def _require(ctx: RecoveryContext, feature: Feature, strategy: str) -> None:
+    if feature not in ctx.features:
+        raise StrategyNotApplicableError(
+            f"{strategy} needs a backend with {feature.value!r}; {ctx.backend_name!r} has "
+            f"{sorted(f.value for f in ctx.features) or 'none'}"
+        )
+
+
+@final
+class SimpleReconnect:
+    """Open a new link from the spec alone."""
+
+    name = "simple-reconnect"
+
+    async def __call__(self, ctx: RecoveryContext) -> Link:
+        return await ctx.connect(ConnectMode.FRESH)
+
+
+@final
+class SessionRestore:
+    """Re-attach to the program that kept running (tmux, a named terminal, a restored snapshot)."""
+
+    name = "session-restore"
+
+    async def __call__(self, ctx: RecoveryContext) -> Link:
+        _require(ctx, Feature.REATTACH, self.name)
+        if ctx.preserved is None or ctx.preserved.handle is None:
+            raise ReattachUnavailableError("no handle to re-attach to was preserved")
+        return await ctx.connect(ConnectMode.REATTACH)
+
+
+@final
+class ProcessRestart:
+    """Start the program afresh in the preserved cwd with the preserved env."""
+
+    name = "process-restart"
+
+    async def __call__(self, ctx: RecoveryContext) -> Link:
+        _require(ctx, Feature.RESTORE_STATE, self.name)
+        return await ctx.connect(ConnectMode.RESTART)
+
+
+@final
+class SshReconnect:
+    """Reopen a remote link: re-attach to the remote program if it survived, else restore state."""
+
+    name = "ssh-reconnect"
+
+    async def __call__(self, ctx: RecoveryContext) -> Link:
+        _require(ctx, Feature.REMOTE, self.name)
+        if Feature.REATTACH in ctx.features and ctx.preserved is not None and ctx.preserved.handle:
+            try:
+                return await ctx.connect(ConnectMode.REATTACH)
+            except ReattachUnavailableError:
+                pass
+        if Feature.RESTORE_STATE in ctx.features:
+            return await ctx.connect(ConnectMode.RESTART)
+        return await ctx.connect(ConnectMode.FRESH)
+
+
+@final
+class StateRecovery:
+    """Restart with the preserved state, then replay the output history to subscribers."""
+
+    name = "state-recovery"
+
+    async def __call__(self, ctx: RecoveryContext) -> Link:
+        _require(ctx, Feature.RESTORE_STATE, self.name)
+        link = await ctx.connect(ConnectMode.RESTART)
+        ctx.replay_history()
+        return link
+
+
+FORCE_ORDER = ("session-restore", "ssh-reconnect", "process-restart", "state-recovery", "simple-reconnect")
+"""Most state-preserving first; simple-reconnect last because it restores nothing (flaw 10)."""
+
+
+@final
+class ForceReconnect:
+    """Try the other strategies in turn, skipping those the backend cannot serve.
+
+    Reports the one that worked through ``ctx.used_strategy``; if all fail, the
+    error lists what each said. Auth and host-key failures stop the chain.
+    """
+
+    name = "force-reconnect"
+
+    async def __call__(self, ctx: RecoveryContext) -> Link:
+        errors: list[str] = []
+        for name in FORCE_ORDER:
+            try:
+                return await ctx.run_strategy(name)
+            except StrategyNotApplicableError:
+                continue
+            except LinkError as exc:
+                if not exc.reason.retryable:
+                    raise
+                errors.append(f"{name}: {exc}")
+            except Exception as exc:  # one strategy's bug must not end the chain
+                errors.append(f"{name}: {exc!r}")
+        raise LinkError(
+            "every strategy failed: " + "; ".join(errors) if errors else "no strategy applies",
+            reason=DisconnectReason.BACKEND_ERROR,
+        )

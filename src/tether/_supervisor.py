@@ -1,0 +1,833 @@
+"""The supervisor: one nursery, one task per session, one retry loop per session, ever.
+
+Each session task runs `_lifecycle` inside its own cancel scope: connect,
+hold the link (parked until it closes, a probe is due or a signal arrives),
+classify a drop, back off, reconnect, or end failed. Signals (a drop report,
+a forced reconnect, a stop) only set a flag and wake the parked task, so a
+second drop report or a force during backoff can never start a second chain
+(flaw 3). Waiting is done on one shared timer heap, not a sleep per session.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import sys
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any, final
+
+import attrs
+import trio
+
+from ._backoff import retry_delay
+from ._bus import EventBus, Subscription
+from ._classify import classify, describe_error
+from ._contract import Backend, ConnectMode, Link, LinkRequest, Strategy
+from ._errors import (
+    ConfigError,
+    DuplicateSessionError,
+    LinkError,
+    SessionNotFoundError,
+    SupervisorClosedError,
+    TetherError,
+)
+from ._events import (
+    HealthCheckFailed,
+    PluginFailed,
+    ReconnectFailed,
+    ReconnectScheduled,
+    ReconnectStarted,
+    ReconnectSucceeded,
+    RetriesExhausted,
+    SessionConnected,
+    SessionDisconnected,
+    SessionFailed,
+    SessionOutput,
+    SessionRegistered,
+    SessionUnregistered,
+    StrategyAttempted,
+)
+from ._plugins import STRATEGIES_GROUP, PluginRegistry, discover_plugins
+from ._policy import DEFAULT_STRATEGIES
+from ._reasons import Disconnect, DisconnectReason
+from ._recovery import RecoveryContext, backstop_grace
+from ._session import EpisodeRecord, ForceRequest, Session
+from ._spec import SessionSpec
+from ._state import Attempt, Episode, EpisodeOutcome, PreservedState, SessionState, SessionStatus
+from ._stats import StatsRecorder, SupervisorStats
+from ._timers import TimerQueue
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+logger = logging.getLogger("tether.supervisor")
+
+FIRST_CONNECT = "connect"
+"""Strategy name recorded for a session's very first connect."""
+
+
+@attrs.frozen
+class _Held:
+    """The attempt connected; the link was held until it ended (or we were told to stop)."""
+
+    attempt: Attempt
+    drop: Disconnect | None
+    """None when the session is stopping."""
+
+
+@attrs.frozen
+class _Missed:
+    """The attempt failed; `disconnect` says why."""
+
+    attempt: Attempt
+    disconnect: Disconnect
+
+
+@final
+class Supervisor:
+    """Keeps registered sessions alive. Get one from `open_supervisor`."""
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        registry: PluginRegistry,
+        *,
+        bus: EventBus,
+        connect_limit: int | None,
+        rng: random.Random,
+        output_history_bytes: int,
+    ) -> None:
+        self._nursery = nursery
+        self.registry = registry
+        self.bus = bus
+        self._connect_limit = connect_limit
+        self._limiters: dict[str, list[Any]] = {}
+        self._rng = rng
+        self._output_limit = output_history_bytes
+        self._sessions: dict[str, Session] = {}
+        self._stats = StatsRecorder()
+        self._timers = TimerQueue()
+        self._closed = False
+
+    # -- public API ------------------------------------------------------------------------
+
+    async def register(
+        self,
+        spec: SessionSpec,
+        *,
+        preserved: PreservedState | None = None,
+        restore: SessionState | None = None,
+        history: bytes = b"",
+    ) -> SessionState:
+        """Start supervising `spec`: exactly one task, in its own cancel scope.
+
+        `restore` (a state from a snapshot) resumes the session's episode and
+        history after a restart and reconnects it with the strategy mapped to
+        ``supervisor-restart`` (force-reconnect: re-attach first).
+        """
+        await trio.lowlevel.checkpoint()
+        return self._register_now(spec, preserved=preserved, restore=restore, history=history)
+
+    async def register_many(self, specs: Iterable[SessionSpec]) -> list[SessionState]:
+        """Register many sessions with a single checkpoint (bulk start-up, restores)."""
+        await trio.lowlevel.checkpoint()
+        return [self._register_now(spec) for spec in specs]
+
+    async def unregister(self, session_id: str) -> None:
+        """Stop supervising: cancel the session's task, close its link, and wait until it has."""
+        session = self._get(session_id)
+        self._stop(session)
+        if not session.finished:
+            if session.done is None:
+                session.done = trio.Event()
+            await session.done.wait()
+        else:
+            await trio.lowlevel.checkpoint()
+
+    async def force_reconnect(
+        self, session_id: str, strategy: str | None = None, *, wait: bool = True
+    ) -> Attempt | None:
+        """Reconnect now, through the session's one retry loop (never a second chain).
+
+        Connected: the link is closed and a new episode starts. Backing off:
+        the wait is skipped. Failed or disconnected: the session is revived
+        with a fresh budget. With `wait`, returns the attempt that answered.
+        """
+        session = self._get(session_id)
+        if strategy is not None:
+            self.registry.strategy(strategy)
+        if session.force is None:
+            session.force = ForceRequest(strategy)
+        elif strategy is not None:
+            session.force.strategy = strategy
+        request = session.force
+        session.wake()
+        if not wait:
+            await trio.lowlevel.checkpoint()
+            return None
+        await request.done.wait()
+        if request.error is not None:
+            raise request.error
+        return request.result
+
+    async def send(self, session_id: str, data: bytes) -> None:
+        """Write input to a connected session's console."""
+        session = self._get(session_id)
+        if session.link is None or session.status is not SessionStatus.CONNECTED:
+            raise LinkError(
+                f"session {session_id!r} is {session.status.value}, not connected",
+                reason=DisconnectReason.REMOTE_CLOSED,
+            )
+        await session.link.send(data)
+
+    def state(self, session_id: str) -> SessionState:
+        """The session's state at this moment."""
+        return self._get(session_id).view()
+
+    def states(self) -> dict[str, SessionState]:
+        """Every registered session's state, by id."""
+        return {sid: s.view() for sid, s in self._sessions.items()}
+
+    def output_history(self, session_id: str) -> bytes:
+        """The session's recent output (bounded), kept across reconnections."""
+        return bytes(self._get(session_id).output)
+
+    def stats(self) -> SupervisorStats:
+        """Supervisor-wide counters."""
+        return self._stats.snapshot(len(self._sessions))
+
+    def subscribe(
+        self,
+        *,
+        session_ids: Iterable[str] = (),
+        types: Iterable[str] = (),
+        since: int | None = None,
+        buffer: int = 1_000,
+    ) -> Subscription:
+        """Receive events; see `EventBus.subscribe`."""
+        return self.bus.subscribe(session_ids=session_ids, types=types, since=since, buffer=buffer)
+
+    @property
+    def session_ids(self) -> list[str]:
+        return list(self._sessions)
+
+    # -- registration ------------------------------------------------------------------------
+
+    def _register_now(
+        self,
+        spec: SessionSpec,
+        *,
+        preserved: PreservedState | None = None,
+        restore: SessionState | None = None,
+        history: bytes = b"",
+    ) -> SessionState:
+        if self._closed:
+            raise SupervisorClosedError("the supervisor is closed")
+        if spec.id in self._sessions:
+            raise DuplicateSessionError(spec.id)
+        backend = self.registry.backend(spec.backend)
+        for reason, name in spec.policy.strategies.items():
+            if name not in self.registry.strategies:
+                failure = self.registry.failure(STRATEGIES_GROUP, name)
+                why = f" (plugin failed to load: {failure.error})" if failure else ""
+                known = ", ".join(sorted(self.registry.strategies))
+                raise ConfigError(
+                    f"policy.strategies.{reason.value}", f"unknown strategy {name!r}{why}; known: {known}"
+                )
+        try:
+            backend.validate(spec)
+            target = backend.target(spec)
+        except ConfigError as exc:
+            raise ConfigError(f"options.{exc.path}" if exc.path else "options", exc.problem) from exc
+        except Exception as exc:
+            raise ConfigError("options", f"backend {backend.name!r} rejected the spec: {exc}") from exc
+        session = Session(spec, backend, target, self._timers, self._output_limit)
+        if preserved is not None:
+            session.preserved = preserved
+        if history:
+            session.output += history[-self._output_limit:]
+        if restore is not None:
+            self._resume_record(session, restore)
+        self._sessions[spec.id] = session
+        self._stats.moved(None, session.status)
+        self._limiter_ref(target, +1)
+        self.bus.publish(
+            SessionRegistered, session_id=spec.id, backend=spec.backend, target=target,
+            restored=restore is not None,
+        )
+        self._nursery.start_soon(self._run, session, name=f"tether session {spec.id}")
+        return session.view()
+
+    def _resume_record(self, session: Session, restore: SessionState) -> None:
+        session.restored = True
+        session.history.extend(restore.history)
+        session.episodes_total = restore.episodes_total
+        session.episodes_recovered = restore.episodes_recovered
+        session.episodes_failed = restore.episodes_failed
+        session.last_disconnect = restore.last_disconnect
+        if restore.preserved is not None and session.preserved is None:
+            session.preserved = restore.preserved
+        if restore.episode is not None:
+            session.episode = EpisodeRecord.thaw(restore.episode, trio.current_time())
+
+    def _limiter_ref(self, target: str, delta: int) -> None:
+        if self._connect_limit is None:
+            return
+        entry = self._limiters.get(target)
+        if entry is None:
+            entry = self._limiters[target] = [trio.CapacityLimiter(self._connect_limit), 0]
+        entry[1] += delta
+        if entry[1] <= 0:
+            del self._limiters[target]
+
+    def _get(self, session_id: str) -> Session:
+        try:
+            return self._sessions[session_id]
+        except KeyError:
+            raise SessionNotFoundError(session_id) from None
+
+    def _stop(self, session: Session) -> None:
+        """Ask a session to end: a parked one wakes and returns (cheap); a busy one is cancelled."""
+        if session.stopping:
+            return
+        session.stopping = True
+        if session.parked:
+            session.wake()
+        else:
+            session.scope.cancel()
+
+    def _shutdown(self) -> None:
+        self._closed = True
+        for session in self._sessions.values():
+            self._stop(session)
+
+    # -- the session task ----------------------------------------------------------------------
+
+    async def _run(self, session: Session) -> None:
+        try:
+            with session.scope:
+                await self._lifecycle(session)
+        except Exception as exc:  # a bug must cost one session, never the supervisor
+            logger.exception("session %s crashed inside tether", session.spec.id)
+            self._fail(session, Disconnect(DisconnectReason.BACKEND_ERROR, f"tether bug: {exc!r}"))
+        finally:
+            self._finish(session)
+
+    def _finish(self, session: Session) -> None:
+        session.finished = True
+        if session.episode is not None and session.episode.outcome is EpisodeOutcome.ONGOING:
+            session.episode.outcome = EpisodeOutcome.ABANDONED
+            session.episode.ended_at = time.time()
+        self._set_status(session, SessionStatus.STOPPED)
+        if session.force is not None:
+            session.force.resolve(None, SessionNotFoundError(session.spec.id))
+            session.force = None
+        if self._sessions.get(session.spec.id) is session:
+            del self._sessions[session.spec.id]
+            self._stats.moved(session.status, None)
+            self._limiter_ref(session.target, -1)
+            self.bus.publish(SessionUnregistered, session_id=session.spec.id)
+        if session.done is not None:
+            session.done.set()
+
+    async def _lifecycle(self, session: Session) -> None:
+        policy = session.spec.policy
+        if session.restored:
+            drop = Disconnect(DisconnectReason.SUPERVISOR_RESTART, "tether restarted")
+            self._set_status(session, SessionStatus.RECONNECTING)
+        else:
+            outcome = await self._try(session, None, 0, force=self._take_force(session))
+            if session.stopping:
+                return
+            drop = outcome.drop if isinstance(outcome, _Held) else outcome.disconnect
+            assert drop is not None
+        while not session.stopping:
+            episode = self._on_drop(session, drop)
+            if not policy.enabled or not policy.auto_reconnect:
+                self._set_status(session, SessionStatus.DISCONNECTED)
+                if not await self._wait_for_force(session):
+                    return
+                if not policy.enabled:
+                    drop = await self._single_manual_attempt(session, episode)
+                    continue
+            next_drop = await self._recover(session, episode)
+            if next_drop is None:
+                return
+            drop = next_drop
+
+    async def _recover(self, session: Session, episode: EpisodeRecord) -> Disconnect | None:
+        """The retry loop of one episode; returns the next drop, or None when stopping."""
+        policy = session.spec.policy
+        fatal = None if episode.disconnect.reason.retryable else episode.disconnect
+        while not session.stopping:
+            if fatal is not None:
+                self._fail(session, fatal)
+            elif not policy.allows_retry(episode.attempts_made):
+                if episode.outcome is EpisodeOutcome.ONGOING:
+                    self.bus.publish(
+                        RetriesExhausted, session_id=session.spec.id, episode=episode.number,
+                        attempts=episode.attempts_made,
+                    )
+                self._fail(session, episode.disconnect, exhausted=True)
+            else:
+                if episode.attempts_made > 0 and session.force is None:
+                    if not await self._back_off(session, episode):
+                        return None
+                force = self._take_force(session)
+                strategy = (force.strategy if force else None) or self._strategy_for(session, episode)
+                outcome = await self._try(session, strategy, episode.attempts_made + 1, force=force)
+                if isinstance(outcome, _Held):
+                    return outcome.drop
+                if not outcome.disconnect.reason.retryable:
+                    fatal = outcome.disconnect
+                continue
+            # failed: wait for a forced reconnect to revive us with a fresh budget
+            if not await self._wait_for_force(session):
+                return None
+            episode = self._on_drop(session, Disconnect(DisconnectReason.FORCED, "revived by force_reconnect"))
+            fatal = None
+        return None
+
+    async def _single_manual_attempt(self, session: Session, episode: EpisodeRecord) -> Disconnect:
+        force = self._take_force(session)
+        strategy = (force.strategy if force else None) or self._strategy_for(session, episode)
+        outcome = await self._try(session, strategy, episode.attempts_made + 1, force=force)
+        if isinstance(outcome, _Held):
+            return outcome.drop or Disconnect(DisconnectReason.FORCED, "stopping")
+        return outcome.disconnect
+
+    async def _back_off(self, session: Session, episode: EpisodeRecord) -> bool:
+        """Wait the jittered delay; False when stopping. A force skips the rest of the wait."""
+        policy = session.spec.policy
+        delay = retry_delay(policy, episode.attempts_made, self._rng, episode.last_delay)
+        episode.last_delay = delay
+        session.next_attempt_at = time.time() + delay
+        self._set_status(session, SessionStatus.BACKING_OFF)
+        self.bus.publish(
+            ReconnectScheduled, session_id=session.spec.id, episode=episode.number,
+            attempt=episode.attempts_made + 1, delay=delay,
+        )
+        deadline = trio.current_time() + delay
+        while not session.stopping and session.force is None and trio.current_time() < deadline:
+            await session.park(deadline)
+        session.next_attempt_at = None
+        return not session.stopping
+
+    async def _wait_for_force(self, session: Session) -> bool:
+        while not session.stopping and session.force is None:
+            await session.park(math.inf)
+        return not session.stopping
+
+    def _take_force(self, session: Session) -> ForceRequest | None:
+        force = session.force
+        session.force = None
+        return force
+
+    def _strategy_for(self, session: Session, episode: EpisodeRecord) -> str:
+        reason = episode.disconnect.reason
+        return (
+            session.spec.policy.strategies.get(reason)
+            or session.backend.default_strategies.get(reason)
+            or DEFAULT_STRATEGIES.get(reason)
+            or "simple-reconnect"
+        )
+
+    # -- episodes ---------------------------------------------------------------------------
+
+    def _on_drop(self, session: Session, drop: Disconnect) -> EpisodeRecord:
+        """Record a drop: continue a flapping episode or begin a new one."""
+        now = trio.current_time()
+        session.last_disconnect = drop
+        session.link = None
+        session.generation += 1  # late reports from the dead link are ignored from here on
+        session.pending_drop = None
+        self._stats.by_reason[drop.reason] += 1
+        episode = session.episode
+        flapping = (
+            episode is not None
+            and episode.outcome is EpisodeOutcome.RECOVERED
+            and session.connected_mono is not None
+            and now - session.connected_mono < session.spec.policy.stable_after
+            and drop.reason is not DisconnectReason.FORCED
+        )
+        session.connected_mono = None
+        session.connected_at = None
+        if flapping:
+            assert episode is not None
+            self._stats.reopened_episode(episode.recovery_time or 0.0)
+            session.episodes_recovered -= 1
+            episode.outcome = EpisodeOutcome.ONGOING
+            episode.ended_at = None
+            episode.recovery_time = None
+        elif episode is None or episode.outcome is not EpisodeOutcome.ONGOING or drop.reason is DisconnectReason.FORCED:
+            if episode is not None:
+                if episode.outcome is EpisodeOutcome.ONGOING:
+                    episode.outcome = EpisodeOutcome.ABANDONED
+                    episode.ended_at = time.time()
+                session.history.append(episode.freeze())
+            session.episodes_total += 1
+            episode = session.episode = EpisodeRecord(session.episodes_total, drop, now)
+        assert episode is not None
+        self.bus.publish(
+            SessionDisconnected, session_id=session.spec.id, reason=drop.reason, detail=drop.detail,
+            episode=episode.number, exit_code=drop.exit_code, signal=drop.signal, flapping=flapping,
+        )
+        return episode
+
+    def _fail(self, session: Session, why: Disconnect, *, exhausted: bool = False) -> None:
+        episode = session.episode
+        if episode is not None and episode.outcome is EpisodeOutcome.ONGOING:
+            episode.outcome = EpisodeOutcome.FAILED
+            episode.ended_at = time.time()
+            session.episodes_failed += 1
+            self._stats.failed += 1
+        if session.status is not SessionStatus.FAILED:
+            self._set_status(session, SessionStatus.FAILED)
+            if not exhausted:
+                self.bus.publish(
+                    SessionFailed, session_id=session.spec.id, reason=why.reason, detail=why.detail
+                )
+
+    def _set_status(self, session: Session, status: SessionStatus) -> None:
+        if session.status is status:
+            return
+        if self._sessions.get(session.spec.id) is session:
+            self._stats.moved(session.status, status)
+        session.status = status
+        session.status_since = time.time()
+
+    # -- one attempt, and holding the link it opened -----------------------------------------------
+
+    async def _try(
+        self, session: Session, strategy_name: str | None, number: int, *, force: ForceRequest | None
+    ) -> _Held | _Missed:
+        """One attempt. If it connects, hold the link here until it drops (the link's
+        context must close in the task and cancel scope that opened it)."""
+        spec = session.spec
+        episode = session.episode
+        label = strategy_name or FIRST_CONNECT
+        if number > 0:
+            assert episode is not None
+            self._set_status(session, SessionStatus.RECONNECTING)
+            self.bus.publish(
+                ReconnectStarted, session_id=spec.id, episode=episode.number, attempt=number,
+                strategy=label, forced=force is not None,
+            )
+        started_wall = time.time()
+        started = trio.current_time()
+        try:
+            return await self._attempt(session, strategy_name, number, force, label, started, started_wall)
+        finally:
+            if force is not None and not force.done.is_set():
+                force.resolve(None, SessionNotFoundError(spec.id))
+
+    async def _attempt(
+        self,
+        session: Session,
+        strategy_name: str | None,
+        number: int,
+        force: ForceRequest | None,
+        label: str,
+        started: float,
+        started_wall: float,
+    ) -> _Held | _Missed:
+        episode = session.episode
+        timeout = session.spec.policy.connect_timeout
+        ctx: RecoveryContext | None = None
+        held: Attempt | None = None
+        drop: Disconnect | None = None
+        error: BaseException | None = None
+        with trio.CancelScope(deadline=started + timeout + backstop_grace(timeout)) as attempt_scope:
+            try:
+                async with AsyncExitStack() as stack:
+                    ctx = self._context(session, episode, number, stack, attempt_scope)
+                    link = await self._run_strategy(ctx, strategy_name)
+                    attempt_scope.deadline = math.inf
+                    held = Attempt(
+                        number=number, strategy=label, started_at=started_wall,
+                        duration=trio.current_time() - started, success=True,
+                        used_strategy=ctx.used_strategy or label,
+                    )
+                    self._on_connected(session, link, held, episode, force)
+                    drop = await self._hold(session, link)
+                    attempt_scope.deadline = trio.current_time() + timeout  # bound the close
+            except Exception as exc:
+                error = exc
+        if held is not None:
+            if error is not None and drop is None:
+                drop = classify(error)
+            if drop is None and not session.stopping:
+                drop = Disconnect(DisconnectReason.BACKEND_ERROR, "link closed without a reason")
+            return _Held(held, drop)
+        if attempt_scope.cancelled_caught:
+            why = Disconnect(DisconnectReason.TIMEOUT, f"attempt ran past connect_timeout ({timeout}s)")
+        elif error is not None:
+            why = classify(error)
+        else:  # stopping while connecting
+            why = Disconnect(DisconnectReason.FORCED, "stopped")
+        attempt = Attempt(
+            number=number, strategy=label, started_at=started_wall,
+            duration=trio.current_time() - started, success=False,
+            error=why.detail or why.reason.value, reason=why.reason,
+            used_strategy=ctx.used_strategy if ctx is not None else None,
+        )
+        self._on_missed(session, attempt, episode)
+        if force is not None:
+            force.resolve(attempt)
+        return _Missed(attempt, why)
+
+    async def _run_strategy(self, ctx: RecoveryContext, strategy_name: str | None) -> Link:
+        if strategy_name is None:
+            link = await ctx.connect(ConnectMode.FRESH, state=ctx.preserved)
+        else:
+            link = await ctx.run_strategy(strategy_name, announce=False)
+        if link is None or link is not ctx.live_link:
+            raise LinkError(
+                "the strategy returned a link that tether did not open and probe",
+                reason=DisconnectReason.BACKEND_ERROR,
+            )
+        return link
+
+    def _context(
+        self,
+        session: Session,
+        episode: EpisodeRecord | None,
+        number: int,
+        stack: AsyncExitStack,
+        scope: trio.CancelScope,
+    ) -> RecoveryContext:
+        spec = session.spec
+        entry = self._limiters.get(session.target)
+
+        def make_request(mode: ConnectMode, state: PreservedState | None, deadline: float) -> LinkRequest:
+            session.generation += 1
+            session.pending_drop = None
+            generation = session.generation
+
+            def report_closed(disconnect: Disconnect) -> None:
+                if session.generation == generation and session.pending_drop is None:
+                    session.pending_drop = disconnect
+                    session.wake()
+
+            def report_output(data: bytes) -> None:
+                if session.generation == generation and data:
+                    self.bus.publish(SessionOutput, session_id=spec.id, data=session.add_output(data))
+
+            def report_state(new_state: PreservedState) -> None:
+                if session.generation == generation and spec.policy.preserve_state:
+                    session.preserved = new_state
+
+            return LinkRequest(
+                spec=spec, mode=mode, state=state, history=bytes(session.output), deadline=deadline,
+                connect_timeout=spec.policy.connect_timeout,
+                keepalive_interval=spec.policy.keepalive_interval, report_closed=report_closed,
+                report_output=report_output, report_state=report_state,
+            )
+
+        def on_strategy(name: str) -> None:
+            if episode is not None and number > 0:
+                self.bus.publish(
+                    StrategyAttempted, session_id=spec.id, episode=episode.number, attempt=number,
+                    strategy=name,
+                )
+
+        def on_replay(history: bytes) -> None:
+            text = history.decode("utf-8", errors="replace")
+            self.bus.publish(SessionOutput, session_id=spec.id, data=text, replay=True)
+
+        return RecoveryContext(
+            spec=spec, backend=session.backend, disconnect=episode.disconnect if episode else None,
+            attempt=number, preserved=session.preserved, history=bytes(session.output),
+            previous_attempts=tuple(episode.attempts) if episode else (),
+            strategies=self.registry.strategies, stack=stack, attempt_scope=scope,
+            limiter=entry[0] if entry is not None else None, make_request=make_request,
+            on_strategy=on_strategy, on_replay=on_replay,
+        )
+
+    def _on_connected(
+        self,
+        session: Session,
+        link: Link,
+        attempt: Attempt,
+        episode: EpisodeRecord | None,
+        force: ForceRequest | None,
+    ) -> None:
+        now = trio.current_time()
+        session.link = link
+        session.connected_mono = now
+        session.connected_at = time.time()
+        self._refresh_state(session, link)
+        self._set_status(session, SessionStatus.CONNECTED)
+        if attempt.number == 0 or episode is None:
+            self.bus.publish(SessionConnected, session_id=session.spec.id, duration=attempt.duration)
+        else:
+            self._stats.total_attempts += 1
+            if attempt.used_strategy == "process-restart":
+                self._stats.process_restarts += 1
+            episode.attempts.append(attempt)
+            episode.attempts_made += 1
+            episode.outcome = EpisodeOutcome.RECOVERED
+            episode.ended_at = session.connected_at
+            episode.recovery_time = now - episode.started_mono
+            session.episodes_recovered += 1
+            self._stats.recovered_episode(episode.recovery_time, session.connected_at)
+            self.bus.publish(
+                ReconnectSucceeded, session_id=session.spec.id, episode=episode.number,
+                attempt=attempt.number, strategy=attempt.strategy,
+                used_strategy=attempt.used_strategy or attempt.strategy, duration=attempt.duration,
+                recovery_time=episode.recovery_time,
+            )
+        if force is not None:
+            force.resolve(attempt)
+
+    def _on_missed(self, session: Session, attempt: Attempt, episode: EpisodeRecord | None) -> None:
+        if episode is None or attempt.number == 0:
+            return
+        self._stats.total_attempts += 1
+        self._stats.failed_attempts += 1
+        episode.attempts.append(attempt)
+        episode.attempts_made += 1
+        self.bus.publish(
+            ReconnectFailed, session_id=session.spec.id, episode=episode.number,
+            attempt=attempt.number, strategy=attempt.strategy,
+            reason=attempt.reason or DisconnectReason.BACKEND_ERROR, error=attempt.error or "",
+        )
+
+    async def _hold(self, session: Session, link: Link) -> Disconnect | None:
+        """Stay parked while the link is up; probe on the health interval. None = stopping."""
+        policy = session.spec.policy
+        supervise = policy.enabled
+        probe_every = policy.health_check_interval if supervise else 0.0
+        keepalive = getattr(link, "keepalive", None) if supervise else None
+        keep_every = policy.keepalive_interval if keepalive is not None else 0.0
+        now = trio.current_time()
+        next_probe = now + probe_every * self._rng.uniform(0.5, 1.0) if probe_every else math.inf
+        next_keep = now + keep_every if keep_every else math.inf
+        while True:
+            if session.stopping:
+                self._refresh_state(session, link)
+                return None
+            if session.pending_drop is not None:
+                self._refresh_state(session, link)
+                return session.pending_drop
+            if session.force is not None:
+                self._refresh_state(session, link)
+                return Disconnect(DisconnectReason.FORCED, "reconnect requested")
+            now = trio.current_time()
+            if now >= next_probe:
+                failure = await self._probe(session, link)
+                if failure is not None:
+                    return failure
+                next_probe = trio.current_time() + probe_every * self._rng.uniform(0.9, 1.1)
+                continue
+            if now >= next_keep and keepalive is not None:
+                await self._bounded(keepalive(), policy.connect_timeout)
+                next_keep = trio.current_time() + keep_every
+                continue
+            await session.park(min(next_probe, next_keep))
+
+    async def _probe(self, session: Session, link: Link) -> Disconnect | None:
+        timeout = session.spec.policy.connect_timeout
+        failure: Disconnect | None = None
+        with trio.move_on_after(timeout) as scope:
+            try:
+                await link.probe()
+            except Exception as exc:
+                found = classify(exc)
+                failure = found if isinstance(exc, LinkError) else Disconnect(
+                    DisconnectReason.HEALTH_CHECK, f"probe failed: {describe_error(exc)}"
+                )
+        if scope.cancelled_caught:
+            failure = Disconnect(DisconnectReason.HEALTH_CHECK, f"probe timed out after {timeout}s")
+        if failure is None:
+            self._refresh_state(session, link)
+            return None
+        self.bus.publish(HealthCheckFailed, session_id=session.spec.id, error=failure.detail)
+        return session.pending_drop or failure
+
+    async def _bounded(self, awaitable: Any, timeout: float) -> None:
+        with trio.move_on_after(timeout):
+            try:
+                await awaitable
+            except Exception:
+                logger.debug("keepalive failed", exc_info=True)
+
+    def _refresh_state(self, session: Session, link: Link) -> None:
+        """Keep preserved state current while connected (flaw 12)."""
+        if not session.spec.policy.preserve_state:
+            return
+        try:
+            state = link.current_state()
+        except Exception:
+            logger.warning("session %s: current_state() raised", session.spec.id, exc_info=True)
+            return
+        if state is not None:
+            session.preserved = state
+
+
+def _single_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The lone non-cancellation error in a group, if there is exactly one."""
+    leaves = [e for e in group.exceptions if not isinstance(e, trio.Cancelled)]
+    if len(leaves) == 1 and not isinstance(leaves[0], BaseExceptionGroup):
+        return leaves[0]
+    return None
+
+
+@asynccontextmanager
+async def open_supervisor(
+    *,
+    registry: PluginRegistry | None = None,
+    backends: Iterable[Backend] = (),
+    strategies: Iterable[Strategy] = (),
+    connect_limit: int | None = 10,
+    event_ring: int = 10_000,
+    output_history_bytes: int = 64 * 1024,
+    seed: int | None = None,
+) -> AsyncIterator[Supervisor]:
+    """Run a supervisor for the duration of the ``async with`` block.
+
+    Plugins are discovered once here (unless `registry` is given); `backends`
+    and `strategies` add objects directly, checked like plugins.
+    `connect_limit` caps concurrent connects per target (OpenSSH's
+    MaxStartups refuses past 10); None lifts it. Leaving the block stops
+    every session at once (flaw 5). An exception from the block comes out
+    as itself, not wrapped in an exception group.
+    """
+    if connect_limit is not None and connect_limit < 1:
+        raise ConfigError("connect_limit", f"must be >= 1 or None, got {connect_limit}")
+    if output_history_bytes < 0:
+        raise ConfigError("output_history_bytes", f"must be >= 0, got {output_history_bytes}")
+    registry = registry if registry is not None else discover_plugins()
+    for backend in backends:
+        registry.add_backend(backend)
+    for strategy in strategies:
+        registry.add_strategy(strategy)
+    bus = EventBus(event_ring)
+    for failure in registry.failures:
+        bus.publish(
+            PluginFailed, session_id="", group=failure.group, name=failure.name,
+            distribution=failure.distribution, error=failure.error,
+        )
+    try:
+        async with trio.open_nursery() as nursery:
+            supervisor = Supervisor(
+                nursery, registry, bus=bus, connect_limit=connect_limit, rng=random.Random(seed),
+                output_history_bytes=output_history_bytes,
+            )
+            await nursery.start(supervisor._timers.run)
+            try:
+                yield supervisor
+            finally:
+                supervisor._shutdown()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        single = _single_error(group)
+        if single is None:
+            raise
+        raise single from None
+
+
+

@@ -1,0 +1,42 @@
+"""What a test of tether, or of a tether plugin, needs: a scripted backend and clock helpers.
+
+The contract test suite for plugins (issue 9) will live here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import trio
+
+from .._state import SessionStatus
+from .._supervisor import Supervisor
+from ._scripted import Ledger, Script, ScriptedBackend, ScriptedLink
+
+
+async def wait_until(predicate: Callable[[], bool], *, timeout: float = 600.0, step: float = 0.01) -> None:
+    """Poll `predicate` every `step` seconds of trio time; fail after `timeout`.
+
+    Under ``autojump_clock`` the waiting costs no real time, so tests stay fast
+    without sleeping real seconds.
+    """
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(step)
+
+
+async def wait_for_status(
+    supervisor: Supervisor, session_id: str, status: SessionStatus, *, timeout: float = 600.0
+) -> None:
+    """Wait until the session reaches `status` (trio time; use with MockClock)."""
+    await wait_until(lambda: supervisor.state(session_id).status is status, timeout=timeout)
+
+
+__all__ = [
+    "Ledger",
+    "Script",
+    "ScriptedBackend",
+    "ScriptedLink",
+    "wait_for_status",
+    "wait_until",
+]
