@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-import pytest
 import trio
 
 from .._state import SessionStatus
@@ -24,6 +23,8 @@ def require_peer(available: bool, reason: str) -> None:
     """
     if available:
         return
+    import pytest  # only tests call this; tether itself does not depend on pytest
+
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"CI=true but the real peer is missing: {reason}")
     pytest.skip(reason)
