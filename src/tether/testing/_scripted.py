@@ -74,7 +74,9 @@ class ScriptedLink:
         self._backend = backend
         self._request = request
         self._sid = request.spec.id
-        self.state = request.state or PreservedState(cwd=request.spec.options.get("cwd"))
+        program = backend.ledger(self._sid).program
+        base = request.state or PreservedState(cwd=request.spec.options.get("cwd"))
+        self.state = attrs.evolve(base, handle=f"{self._sid}#{program}")
 
     async def probe(self) -> None:
         ledger = self._backend.ledger(self._sid)
