@@ -23,8 +23,9 @@ from typing import Any
 
 import attrs
 import cattrs
+from cattrs.v import format_exception
 
-from ._errors import TetherError
+from ._errors import ConfigError, TetherError
 from ._policy import Jitter
 from ._reasons import DisconnectReason
 from ._spec import SessionSpec
@@ -64,7 +65,7 @@ class SnapshotError(TetherError):
 
 def _same_session(instance: SessionSnapshot, attribute: attrs.Attribute[Any], value: SessionState) -> None:
     if value.id != instance.spec.id:
-        raise ValueError(f"state is of session {value.id!r} but the spec is of {instance.spec.id!r}")
+        raise ConfigError("state.id", f"is {value.id!r} but the spec is of session {instance.spec.id!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -127,7 +128,9 @@ def redact_env(env: Mapping[str, str], patterns: Iterable[str] = DEFAULT_SECRET_
     return {name: (REDACTED if regex.search(name) else value) for name, value in env.items()}
 
 
-def redact_options(options: Mapping[str, Any], patterns: Iterable[str] = DEFAULT_SECRET_PATTERNS) -> dict[str, Any]:
+def redact_options(
+    options: Mapping[str, Any], patterns: Iterable[str] = DEFAULT_SECRET_PATTERNS
+) -> dict[str, Any]:
     """A copy of `options` where any key, at any depth, that looks secret has its value redacted.
 
     Walks nested tables and lists of tables (``headers``, ``env``, per-host
@@ -171,7 +174,7 @@ def redact_command(command: str, patterns: Iterable[str] = DEFAULT_SECRET_PATTER
     return _ASSIGNMENT.sub(replace, command)
 
 
-_ASSIGNMENT = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)=(\"[^\"]*\"|'[^']*'|\S*)")
+_ASSIGNMENT = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)=(\"[^\"]*\"|'[^']*'|[^\s;&|]*)")
 
 
 def drop_redacted(env: Mapping[str, str]) -> dict[str, str]:
@@ -214,9 +217,8 @@ def snapshot_to_dict(
 
     Pass ``secret_patterns=()`` to skip redaction (tests, in-memory use only).
     """
-    data: dict[str, Any] = _CONVERTER.unstructure(redact_snapshot(snapshot, secret_patterns), SessionSnapshot)
-    data["schema"] = SNAPSHOT_SCHEMA_VERSION
-    return data
+    body: dict[str, Any] = _CONVERTER.unstructure(redact_snapshot(snapshot, secret_patterns), SessionSnapshot)
+    return {"schema": SNAPSHOT_SCHEMA_VERSION, **body}
 
 
 def _guess_id(data: Mapping[str, Any]) -> str:
@@ -258,6 +260,13 @@ def migrate(data: Mapping[str, Any], *, session_id: str | None = None) -> dict[s
     return upgraded
 
 
+def _format_exception(exc: BaseException, type_: Any) -> str:
+    """cattrs' wording, plus the message of a validator's own error (``max_delay: must be >= ...``)."""
+    if isinstance(exc, TetherError):
+        return f"invalid value ({exc})"
+    return format_exception(exc, type_)
+
+
 def snapshot_from_dict(data: Mapping[str, Any], *, session_id: str | None = None) -> SessionSnapshot:
     """The snapshot `data` describes, migrated forward if it is older.
 
@@ -273,7 +282,7 @@ def snapshot_from_dict(data: Mapping[str, Any], *, session_id: str | None = None
     try:
         snapshot: SessionSnapshot = _CONVERTER.structure(body, SessionSnapshot)
     except cattrs.BaseValidationError as exc:
-        lines = "; ".join(cattrs.transform_error(exc, path="$"))
+        lines = "; ".join(cattrs.transform_error(exc, path="$", format_exception=_format_exception))
         raise SnapshotError(sid, f"does not match schema {SNAPSHOT_SCHEMA_VERSION}: {lines}") from exc
     except (TetherError, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise SnapshotError(sid, f"does not match schema {SNAPSHOT_SCHEMA_VERSION}: {exc}") from exc
