@@ -13,6 +13,14 @@ import trio
 from .._state import SessionStatus
 from .._supervisor import Supervisor
 from ._scripted import Ledger, Script, ScriptedBackend, ScriptedLink
+from .contract import (
+    BackendContract,
+    LinkRecorder,
+    StrategyContract,
+    count_open_fds,
+    count_tasks,
+    make_link_request,
+)
 
 
 def require_peer(available: bool, reason: str) -> None:
@@ -49,7 +57,13 @@ async def wait_for_status(
 
 
 __all__ = [
+    "BackendContract",
     "Ledger",
+    "LinkRecorder",
+    "StrategyContract",
+    "count_open_fds",
+    "count_tasks",
+    "make_link_request",
     "require_peer",
     "Script",
     "ScriptedBackend",
