@@ -113,7 +113,9 @@ def make_link_request(
     request = LinkRequest(
         spec=spec, mode=mode, state=state, history=history,
         deadline=trio.current_time() + timeout, connect_timeout=timeout,
-        keepalive_interval=spec.policy.keepalive_interval if keepalive_interval is None else keepalive_interval,
+        keepalive_interval=(
+            spec.policy.keepalive_interval if keepalive_interval is None else keepalive_interval
+        ),
         report_closed=recorder.report_closed, report_output=recorder.report_output,
         report_state=recorder.report_state,
     )
@@ -131,7 +133,9 @@ def count_open_fds() -> int | None:
 
 def count_tasks() -> int:
     """Live Trio tasks in this run, found by walking the task tree from the root."""
-    todo = [trio.lowlevel.current_root_task()]
+    root = trio.lowlevel.current_root_task()
+    assert root is not None, "count_tasks must run inside trio.run"
+    todo = [root]
     count = 0
     while todo:
         task = todo.pop()
@@ -189,11 +193,13 @@ class BackendContract:
         assert all(isinstance(f, Feature) for f in backend.features)
         for reason, strategy in backend.default_strategies.items():
             assert isinstance(reason, DisconnectReason), f"default_strategies key {reason!r}"
-            assert isinstance(strategy, str) and strategy, f"default_strategies[{reason!r}]"
+            assert isinstance(strategy, str), f"default_strategies[{reason!r}] must be a str"
+            assert strategy, f"default_strategies[{reason!r}] is empty"
         assert tether_backend_spec.backend == backend.name, "the spec must name this backend"
         backend.validate(tether_backend_spec)
         target = backend.target(tether_backend_spec)
-        assert isinstance(target, str) and target, "target() must return a non-empty string"
+        assert isinstance(target, str), "target() must return a string"
+        assert target, "target() must not be empty"
         await trio.lowlevel.checkpoint()
 
     async def test_connect_probe_send_close(
@@ -281,13 +287,7 @@ class BackendContract:
             cancelled_at = math.inf
             async with trio.open_nursery() as nursery:
 
-                async def connect_then_hold(task_status: trio.TaskStatus[trio.CancelScope]) -> None:
-                    with trio.CancelScope() as scope:
-                        task_status.started(scope)
-                        async with _open(backend, link_request):
-                            await trio.sleep_forever()
-
-                scope = await nursery.start(connect_then_hold)
+                scope = await nursery.start(_connect_then_hold, backend, link_request)
                 await trio.sleep(delay)
                 cancelled_at = trio.current_time()
                 scope.cancel()
@@ -364,6 +364,15 @@ def _open(backend: Backend, request: LinkRequest) -> AbstractAsyncContextManager
     return cm
 
 
+async def _connect_then_hold(
+    backend: Backend, request: LinkRequest, *, task_status: trio.TaskStatus[trio.CancelScope]
+) -> None:
+    with trio.CancelScope() as scope:
+        task_status.started(scope)
+        async with _open(backend, request):
+            await trio.sleep_forever()
+
+
 def _assert_typed(closed: list[Disconnect]) -> None:
     for disconnect in closed:
         assert isinstance(disconnect, Disconnect), f"report_closed got {disconnect!r}"
@@ -408,7 +417,8 @@ class StrategyContract:
     async def test_strategy_satisfies_contract(self, tether_strategy_factory: object) -> None:
         """check_strategy accepts it."""
         strategy = _make_strategy(tether_strategy_factory)
-        assert isinstance(strategy.name, str) and strategy.name
+        assert isinstance(strategy.name, str)
+        assert strategy.name
         await trio.lowlevel.checkpoint()
 
     async def test_success_returns_live_link(
