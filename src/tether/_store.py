@@ -19,6 +19,7 @@ survives an older tether running against the same store.
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import time
@@ -28,6 +29,7 @@ from typing import Protocol, final, runtime_checkable
 import attrs
 import trio
 
+from ._errors import TetherError
 from ._snapshot import (
     DEFAULT_SECRET_PATTERNS,
     SessionSnapshot,
@@ -37,6 +39,23 @@ from ._snapshot import (
 )
 
 logger = logging.getLogger("tether.store")
+
+
+class StoreError(TetherError):
+    """The store itself is unusable (corrupt or foreign database file, failed transaction).
+
+    `location` names the file (or database) and `problem` says what is wrong.
+    Distinct from `SnapshotError`, which is about one session's row.
+    """
+
+    def __init__(self, location: str, problem: str) -> None:
+        self.location = location
+        self.problem = problem
+        super().__init__(f"{location}: {problem}")
+
+
+class CorruptStoreError(StoreError):
+    """The database file is damaged or is not a tether database; it was left untouched."""
 
 
 @attrs.frozen
@@ -157,9 +176,23 @@ class _Counters:
         return StoreStats(quarantined=quarantined, **attrs.asdict(self))
 
 
+def _json_default(value: object) -> str:
+    """TOML gives dates and times; JSON has none, so they are kept as ISO text."""
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 def encode_snapshot(snapshot: SessionSnapshot, secret_patterns: Iterable[str]) -> str:
-    """Compact JSON text of the redacted snapshot: what every text-keeping store writes."""
-    return json.dumps(snapshot_to_dict(snapshot, secret_patterns=secret_patterns), separators=(",", ":"))
+    """Compact JSON text of the redacted snapshot: what every text-keeping store writes.
+
+    A value JSON cannot hold (in the spec's options) is a `SnapshotError` naming the session.
+    """
+    data = snapshot_to_dict(snapshot, secret_patterns=secret_patterns)
+    try:
+        return json.dumps(data, separators=(",", ":"), default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise SnapshotError(snapshot.spec.id, f"cannot be encoded as JSON: {exc}") from exc
 
 
 def decode_snapshot(session_id: str, text: str | bytes) -> SessionSnapshot:

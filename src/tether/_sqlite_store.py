@@ -1,0 +1,355 @@
+"""The embedded snapshot store: one SQLite file in WAL mode, driven from Trio.
+
+Why these choices:
+
+- stdlib `sqlite3` has no async API, so every call runs in a worker thread
+  (`trio.to_thread.run_sync`, not abandoned on cancel, so a transaction is
+  never left half-way). One connection, used by one thread at a time under a
+  `trio.Lock` (hence ``check_same_thread=False``).
+- WAL: the flusher's commits never block a reader (``tether status``, a
+  backup), and a commit is one append to the WAL instead of a rewrite.
+- ``synchronous=NORMAL`` by default: in WAL mode a commit is already in the
+  operating system's hands when it returns, so it survives the tether
+  process being killed (SIGKILL, OOM) - the crash this store exists for.
+  Only a power loss or kernel crash can lose the last commits, and the
+  flusher is write-behind anyway, so an fsync per batch would buy little.
+  ``durable=True`` selects ``synchronous=FULL`` (fsync the WAL on every
+  commit) for users who need a commit to survive power loss too.
+- Secrets: snapshots are redacted before encoding; the directory is 0700
+  and the database 0600 (SQLite gives its -wal and -shm files the database
+  file's mode, and we tighten any we find).
+- Bad input loses nothing. A file that is not a readable tether database is
+  refused with a `StoreError` naming it, and left as it is, unless
+  ``move_aside_corrupt=True`` renames it (and its -wal/-shm) to
+  ``<name>.corrupt-<time>`` and starts afresh. A row that fails to load is
+  reported and quarantined: kept byte for byte, never overwritten or deleted
+  by `write` until `release`d. Upserts also refuse to replace a row written
+  with a newer schema, at the SQL level.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import stat
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TypeVar, final
+
+import platformdirs
+import trio
+
+from ._snapshot import DEFAULT_SECRET_PATTERNS, SNAPSHOT_SCHEMA_VERSION, SessionSnapshot, SnapshotError
+from ._store import (
+    CorruptStoreError,
+    LoadReport,
+    StoreError,
+    StoreStats,
+    _Counters,
+    _Quarantine,
+    decode_snapshot,
+    encode_snapshot,
+)
+
+logger = logging.getLogger("tether.store")
+
+T = TypeVar("T")
+
+DB_FILENAME = "tether.sqlite3"
+APPLICATION_ID = 0x54455448
+"""``PRAGMA application_id`` of a tether database ("TETH"), so we never adopt someone else's file."""
+LAYOUT_VERSION = 1
+"""``PRAGMA user_version``: the table layout (not the snapshot schema, which lives per row)."""
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_SIDE_FILES = ("-wal", "-shm")
+
+_CREATE = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY NOT NULL,
+    schema INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    saved_at REAL NOT NULL
+)
+"""
+_UPSERT = """
+INSERT INTO sessions (id, schema, body, saved_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET schema = excluded.schema, body = excluded.body, saved_at = excluded.saved_at
+WHERE sessions.schema <= excluded.schema
+"""
+_DELETE = "DELETE FROM sessions WHERE id = ?"
+
+
+def default_state_dir() -> Path:
+    """Where tether keeps state for this user (``~/.local/state/tether`` on Linux)."""
+    return Path(platformdirs.user_state_dir("tether"))
+
+
+def default_store_path() -> Path:
+    """The default SQLite database file."""
+    return default_state_dir() / DB_FILENAME
+
+
+@final
+class SqliteStore:
+    """A `SnapshotStore` in one SQLite file. Construction does no I/O; `open` (or first use) does.
+
+    Prefer `open_sqlite_store`, which opens it, reports a bad file at once and
+    closes it for you.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        secret_patterns: Iterable[str] = DEFAULT_SECRET_PATTERNS,
+        durable: bool = False,
+        move_aside_corrupt: bool = False,
+    ) -> None:
+        self._default_location = path is None
+        self.path = Path(path) if path is not None else default_store_path()
+        self.durable = durable
+        self.move_aside_corrupt = move_aside_corrupt
+        self._patterns = tuple(secret_patterns)
+        self._lock = trio.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+        self._counters = _Counters()
+        self._quarantine = _Quarantine()
+
+    # -- the store protocol -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open (creating if needed) and check the database; a no-op when already open."""
+        async with self._lock:
+            await self._ensure_open()
+
+    async def load_all(self) -> LoadReport:
+        async with self._lock:
+            conn = await self._ensure_open()
+            snapshots, errors = await self._in_thread(lambda: self._load_sync(conn))
+            for error in errors:
+                self._quarantine.ids.add(error.session_id)
+            self._counters.loaded(len(snapshots), len(errors))
+            return LoadReport(tuple(snapshots), tuple(errors))
+
+    async def write(
+        self,
+        snapshots: Sequence[SessionSnapshot],
+        deleted: Sequence[str] = (),
+        *,
+        fencing_token: int | None = None,
+    ) -> None:
+        """Upsert and delete in one transaction. `fencing_token` is ignored: one owner per file.
+
+        Quarantined ids are skipped (logged once, counted in ``rows_skipped``).
+        An encoding failure (`SnapshotError`) or a database failure
+        (`StoreError`) leaves the database exactly as it was.
+        """
+        async with self._lock:
+            conn = await self._ensure_open()
+            keep, drop, skipped = self._quarantine.split(snapshots, deleted)
+            started = time.perf_counter()
+            nbytes = await self._in_thread(lambda: self._write_sync(conn, keep, drop))
+            self._counters.wrote(len(keep), len(drop), skipped, nbytes, time.perf_counter() - started)
+
+    async def aclose(self) -> None:
+        """Wait for the write in progress, then close (checkpointing the WAL). Idempotent."""
+        async with self._lock:
+            self._closed = True
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                await self._in_thread(conn.close)
+            else:
+                await trio.lowlevel.checkpoint()
+
+    def stats(self) -> StoreStats:
+        return self._counters.freeze(len(self._quarantine.ids))
+
+    @property
+    def quarantined(self) -> frozenset[str]:
+        """Ids whose rows failed to load and are left untouched."""
+        return frozenset(self._quarantine.ids)
+
+    def release(self, session_ids: Iterable[str]) -> None:
+        """Allow writes to overwrite (and deletes to remove) these quarantined rows again."""
+        self._quarantine.release(session_ids)
+
+    # -- worker-thread side -------------------------------------------------------------------
+
+    async def _in_thread(self, fn: Callable[[], T]) -> T:
+        return await trio.to_thread.run_sync(fn)
+
+    async def _ensure_open(self) -> sqlite3.Connection:
+        if self._closed:
+            raise trio.ClosedResourceError("the snapshot store is closed")
+        if self._conn is None:
+            self._conn = await self._in_thread(self._open_sync)
+        return self._conn
+
+    def _open_sync(self) -> sqlite3.Connection:
+        self._prepare_files()
+        try:
+            return self._connect_checked()
+        except CorruptStoreError as exc:
+            if not self.move_aside_corrupt:
+                raise
+            moved = self._move_aside()
+            logger.warning("%s; moved it aside to %s and started an empty store", exc, moved)
+            self._prepare_files()
+            return self._connect_checked()
+
+    def _prepare_files(self) -> None:
+        """Private directory and file modes before SQLite creates anything."""
+        parent = self.path.parent
+        if not parent.exists():
+            parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(parent, 0o700)
+        elif self._default_location:
+            os.chmod(parent, 0o700)
+        if not self.path.exists():
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.close(fd)
+        for file in (self.path, *(self._side(s) for s in _SIDE_FILES)):
+            try:
+                mode = file.stat().st_mode
+            except FileNotFoundError:
+                continue
+            if stat.S_IMODE(mode) & 0o077:
+                os.chmod(file, 0o600)
+
+    def _side(self, suffix: str) -> Path:
+        return self.path.with_name(self.path.name + suffix)
+
+    def _fail(self, problem: str) -> StoreError:
+        return StoreError(str(self.path), problem)
+
+    def _corrupt(self, problem: str) -> CorruptStoreError:
+        return CorruptStoreError(str(self.path), f"{problem}; refusing to touch it")
+
+    def _connect_checked(self) -> sqlite3.Connection:
+        with open(self.path, "rb") as f:
+            header = f.read(len(_SQLITE_HEADER))
+        if header and header != _SQLITE_HEADER:
+            raise self._corrupt("is not an SQLite database (bad header)")
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        try:
+            self._check(conn)
+            self._setup(conn)
+        except sqlite3.OperationalError as exc:  # locked, I/O error, read-only: not corruption
+            conn.close()
+            raise self._fail(f"cannot be opened: {exc}") from exc
+        except sqlite3.DatabaseError as exc:  # SQLITE_CORRUPT, SQLITE_NOTADB
+            conn.close()
+            raise self._corrupt(f"is corrupt ({exc})") from exc
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _check(self, conn: sqlite3.Connection) -> None:
+        """Read-only checks, before anything is written to the file."""
+        problems = [row[0] for row in conn.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise self._corrupt(f"is corrupt ({'; '.join(problems[:5])})")
+        (app_id,) = conn.execute("PRAGMA application_id").fetchone()
+        if app_id not in (0, APPLICATION_ID):
+            raise self._corrupt(f"belongs to another application (application_id {app_id:#x})")
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
+        if app_id == 0 and tables - {"sessions"}:
+            raise self._corrupt(f"is not a tether database (has tables {', '.join(sorted(tables))})")
+        (layout,) = conn.execute("PRAGMA user_version").fetchone()
+        if layout > LAYOUT_VERSION:
+            raise self._fail(
+                f"was written by a newer tether (layout {layout} > {LAYOUT_VERSION}); upgrade tether to read it"
+            )
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        if str(mode).lower() != "wal":
+            raise self._fail(f"cannot use WAL journaling (got {mode!r})")
+        conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(_CREATE)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {LAYOUT_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._prepare_files()  # the -wal and -shm files now exist: make sure they are private
+
+    def _move_aside(self) -> Path:
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        os.replace(self.path, target)
+        for suffix in _SIDE_FILES:
+            side = self._side(suffix)
+            if side.exists():
+                os.replace(side, target.with_name(target.name + suffix))
+        return target
+
+    def _load_sync(self, conn: sqlite3.Connection) -> tuple[list[SessionSnapshot], list[SnapshotError]]:
+        snapshots: list[SessionSnapshot] = []
+        errors: list[SnapshotError] = []
+        try:
+            rows = conn.execute("SELECT id, body FROM sessions ORDER BY id").fetchall()
+        except sqlite3.Error as exc:
+            raise self._fail(f"cannot read snapshots: {exc}") from exc
+        for sid, body in rows:
+            try:
+                if not isinstance(body, (str, bytes)):
+                    raise SnapshotError(str(sid), f"body is {type(body).__name__}, not JSON text")
+                snapshots.append(decode_snapshot(str(sid), body))
+            except SnapshotError as exc:
+                errors.append(exc)
+        return snapshots, errors
+
+    def _write_sync(
+        self, conn: sqlite3.Connection, snapshots: Sequence[SessionSnapshot], deleted: Sequence[str]
+    ) -> int:
+        # Encode everything first: a bad snapshot must fail the batch before the transaction starts.
+        rows = [
+            (s.spec.id, SNAPSHOT_SCHEMA_VERSION, encode_snapshot(s, self._patterns), s.saved_at)
+            for s in snapshots
+        ]
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_UPSERT, rows)
+                conn.executemany(_DELETE, [(sid,) for sid in deleted])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._fail(f"writing {len(rows)} snapshots and {len(deleted)} deletions failed: {exc}") from exc
+        return sum(len(row[2]) for row in rows)
+
+
+@asynccontextmanager
+async def open_sqlite_store(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    secret_patterns: Iterable[str] = DEFAULT_SECRET_PATTERNS,
+    durable: bool = False,
+    move_aside_corrupt: bool = False,
+) -> AsyncIterator[SqliteStore]:
+    """An async context manager: an open, checked `SqliteStore`, closed on exit.
+
+    `path` defaults to `default_store_path()`. A corrupt or foreign file
+    raises `StoreError` here, before anything is written, unless
+    `move_aside_corrupt` is set.
+    """
+    store = SqliteStore(
+        path, secret_patterns=secret_patterns, durable=durable, move_aside_corrupt=move_aside_corrupt
+    )
+    await store.open()
+    try:
+        yield store
+    finally:
+        with trio.CancelScope(shield=True):
+            await store.aclose()
