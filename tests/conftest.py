@@ -12,8 +12,12 @@ import tether
 from tether.testing import ScriptedBackend
 
 CORE_STRATEGIES = (
-    tether.SimpleReconnect, tether.SessionRestore, tether.ProcessRestart,
-    tether.SshReconnect, tether.StateRecovery, tether.ForceReconnect,
+    tether.SimpleReconnect,
+    tether.SessionRestore,
+    tether.ProcessRestart,
+    tether.SshReconnect,
+    tether.StateRecovery,
+    tether.ForceReconnect,
 )
 
 
@@ -46,7 +50,9 @@ def spec() -> Callable[..., tether.SessionSpec]:
         policy.setdefault("max_delay", 8.0)
         policy.setdefault("multiplier", 2.0)
         return tether.SessionSpec(
-            id=session_id, backend="scripted", options=options or {},
+            id=session_id,
+            backend="scripted",
+            options=options or {},
             policy=tether.ReconnectPolicy(**policy),
         )
 

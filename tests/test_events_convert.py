@@ -43,5 +43,5 @@ def test_a_lag_marker_serialises() -> None:
 
 
 def test_a_bad_payload_is_an_error_not_a_guess() -> None:
-    with pytest.raises(Exception, match="session.teleported|type"):
+    with pytest.raises(Exception, match=r"session\.teleported|type"):
         event_from_dict({"type": "session.teleported", "seq": 1, "at": 0.0, "session_id": "a"})

@@ -35,7 +35,9 @@ async def test_flaw_1_success_needs_a_live_probed_link(
     assert backend.ledger("s1").open_links == 0
 
 
-async def test_flaw_1_a_strategy_cannot_fake_success(backend: ScriptedBackend, spec: SpecFactory, autojump_clock: object) -> None:
+async def test_flaw_1_a_strategy_cannot_fake_success(
+    backend: ScriptedBackend, spec: SpecFactory, autojump_clock: object
+) -> None:
     """A strategy that returns something tether did not open and probe fails its attempt."""
 
     class Liar:
@@ -283,8 +285,12 @@ async def test_flaw_10_force_reconnect_tries_the_others_and_says_which_worked(
     assert tried == ["session-restore", "ssh-reconnect"]
     assert attempt.used_strategy == "ssh-reconnect"
     modes = backend.ledger("s1").modes
-    assert modes == [tether.ConnectMode.FRESH, tether.ConnectMode.REATTACH, tether.ConnectMode.REATTACH,
-                     tether.ConnectMode.RESTART]
+    assert modes == [
+        tether.ConnectMode.FRESH,
+        tether.ConnectMode.REATTACH,
+        tether.ConnectMode.REATTACH,
+        tether.ConnectMode.RESTART,
+    ]
 
 
 async def test_flaw_12_preserved_state_is_refreshed_while_connected(

@@ -12,8 +12,19 @@ def test_all_is_sorted_and_resolves() -> None:
 
 
 def test_the_core_names_are_exported() -> None:
-    for name in ("open_supervisor", "Supervisor", "SessionSpec", "ReconnectPolicy", "Backend", "Link",
-                 "Strategy", "RecoveryContext", "DisconnectReason", "EventBus", "discover_plugins"):
+    for name in (
+        "open_supervisor",
+        "Supervisor",
+        "SessionSpec",
+        "ReconnectPolicy",
+        "Backend",
+        "Link",
+        "Strategy",
+        "RecoveryContext",
+        "DisconnectReason",
+        "EventBus",
+        "discover_plugins",
+    ):
         assert name in tether.__all__
 
 

@@ -29,8 +29,14 @@ async def test_lifecycle_events_in_order(
         await wait_for_status(sup, "s1", SessionStatus.CONNECTED)
         types = [e.type for e in drain(sub)]
     assert types == [
-        "session.registered", "session.connected", "session.disconnected", "reconnect.started",
-        "reconnect.failed", "reconnect.scheduled", "reconnect.started", "reconnect.succeeded",
+        "session.registered",
+        "session.connected",
+        "session.disconnected",
+        "reconnect.started",
+        "reconnect.failed",
+        "reconnect.scheduled",
+        "reconnect.started",
+        "reconnect.succeeded",
     ]
 
 
@@ -68,7 +74,10 @@ async def test_backoff_follows_the_policy(
 
 @pytest.mark.parametrize("reason", [DisconnectReason.AUTH, DisconnectReason.HOST_KEY])
 async def test_auth_and_host_key_go_straight_to_failed(
-    sup: tether.Supervisor, backend: ScriptedBackend, spec: SpecFactory, reason: DisconnectReason,
+    sup: tether.Supervisor,
+    backend: ScriptedBackend,
+    spec: SpecFactory,
+    reason: DisconnectReason,
     autojump_clock: object,
 ) -> None:
     await sup.register(spec(max_retries=None))
@@ -285,9 +294,12 @@ async def test_leaving_the_context_with_1000_sessions(backend: ScriptedBackend, 
     """Connected, backing-off and mid-connect sessions all stop at once, links closed."""
     policy = tether.ReconnectPolicy(base_delay=50, max_delay=50, jitter="none")
     async with tether.open_supervisor(registry=core_registry(backend), connect_limit=None) as sup:
-        specs = [tether.SessionSpec(id=f"m{i}", backend="scripted", policy=policy,
-                                    options={"hang_connects": 1} if i % 3 == 0 else {})
-                 for i in range(1000)]
+        specs = [
+            tether.SessionSpec(
+                id=f"m{i}", backend="scripted", policy=policy, options={"hang_connects": 1} if i % 3 == 0 else {}
+            )
+            for i in range(1000)
+        ]
         await sup.register_many(specs)
         await trio.sleep(1)
         for i in range(1, 1000, 3):
@@ -313,12 +325,12 @@ async def test_register_errors_name_the_problem(sup: tether.Supervisor, spec: Sp
         await sup.register(tether.SessionSpec(id="x", backend="telnet"))
     with pytest.raises(tether.ConfigError, match=r"options.fail_connect: unknown option; known: .*fail_connects"):
         await sup.register(spec(options={"fail_connect": 1}))
-    with pytest.raises(tether.ConfigError, match="policy.strategies.network: unknown strategy 'nope'"):
+    with pytest.raises(tether.ConfigError, match=r"policy\.strategies\.network: unknown strategy 'nope'"):
         await sup.register(spec(strategies={"network": "nope"}))
     await sup.register(spec())
     with pytest.raises(tether.DuplicateSessionError):
         await sup.register(spec())
-    with pytest.raises(tether.ConfigError, match="^id: must be 1-128 characters"):
+    with pytest.raises(tether.ConfigError, match=r"^id: must be 1-128 characters"):
         tether.SessionSpec(id="has space", backend="scripted")
 
 

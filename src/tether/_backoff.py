@@ -27,9 +27,7 @@ def ideal_delay(policy: ReconnectPolicy, failures: int) -> float:
     return min(delay, policy.max_delay)
 
 
-def retry_delay(
-    policy: ReconnectPolicy, failures: int, rng: random.Random, previous: float | None = None
-) -> float:
+def retry_delay(policy: ReconnectPolicy, failures: int, rng: random.Random, previous: float | None = None) -> float:
     """The jittered wait after `failures` failed attempts.
 
     Bounds, by jitter mode: none = ideal; full = [0, ideal];

@@ -52,5 +52,5 @@ def event_to_dict(item: Event | Lagged) -> dict[str, Any]:
 
 def event_from_dict(data: dict[str, Any]) -> Event:
     """The event a dict from `event_to_dict` describes."""
-    event: Event = _EVENTS.structure(data, AnyEvent)
+    event: Event = _EVENTS.structure(data, AnyEvent)  # type: ignore[arg-type]
     return event

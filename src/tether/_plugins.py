@@ -48,15 +48,14 @@ class PluginFailure:
 def _check_api(obj: object, what: str) -> None:
     api = getattr(obj, "plugin_api", PLUGIN_API_VERSION)
     if api != PLUGIN_API_VERSION:
-        raise PluginError(
-            f"{what} targets tether plugin API {api!r}; this tether speaks {PLUGIN_API_VERSION}"
-        )
+        raise PluginError(f"{what} targets tether plugin API {api!r}; this tether speaks {PLUGIN_API_VERSION}")
 
 
 def check_backend(obj: object, expected_name: str | None = None) -> Backend:
     """`obj` if it satisfies the backend contract; `PluginError` saying what is missing if not."""
-    missing = [a for a in ("name", "features", "default_strategies", "validate", "target", "open_link")
-               if not hasattr(obj, a)]
+    missing = [
+        a for a in ("name", "features", "default_strategies", "validate", "target", "open_link") if not hasattr(obj, a)
+    ]
     if missing:
         raise PluginError(f"{type(obj).__name__} is not a backend: missing {', '.join(missing)}")
     assert isinstance(obj, Backend)
@@ -157,7 +156,10 @@ def discover_plugins(*, allow: Iterable[str] | None = None, strict: bool = False
                 obj = check(_instantiate(ep.load()), ep.name)
             except Exception as exc:
                 failure = PluginFailure(
-                    group=group, name=ep.name, distribution=dist_name, version=version,
+                    group=group,
+                    name=ep.name,
+                    distribution=dist_name,
+                    version=version,
                     error=f"{type(exc).__name__}: {exc}",
                 )
                 if strict:
@@ -168,13 +170,18 @@ def discover_plugins(*, allow: Iterable[str] | None = None, strict: bool = False
                 continue
             target = registry.backends if group == BACKENDS_GROUP else registry.strategies
             if ep.name in target:
-                registry.failures.append(PluginFailure(
-                    group=group, name=ep.name, distribution=dist_name, version=version,
-                    error="another distribution already registered this name",
-                ))
+                registry.failures.append(
+                    PluginFailure(
+                        group=group,
+                        name=ep.name,
+                        distribution=dist_name,
+                        version=version,
+                        error="another distribution already registered this name",
+                    )
+                )
                 continue
             target[ep.name] = obj
-            registry.loaded.append(PluginInfo(
-                group=group, name=ep.name, distribution=dist_name, version=version, value=ep.value
-            ))
+            registry.loaded.append(
+                PluginInfo(group=group, name=ep.name, distribution=dist_name, version=version, value=ep.value)
+            )
     return registry

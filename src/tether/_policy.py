@@ -62,14 +62,11 @@ def _positive_number(instance: object, attribute: attrs.Attribute[Any], value: o
         raise ConfigError(attribute.name, "must be > 0, got 0")
 
 
-def _to_seconds(value: object, _self: object, field: attrs.Attribute[Any]) -> object:
+def _to_seconds(value: Any) -> Any:
     """Ints become floats (seconds); anything else is left for the validator to reject."""
     if isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     return value
-
-
-_SECONDS = attrs.Converter(_to_seconds, takes_self=True, takes_field=True)  # type: ignore[call-overload]
 
 
 def _is_bool(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -136,36 +133,34 @@ class ReconnectPolicy:
     """False: connect once and never supervise (no probes, no reconnects)."""
     max_retries: int | None = attrs.field(default=5, validator=_max_retries_valid)
     """Reconnect attempts per disconnection episode. 0 = never retry, None = forever."""
-    base_delay: float = attrs.field(default=2.0, converter=_SECONDS, validator=_non_negative_number)
-    max_delay: float = attrs.field(default=30.0, converter=_SECONDS, validator=_non_negative_number)
-    multiplier: float = attrs.field(default=1.5, converter=_SECONDS, validator=_multiplier_valid)
-    jitter: Jitter = attrs.field(default=Jitter.FULL, converter=_to_jitter)  # type: ignore[misc]
-    connect_timeout: float = attrs.field(default=15.0, converter=_SECONDS, validator=_positive_number)
+    base_delay: float = attrs.field(default=2.0, converter=_to_seconds, validator=_non_negative_number)
+    max_delay: float = attrs.field(default=30.0, converter=_to_seconds, validator=_non_negative_number)
+    multiplier: float = attrs.field(default=1.5, converter=_to_seconds, validator=_multiplier_valid)
+    jitter: Jitter = attrs.field(default=Jitter.FULL, converter=_to_jitter)
+    connect_timeout: float = attrs.field(default=15.0, converter=_to_seconds, validator=_positive_number)
     """Bound on every connect attempt and every probe (flaw 8)."""
-    health_check_interval: float = attrs.field(default=30.0, converter=_SECONDS, validator=_non_negative_number)
+    health_check_interval: float = attrs.field(default=30.0, converter=_to_seconds, validator=_non_negative_number)
     """Seconds between probes of a connected link, jittered +-10%. 0 = no probes."""
-    keepalive_interval: float = attrs.field(default=60.0, converter=_SECONDS, validator=_non_negative_number)
+    keepalive_interval: float = attrs.field(default=60.0, converter=_to_seconds, validator=_non_negative_number)
     """Passed to the backend (ssh ServerAliveInterval, WebSocket ping); links with a
     ``keepalive()`` method are also called on this interval. 0 = off."""
     auto_reconnect: bool = attrs.field(default=True, validator=_is_bool)
     """False: a drop leaves the session disconnected until `force_reconnect`."""
     preserve_state: bool = attrs.field(default=True, validator=_is_bool)
     """Track cwd, env and last command while connected and hand them to recovery."""
-    stable_after: float = attrs.field(default=10.0, converter=_SECONDS, validator=_non_negative_number)
+    stable_after: float = attrs.field(default=10.0, converter=_to_seconds, validator=_non_negative_number)
     """A link that drops sooner than this after connecting continues the same
     episode (same attempt count, same backoff) instead of starting a fresh one."""
     history_limit: int = attrs.field(default=20, validator=_history_limit_valid)
     """Past episodes kept per session (flaw 2: bounded)."""
     strategies: Mapping[DisconnectReason, str] = attrs.field(
-        factory=dict, converter=_to_strategy_map, eq=True, hash=False  # type: ignore[misc]
+        factory=dict, converter=_to_strategy_map, eq=True, hash=False
     )
     """Reason -> strategy overrides; consulted before the backend's and tether's defaults."""
 
     def __attrs_post_init__(self) -> None:
         if self.max_delay < self.base_delay:
-            raise ConfigError(
-                "max_delay", f"must be >= base_delay ({self.base_delay!r}), got {self.max_delay!r}"
-            )
+            raise ConfigError("max_delay", f"must be >= base_delay ({self.base_delay!r}), got {self.max_delay!r}")
 
     def allows_retry(self, attempts_made: int) -> bool:
         """True while the episode's budget has room for another attempt."""

@@ -125,9 +125,7 @@ class RecoveryContext:
             raise UnknownStrategyError(name, self._strategies) from None
         if announce:
             self._on_strategy(name)
-        self._scope.deadline = trio.current_time() + self._backend_timeout() + backstop_grace(
-            self._backend_timeout()
-        )
+        self._scope.deadline = trio.current_time() + self._backend_timeout() + backstop_grace(self._backend_timeout())
         link = await strategy(self)
         if self.used_strategy is None:
             self.used_strategy = name
@@ -148,9 +146,7 @@ class RecoveryContext:
             except LinkError:
                 raise
             except Exception as exc:
-                raise LinkError(
-                    f"probe after connect failed: {exc!r}", reason=DisconnectReason.HEALTH_CHECK
-                ) from exc
+                raise LinkError(f"probe after connect failed: {exc!r}", reason=DisconnectReason.HEALTH_CHECK) from exc
         if probe_scope.cancelled_caught:
             raise LinkError(
                 f"probe after connect timed out after {self._backend_timeout()}s",

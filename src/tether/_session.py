@@ -32,8 +32,16 @@ class EpisodeRecord:
     """The episode in progress (mutable); `freeze` gives the public `Episode`."""
 
     __slots__ = (
-        "attempts", "attempts_made", "disconnect", "ended_at", "last_delay", "number",
-        "outcome", "recovery_time", "started_at", "started_mono",
+        "attempts",
+        "attempts_made",
+        "disconnect",
+        "ended_at",
+        "last_delay",
+        "number",
+        "outcome",
+        "recovery_time",
+        "started_at",
+        "started_mono",
     )
 
     def __init__(self, number: int, disconnect: Disconnect, started_mono: float) -> None:
@@ -50,9 +58,14 @@ class EpisodeRecord:
 
     def freeze(self) -> Episode:
         return Episode(
-            number=self.number, disconnect=self.disconnect, started_at=self.started_at,
-            outcome=self.outcome, attempts_made=self.attempts_made, attempts=tuple(self.attempts),
-            ended_at=self.ended_at, recovery_time=self.recovery_time,
+            number=self.number,
+            disconnect=self.disconnect,
+            started_at=self.started_at,
+            outcome=self.outcome,
+            attempts_made=self.attempts_made,
+            attempts=tuple(self.attempts),
+            ended_at=self.ended_at,
+            recovery_time=self.recovery_time,
         )
 
     @classmethod
@@ -87,16 +100,39 @@ class Session:
     """One supervised session: its record, its parking spot and its signals."""
 
     __slots__ = (
-        "_decoder", "_entry", "_task", "backend", "connected_at", "connected_mono", "done",
-        "episode", "episodes_failed", "episodes_recovered", "episodes_total", "finished",
-        "force", "generation", "history", "last_disconnect", "link", "next_attempt_at",
-        "output", "output_limit", "pending_drop", "preserved", "restored", "scope", "spec",
-        "status", "status_since", "stopping", "target", "timers",
+        "_decoder",
+        "_entry",
+        "_task",
+        "backend",
+        "connected_at",
+        "connected_mono",
+        "done",
+        "episode",
+        "episodes_failed",
+        "episodes_recovered",
+        "episodes_total",
+        "finished",
+        "force",
+        "generation",
+        "history",
+        "last_disconnect",
+        "link",
+        "next_attempt_at",
+        "output",
+        "output_limit",
+        "pending_drop",
+        "preserved",
+        "restored",
+        "scope",
+        "spec",
+        "status",
+        "status_since",
+        "stopping",
+        "target",
+        "timers",
     )
 
-    def __init__(
-        self, spec: SessionSpec, backend: Backend, target: str, timers: TimerQueue, output_limit: int
-    ) -> None:
+    def __init__(self, spec: SessionSpec, backend: Backend, target: str, timers: TimerQueue, output_limit: int) -> None:
         self.spec = spec
         self.backend = backend
         self.target = target
@@ -183,11 +219,18 @@ class Session:
 
     def view(self) -> SessionState:
         return SessionState(
-            id=self.spec.id, backend=self.spec.backend, target=self.target, status=self.status,
+            id=self.spec.id,
+            backend=self.spec.backend,
+            target=self.target,
+            status=self.status,
             status_since=self.status_since,
             episode=self.episode.freeze() if self.episode is not None else None,
-            history=tuple(self.history), preserved=self.preserved,
-            last_disconnect=self.last_disconnect, connected_at=self.connected_at,
-            next_attempt_at=self.next_attempt_at, episodes_total=self.episodes_total,
-            episodes_recovered=self.episodes_recovered, episodes_failed=self.episodes_failed,
+            history=tuple(self.history),
+            preserved=self.preserved,
+            last_disconnect=self.last_disconnect,
+            connected_at=self.connected_at,
+            next_attempt_at=self.next_attempt_at,
+            episodes_total=self.episodes_total,
+            episodes_recovered=self.episodes_recovered,
+            episodes_failed=self.episodes_failed,
         )

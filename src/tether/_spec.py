@@ -18,8 +18,7 @@ def _valid_id(instance: object, attribute: attrs.Attribute[Any], value: object) 
     if not isinstance(value, str) or not _SESSION_ID.fullmatch(value):
         raise ConfigError(
             "id",
-            "must be 1-128 characters of letters, digits and ._:@/+- starting with a letter "
-            f"or digit, got {value!r}",
+            f"must be 1-128 characters of letters, digits and ._:@/+- starting with a letter or digit, got {value!r}",
         )
 
 

@@ -32,7 +32,6 @@ from ._errors import (
     LinkError,
     SessionNotFoundError,
     SupervisorClosedError,
-    TetherError,
 )
 from ._events import (
     HealthCheckFailed,
@@ -56,7 +55,7 @@ from ._reasons import Disconnect, DisconnectReason
 from ._recovery import RecoveryContext, backstop_grace
 from ._session import EpisodeRecord, ForceRequest, Session
 from ._spec import SessionSpec
-from ._state import Attempt, Episode, EpisodeOutcome, PreservedState, SessionState, SessionStatus
+from ._state import Attempt, EpisodeOutcome, PreservedState, SessionState, SessionStatus
 from ._stats import StatsRecorder, SupervisorStats
 from ._timers import TimerQueue
 
@@ -248,14 +247,17 @@ class Supervisor:
         if preserved is not None:
             session.preserved = preserved
         if history:
-            session.output += history[-self._output_limit:]
+            session.output += history[-self._output_limit :]
         if restore is not None:
             self._resume_record(session, restore)
         self._sessions[spec.id] = session
         self._stats.moved(None, session.status)
         self._limiter_ref(target, +1)
         self.bus.publish(
-            SessionRegistered, session_id=spec.id, backend=spec.backend, target=target,
+            SessionRegistered,
+            session_id=spec.id,
+            backend=spec.backend,
+            target=target,
             restored=restore is not None,
         )
         self._nursery.start_soon(self._run, session, name=f"tether session {spec.id}")
@@ -335,6 +337,7 @@ class Supervisor:
 
     async def _lifecycle(self, session: Session) -> None:
         policy = session.spec.policy
+        drop: Disconnect | None
         if session.restored:
             drop = Disconnect(DisconnectReason.SUPERVISOR_RESTART, "tether restarted")
             self._set_status(session, SessionStatus.RECONNECTING)
@@ -368,14 +371,16 @@ class Supervisor:
             elif not policy.allows_retry(episode.attempts_made):
                 if episode.outcome is EpisodeOutcome.ONGOING:
                     self.bus.publish(
-                        RetriesExhausted, session_id=session.spec.id, episode=episode.number,
+                        RetriesExhausted,
+                        session_id=session.spec.id,
+                        episode=episode.number,
                         attempts=episode.attempts_made,
                     )
                 self._fail(session, episode.disconnect, exhausted=True)
             else:
-                if episode.attempts_made > 0 and session.force is None:
-                    if not await self._back_off(session, episode):
-                        return None
+                waits = episode.attempts_made > 0 and session.force is None
+                if waits and not await self._back_off(session, episode):
+                    return None
                 force = self._take_force(session)
                 strategy = (force.strategy if force else None) or self._strategy_for(session, episode)
                 outcome = await self._try(session, strategy, episode.attempts_made + 1, force=force)
@@ -407,8 +412,11 @@ class Supervisor:
         session.next_attempt_at = time.time() + delay
         self._set_status(session, SessionStatus.BACKING_OFF)
         self.bus.publish(
-            ReconnectScheduled, session_id=session.spec.id, episode=episode.number,
-            attempt=episode.attempts_made + 1, delay=delay,
+            ReconnectScheduled,
+            session_id=session.spec.id,
+            episode=episode.number,
+            attempt=episode.attempts_made + 1,
+            delay=delay,
         )
         deadline = trio.current_time() + delay
         while not session.stopping and session.force is None and trio.current_time() < deadline:
@@ -472,8 +480,14 @@ class Supervisor:
             episode = session.episode = EpisodeRecord(session.episodes_total, drop, now)
         assert episode is not None
         self.bus.publish(
-            SessionDisconnected, session_id=session.spec.id, reason=drop.reason, detail=drop.detail,
-            episode=episode.number, exit_code=drop.exit_code, signal=drop.signal, flapping=flapping,
+            SessionDisconnected,
+            session_id=session.spec.id,
+            reason=drop.reason,
+            detail=drop.detail,
+            episode=episode.number,
+            exit_code=drop.exit_code,
+            signal=drop.signal,
+            flapping=flapping,
         )
         return episode
 
@@ -487,9 +501,7 @@ class Supervisor:
         if session.status is not SessionStatus.FAILED:
             self._set_status(session, SessionStatus.FAILED)
             if not exhausted:
-                self.bus.publish(
-                    SessionFailed, session_id=session.spec.id, reason=why.reason, detail=why.detail
-                )
+                self.bus.publish(SessionFailed, session_id=session.spec.id, reason=why.reason, detail=why.detail)
 
     def _set_status(self, session: Session, status: SessionStatus) -> None:
         if session.status is status:
@@ -513,8 +525,12 @@ class Supervisor:
             assert episode is not None
             self._set_status(session, SessionStatus.RECONNECTING)
             self.bus.publish(
-                ReconnectStarted, session_id=spec.id, episode=episode.number, attempt=number,
-                strategy=label, forced=force is not None,
+                ReconnectStarted,
+                session_id=spec.id,
+                episode=episode.number,
+                attempt=number,
+                strategy=label,
+                forced=force is not None,
             )
         started_wall = time.time()
         started = trio.current_time()
@@ -547,8 +563,11 @@ class Supervisor:
                     link = await self._run_strategy(ctx, strategy_name)
                     attempt_scope.deadline = math.inf
                     held = Attempt(
-                        number=number, strategy=label, started_at=started_wall,
-                        duration=trio.current_time() - started, success=True,
+                        number=number,
+                        strategy=label,
+                        started_at=started_wall,
+                        duration=trio.current_time() - started,
+                        success=True,
                         used_strategy=ctx.used_strategy or label,
                     )
                     self._on_connected(session, link, held, episode, force)
@@ -569,9 +588,13 @@ class Supervisor:
         else:  # stopping while connecting
             why = Disconnect(DisconnectReason.FORCED, "stopped")
         attempt = Attempt(
-            number=number, strategy=label, started_at=started_wall,
-            duration=trio.current_time() - started, success=False,
-            error=why.detail or why.reason.value, reason=why.reason,
+            number=number,
+            strategy=label,
+            started_at=started_wall,
+            duration=trio.current_time() - started,
+            success=False,
+            error=why.detail or why.reason.value,
+            reason=why.reason,
             used_strategy=ctx.used_strategy if ctx is not None else None,
         )
         self._on_missed(session, attempt, episode)
@@ -621,16 +644,25 @@ class Supervisor:
                     session.preserved = new_state
 
             return LinkRequest(
-                spec=spec, mode=mode, state=state, history=bytes(session.output), deadline=deadline,
+                spec=spec,
+                mode=mode,
+                state=state,
+                history=bytes(session.output),
+                deadline=deadline,
                 connect_timeout=spec.policy.connect_timeout,
-                keepalive_interval=spec.policy.keepalive_interval, report_closed=report_closed,
-                report_output=report_output, report_state=report_state,
+                keepalive_interval=spec.policy.keepalive_interval,
+                report_closed=report_closed,
+                report_output=report_output,
+                report_state=report_state,
             )
 
         def on_strategy(name: str) -> None:
             if episode is not None and number > 0:
                 self.bus.publish(
-                    StrategyAttempted, session_id=spec.id, episode=episode.number, attempt=number,
+                    StrategyAttempted,
+                    session_id=spec.id,
+                    episode=episode.number,
+                    attempt=number,
                     strategy=name,
                 )
 
@@ -639,12 +671,20 @@ class Supervisor:
             self.bus.publish(SessionOutput, session_id=spec.id, data=text, replay=True)
 
         return RecoveryContext(
-            spec=spec, backend=session.backend, disconnect=episode.disconnect if episode else None,
-            attempt=number, preserved=session.preserved, history=bytes(session.output),
+            spec=spec,
+            backend=session.backend,
+            disconnect=episode.disconnect if episode else None,
+            attempt=number,
+            preserved=session.preserved,
+            history=bytes(session.output),
             previous_attempts=tuple(episode.attempts) if episode else (),
-            strategies=self.registry.strategies, stack=stack, attempt_scope=scope,
-            limiter=entry[0] if entry is not None else None, make_request=make_request,
-            on_strategy=on_strategy, on_replay=on_replay,
+            strategies=self.registry.strategies,
+            stack=stack,
+            attempt_scope=scope,
+            limiter=entry[0] if entry is not None else None,
+            make_request=make_request,
+            on_strategy=on_strategy,
+            on_replay=on_replay,
         )
 
     def _on_connected(
@@ -675,9 +715,13 @@ class Supervisor:
             session.episodes_recovered += 1
             self._stats.recovered_episode(episode.recovery_time, session.connected_at)
             self.bus.publish(
-                ReconnectSucceeded, session_id=session.spec.id, episode=episode.number,
-                attempt=attempt.number, strategy=attempt.strategy,
-                used_strategy=attempt.used_strategy or attempt.strategy, duration=attempt.duration,
+                ReconnectSucceeded,
+                session_id=session.spec.id,
+                episode=episode.number,
+                attempt=attempt.number,
+                strategy=attempt.strategy,
+                used_strategy=attempt.used_strategy or attempt.strategy,
+                duration=attempt.duration,
                 recovery_time=episode.recovery_time,
             )
         if force is not None:
@@ -691,9 +735,13 @@ class Supervisor:
         episode.attempts.append(attempt)
         episode.attempts_made += 1
         self.bus.publish(
-            ReconnectFailed, session_id=session.spec.id, episode=episode.number,
-            attempt=attempt.number, strategy=attempt.strategy,
-            reason=attempt.reason or DisconnectReason.BACKEND_ERROR, error=attempt.error or "",
+            ReconnectFailed,
+            session_id=session.spec.id,
+            episode=episode.number,
+            attempt=attempt.number,
+            strategy=attempt.strategy,
+            reason=attempt.reason or DisconnectReason.BACKEND_ERROR,
+            error=attempt.error or "",
         )
 
     async def _hold(self, session: Session, link: Link) -> Disconnect | None:
@@ -737,8 +785,10 @@ class Supervisor:
                 await link.probe()
             except Exception as exc:
                 found = classify(exc)
-                failure = found if isinstance(exc, LinkError) else Disconnect(
-                    DisconnectReason.HEALTH_CHECK, f"probe failed: {describe_error(exc)}"
+                failure = (
+                    found
+                    if isinstance(exc, LinkError)
+                    else Disconnect(DisconnectReason.HEALTH_CHECK, f"probe failed: {describe_error(exc)}")
                 )
         if scope.cancelled_caught:
             failure = Disconnect(DisconnectReason.HEALTH_CHECK, f"probe timed out after {timeout}s")
@@ -748,8 +798,8 @@ class Supervisor:
         self.bus.publish(HealthCheckFailed, session_id=session.spec.id, error=failure.detail)
         return session.pending_drop or failure
 
-    async def _bounded(self, awaitable: Any, timeout: float) -> None:
-        with trio.move_on_after(timeout):
+    async def _bounded(self, awaitable: Any, limit: float) -> None:
+        with trio.move_on_after(limit):
             try:
                 await awaitable
             except Exception:
@@ -808,13 +858,21 @@ async def open_supervisor(
     bus = EventBus(event_ring)
     for failure in registry.failures:
         bus.publish(
-            PluginFailed, session_id="", group=failure.group, name=failure.name,
-            distribution=failure.distribution, error=failure.error,
+            PluginFailed,
+            session_id="",
+            group=failure.group,
+            name=failure.name,
+            distribution=failure.distribution,
+            error=failure.error,
         )
     try:
         async with trio.open_nursery() as nursery:
             supervisor = Supervisor(
-                nursery, registry, bus=bus, connect_limit=connect_limit, rng=random.Random(seed),
+                nursery,
+                registry,
+                bus=bus,
+                connect_limit=connect_limit,
+                rng=random.Random(seed),
                 output_history_bytes=output_history_bytes,
             )
             await nursery.start(supervisor._timers.run)
@@ -828,6 +886,3 @@ async def open_supervisor(
         if single is None:
             raise
         raise single from None
-
-
-

@@ -24,10 +24,18 @@ from .._spec import SessionSpec
 from .._state import PreservedState
 
 _ALL_FEATURES = frozenset(Feature)
-_OPTIONS = {
-    "fail_connects": int, "fail_reason": str, "hang_connects": int, "raise_connects": int,
-    "connect_delay": (int, float), "drop_after": (int, float), "drop_reason": str,
-    "probe": str, "features": list, "target": str, "cwd": str,
+_OPTIONS: dict[str, type | tuple[type, ...]] = {
+    "fail_connects": int,
+    "fail_reason": str,
+    "hang_connects": int,
+    "raise_connects": int,
+    "connect_delay": (int, float),
+    "drop_after": (int, float),
+    "drop_reason": str,
+    "probe": str,
+    "features": list,
+    "target": str,
+    "cwd": str,
 }
 
 
@@ -227,8 +235,13 @@ class ScriptedBackend:
         return ledger
 
     def drop(
-        self, session_id: str, reason: DisconnectReason = DisconnectReason.NETWORK, *,
-        detail: str = "scripted drop", exit_code: int | None = None, kill_program: bool | None = None,
+        self,
+        session_id: str,
+        reason: DisconnectReason = DisconnectReason.NETWORK,
+        *,
+        detail: str = "scripted drop",
+        exit_code: int | None = None,
+        kill_program: bool | None = None,
     ) -> bool:
         """Drop the session's live link; False if it has none. A process-exit also ends the program."""
         link = self.links.get(session_id)
@@ -239,9 +252,7 @@ class ScriptedBackend:
         link.close(Disconnect(reason, detail, exit_code))
         return True
 
-    def fail_next(
-        self, session_id: str, count: int, reason: DisconnectReason = DisconnectReason.NETWORK
-    ) -> None:
+    def fail_next(self, session_id: str, count: int, reason: DisconnectReason = DisconnectReason.NETWORK) -> None:
         """Make the next `count` connects of this session fail with `reason`."""
         script = self.script(session_id)
         script.fail_connects = count
