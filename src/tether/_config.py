@@ -169,17 +169,17 @@ def _checked_field(
 
     A field holding an attrs class (a session's policy) is structured first.
     """
-    nested = attribute.type if attrs.has(attribute.type) else None
+    nested = attribute.type if attribute.type is not None and attrs.has(attribute.type) else None
+    raw: Any = attribute.converter
+    takes_field = isinstance(raw, attrs.Converter)
+    convert: Callable[..., Any] | None = raw.converter if takes_field else raw
 
     def hook(value: Any, _: Any) -> Any:
-        converter = attribute.converter
         if nested is not None:
             value = structure(value, nested)
         try:
-            if isinstance(converter, attrs.Converter):
-                value = converter.converter(value, None, attribute)  # type: ignore[call-arg]
-            elif converter is not None:
-                value = converter(value)
+            if convert is not None:
+                value = convert(value, None, attribute) if takes_field else convert(value)
             if attribute.validator is not None:
                 attribute.validator(None, attribute, value)
         except ConfigError as exc:
@@ -211,7 +211,7 @@ def _table_class(converter: cattrs.Converter, cls: type[Any], *, own_validators:
         if own_validators
         else {}
     )
-    fn = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True, **overrides)
+    fn = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True, **overrides)  # type: ignore[arg-type]
     converter.register_structure_hook(cls, _tables_only(fn))
 
 
@@ -257,7 +257,8 @@ def _describe(exc: BaseException, type_: type | None) -> str:
     if isinstance(exc, KeyError):
         return "required field missing"
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
-        return f"unknown field{'s' if len(exc.extra_fields) > 1 else ''}: {', '.join(sorted(exc.extra_fields))}"
+        fields = sorted(exc.extra_fields)
+        return f"unknown field{'s' if len(fields) > 1 else ''}: {', '.join(fields)}"
     return cattrs.v.format_exception(exc, type_)
 
 
@@ -292,7 +293,8 @@ def _duplicate_ids(sessions: tuple[SessionSpec, ...]) -> list[ConfigError]:
     errors = []
     for index, spec in enumerate(sessions):
         if spec.id in first:
-            errors.append(ConfigError(f"sessions[{index}].id", f"{spec.id!r} is already used by sessions[{first[spec.id]}]"))
+            problem = f"{spec.id!r} is already used by sessions[{first[spec.id]}]"
+            errors.append(ConfigError(f"sessions[{index}].id", problem))
         else:
             first.setdefault(spec.id, index)
     return errors
@@ -361,7 +363,8 @@ def check_spec(spec: SessionSpec, registry: PluginRegistry, where: str) -> list[
         known = ", ".join(sorted(registry.backends)) or "(none)"
         failure = registry.failure("tether.backends", spec.backend)
         why = f" (its plugin failed to load: {failure.error})" if failure else ""
-        errors.append(ConfigError(f"{where}.backend", f"unknown backend {spec.backend!r}{why}; known: {known}"))
+        problem = f"unknown backend {spec.backend!r}{why}; known: {known}"
+        errors.append(ConfigError(f"{where}.backend", problem))
     else:
         try:
             backend.validate(spec)
@@ -372,7 +375,6 @@ def check_spec(spec: SessionSpec, registry: PluginRegistry, where: str) -> list[
     for reason, name in spec.policy.strategies.items():
         if name not in registry.strategies:
             known = ", ".join(sorted(registry.strategies)) or "(none)"
-            errors.append(
-                ConfigError(f"{where}.policy.strategies.{reason.value}", f"unknown strategy {name!r}; known: {known}")
-            )
+            problem = f"unknown strategy {name!r}; known: {known}"
+            errors.append(ConfigError(f"{where}.policy.strategies.{reason.value}", problem))
     return errors
