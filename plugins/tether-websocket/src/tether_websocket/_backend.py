@@ -1,0 +1,191 @@
+"""`WebSocketBackend`: tether's ``websocket`` backend.
+
+Options (``spec.options``)::
+
+    url = "ws://host:port/path"        # a terminal WebSocket, used as it is, or
+    base_url = "http://host:8888/"     # a Jupyter Server: terminals made over REST
+    terminal = "build"                 # Jupyter: use (or create) this terminal name
+    token = "..."                      # sent as "Authorization: token ..."; never reported
+    headers = {}                       # extra handshake headers
+    subprotocols = []
+    adapter = "terminado"              # or "raw", or one added by a plugin
+    ping_interval = 1.0                # default: the policy's keepalive_interval; 0 = off
+    ping_timeout = 2.0                 # default: min(connect_timeout, 10)
+    close_timeout = 1.0                # bound on the close handshake
+    track_cwd = true                   # inject a bash PROMPT_COMMAND reporting OSC 7
+    env = {}                           # exported in every new shell
+    rows = 24, cols = 80               # initial size, if the protocol has one
+
+Modes. FRESH makes a new Jupyter terminal (or attaches to ``terminal``,
+creating it if missing). REATTACH connects to the preserved terminal name:
+the shell kept running, and the server's replay is de-duplicated against
+tether's history; a 404 means the server lost it (`ReattachUnavailableError`).
+RESTART makes a new terminal and restores cwd and env by typing
+``export ...; cd ...`` into it.
+
+Default strategies. A dropped WebSocket (network, timeout, failed ping,
+orderly close) usually leaves the terminal running, but not after a server
+restart, where every name answers 404. ``ssh-reconnect`` does exactly what
+both cases need in one connect each: re-attach if the name still exists,
+else restart with the preserved state (it applies to any REMOTE backend,
+despite its name). ``session-restore`` alone would fail for good after a
+server restart; ``force-reconnect`` would spend up to five connects per
+attempt against a server that is down. A dead shell (``["disconnect", 1]``)
+maps to ``process-restart``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import final
+from urllib.parse import urlsplit, urlunsplit
+
+import trio
+import trio_websocket
+
+from tether import (
+    ConnectMode,
+    DisconnectReason,
+    Feature,
+    LinkRequest,
+    PreservedState,
+    ReattachUnavailableError,
+    SessionSpec,
+)
+
+from . import _jupyter
+from ._adapters import AdapterRegistry
+from ._classify import error_for_connect
+from ._link import WebSocketLink
+from ._options import WebSocketOptions, parse_options
+from ._osc7 import restore_line
+
+DEFAULT_STRATEGIES: Mapping[DisconnectReason, str] = {
+    DisconnectReason.NETWORK: "ssh-reconnect",
+    DisconnectReason.TIMEOUT: "ssh-reconnect",
+    DisconnectReason.HEALTH_CHECK: "ssh-reconnect",
+    DisconnectReason.REMOTE_CLOSED: "ssh-reconnect",
+    DisconnectReason.BACKEND_ERROR: "ssh-reconnect",
+    DisconnectReason.PROCESS_EXIT: "process-restart",
+}
+
+
+@final
+class WebSocketBackend:
+    """Backend ``websocket``: terminals behind a WebSocket (see the module docstring)."""
+
+    name = "websocket"
+    plugin_api = 1
+    features = frozenset({Feature.REATTACH, Feature.RESTORE_STATE, Feature.REMOTE})
+    default_strategies = DEFAULT_STRATEGIES
+
+    def __init__(self, adapters: AdapterRegistry | None = None) -> None:
+        self.adapters = adapters if adapters is not None else AdapterRegistry.discover()
+
+    def validate(self, spec: SessionSpec) -> None:
+        options = parse_options(spec.options)
+        self.adapters.check(options.adapter)
+
+    def target(self, spec: SessionSpec) -> str:
+        options = parse_options(spec.options)
+        parts = urlsplit(options.url or options.base_url or "")
+        return f"{parts.hostname}:{parts.port or (443 if parts.scheme in ('wss', 'https') else 80)}"
+
+    @asynccontextmanager
+    async def open_link(self, request: LinkRequest) -> AsyncIterator[WebSocketLink]:
+        options = parse_options(request.spec.options)
+        adapter = self.adapters.create(options.adapter)
+        ping_timeout = options.ping_timeout or min(request.connect_timeout, 10.0)
+        ping_interval = options.ping_interval
+        if ping_interval is None:
+            ping_interval = request.keepalive_interval
+        what = "connecting to the terminal"
+        connected = False
+        body_failed = False
+        try:
+            with trio.fail_at(request.deadline):
+                url, handle, fresh_shell = await self._locate(options, request)
+            headers = [(k.encode(), v.encode()) for k, v in _jupyter.auth_headers(options).items()]
+            async with trio_websocket.open_websocket_url(
+                url,
+                subprotocols=options.subprotocols or None,
+                extra_headers=headers,
+                connect_timeout=max(0.001, request.deadline - trio.current_time()),
+                disconnect_timeout=options.close_timeout,
+            ) as ws:
+                connected = True
+                link = WebSocketLink(
+                    ws, adapter, request, options, state=self._initial_state(options, request, handle),
+                    ping_timeout=ping_timeout, dedup_replay=request.mode is ConnectMode.REATTACH,
+                )
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(link.read_messages)
+                    with trio.fail_at(request.deadline):
+                        await self._prepare(link, options, request, fresh_shell)
+                    if ping_interval:
+                        nursery.start_soon(link.ping_forever, ping_interval)
+                    try:
+                        yield link
+                    except BaseException:
+                        body_failed = True
+                        raise
+                    finally:
+                        nursery.cancel_scope.cancel()
+        except trio_websocket.DisconnectionTimeout:
+            if body_failed:
+                raise
+            # the peer never answered our close frame: the socket is closed anyway
+        except Exception as exc:
+            if connected and (body_failed or not isinstance(exc, trio_websocket.HandshakeError)):
+                raise
+            raise error_for_connect(exc, what, mode=request.mode, redact=options.redact) from None
+
+    async def _locate(self, options: WebSocketOptions, request: LinkRequest) -> tuple[str, str, bool]:
+        """The WebSocket URL, the handle to preserve, and whether the shell there is new."""
+        if not options.jupyter:
+            assert options.url is not None
+            parts = urlsplit(options.url)
+            return options.url, urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")), (
+                request.mode is not ConnectMode.REATTACH
+            )
+        if request.mode is ConnectMode.REATTACH:
+            name = request.state.handle if request.state is not None else None
+            if not name:
+                raise ReattachUnavailableError("no terminal name was preserved")
+            return _jupyter.websocket_url(options, name), name, False
+        name = options.terminal
+        if name is None:
+            name = await _jupyter.create_terminal(options, mode=request.mode)
+        elif not await _jupyter.terminal_exists(options, name, mode=request.mode):
+            name = await _jupyter.create_terminal(options, mode=request.mode, name=name)
+        return _jupyter.websocket_url(options, name), name, True
+
+    @staticmethod
+    def _initial_state(options: WebSocketOptions, request: LinkRequest, handle: str) -> PreservedState:
+        old = request.state
+        if request.mode is ConnectMode.FRESH or old is None:
+            return PreservedState(env=dict(options.env), handle=handle)
+        return PreservedState(
+            cwd=old.cwd, env={**options.env, **old.env}, last_command=old.last_command,
+            handle=handle, extra=old.extra,
+        )
+
+    @staticmethod
+    async def _prepare(
+        link: WebSocketLink, options: WebSocketOptions, request: LinkRequest, fresh_shell: bool
+    ) -> None:
+        """Size the terminal; in a new shell, restore env and cwd and install the OSC 7 hook."""
+        if options.rows and options.cols:
+            await link.resize(options.rows, options.cols)
+        if not fresh_shell:
+            return
+        state = link.current_state()
+        restoring = request.mode is ConnectMode.RESTART
+        line = restore_line(
+            cwd=state.cwd if restoring else None, env=state.env, track_cwd=options.track_cwd
+        )
+        if line is not None:
+            await link.send_text(line)
+
+

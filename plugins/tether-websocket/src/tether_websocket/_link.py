@@ -1,0 +1,158 @@
+"""`WebSocketLink`: one open WebSocket to a terminal, its reader and its pinger."""
+
+from __future__ import annotations
+
+import logging
+from typing import final
+
+import attrs
+import trio
+import trio_websocket
+
+from tether import Disconnect, DisconnectReason, LinkError, LinkRequest, PreservedState
+
+from ._adapters import Adapter
+from ._classify import disconnect_for_close, error_for_close
+from ._options import WebSocketOptions
+from ._osc7 import CwdTracker
+from ._replay import new_part
+
+logger = logging.getLogger("tether_websocket")
+
+_MAX_LINE = 4096
+
+
+@final
+class WebSocketLink:
+    """A live terminal behind a WebSocket. Made by `WebSocketBackend.open_link`."""
+
+    def __init__(
+        self,
+        ws: trio_websocket.WebSocketConnection,
+        adapter: Adapter,
+        request: LinkRequest,
+        options: WebSocketOptions,
+        *,
+        state: PreservedState,
+        ping_timeout: float,
+        dedup_replay: bool,
+    ) -> None:
+        self._ws = ws
+        self._adapter = adapter
+        self._request = request
+        self._options = options
+        self._ping_timeout = ping_timeout
+        self._state = state
+        self._tracker = CwdTracker()
+        self._replay_pending = dedup_replay
+        """Re-attached: the first output is the server's replay, to de-duplicate."""
+        self._line = bytearray()
+
+    # -- the Link contract ------------------------------------------------------------
+
+    async def probe(self) -> None:
+        """A WebSocket ping answered within ``ping_timeout``."""
+        try:
+            with trio.fail_after(self._ping_timeout):
+                await self._ws.ping()
+        except trio.TooSlowError:
+            raise LinkError(
+                f"no pong within {self._ping_timeout}s", reason=DisconnectReason.HEALTH_CHECK
+            ) from None
+        except trio_websocket.ConnectionClosed as exc:
+            raise error_for_close(exc, redact=self._options.redact) from None
+
+    def current_state(self) -> PreservedState:
+        return self._state
+
+    async def send(self, data: bytes) -> None:
+        """Write input; a completed line becomes the preserved ``last_command``."""
+        try:
+            await self._ws.send_message(self._adapter.encode_input(data))
+        except trio_websocket.ConnectionClosed as exc:
+            raise error_for_close(exc, redact=self._options.redact) from None
+        self._note_input(data)
+
+    # -- extras ----------------------------------------------------------------------------
+
+    async def resize(self, rows: int, cols: int) -> None:
+        """Resize the terminal, if the protocol can."""
+        message = self._adapter.encode_resize(rows, cols)
+        if message is not None:
+            try:
+                await self._ws.send_message(message)
+            except trio_websocket.ConnectionClosed as exc:
+                raise error_for_close(exc, redact=self._options.redact) from None
+
+    async def send_text(self, text: str) -> None:
+        """Write a line we composed ourselves (state restore); not a user command."""
+        try:
+            await self._ws.send_message(self._adapter.encode_input(text.encode()))
+        except trio_websocket.ConnectionClosed as exc:
+            raise error_for_close(exc, redact=self._options.redact) from None
+
+    # -- background tasks, run in the link's nursery -------------------------------------------
+
+    async def read_messages(self) -> None:
+        """Report output and state until the socket closes, then report why, once."""
+        try:
+            while True:
+                message = await self._ws.get_message()
+                frame = self._adapter.decode(message)
+                if frame.output:
+                    self._on_output(frame.output)
+                if frame.exited:
+                    self._request.report_closed(Disconnect(DisconnectReason.PROCESS_EXIT, frame.detail))
+                    return
+        except trio_websocket.ConnectionClosed as exc:
+            code = exc.reason.code if exc.reason is not None else None
+            text = exc.reason.reason if exc.reason is not None else None
+            self._request.report_closed(disconnect_for_close(code, text, redact=self._options.redact))
+
+    async def ping_forever(self, interval: float) -> None:
+        """Ping every `interval`; no pong within ``ping_timeout`` ends the link as a network fault.
+
+        A black hole shows no close at all: only a missing pong reveals it.
+        """
+        while True:
+            await trio.sleep(interval)
+            with trio.move_on_after(self._ping_timeout) as scope:
+                try:
+                    await self._ws.ping()
+                except trio_websocket.ConnectionClosed:
+                    return  # the reader reports the close with its code
+            if scope.cancelled_caught:
+                self._request.report_closed(
+                    Disconnect(DisconnectReason.NETWORK, f"no pong within {self._ping_timeout}s")
+                )
+                return
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _on_output(self, data: bytes) -> None:
+        if self._replay_pending:
+            self._replay_pending = False
+            data = new_part(self._request.history, data)
+        cwd = self._tracker.feed(data)
+        if data:
+            self._request.report_output(data)
+        if cwd is not None and cwd != self._state.cwd:
+            self._update(cwd=cwd)
+
+    def _note_input(self, data: bytes) -> None:
+        for byte in data:
+            if byte in (0x0D, 0x0A):
+                line = self._line.decode("utf-8", errors="replace").strip()
+                self._line.clear()
+                if line:
+                    self._update(last_command=line)
+            elif len(self._line) < _MAX_LINE:
+                self._line.append(byte)
+
+    def _update(self, *, cwd: str | None = None, last_command: str | None = None) -> None:
+        self._state = attrs.evolve(
+            self._state,
+            cwd=cwd if cwd is not None else self._state.cwd,
+            last_command=last_command if last_command is not None else self._state.last_command,
+        )
+        self._request.report_state(self._state)
