@@ -152,8 +152,10 @@ class SqliteStore:
             conn = await self._ensure_open()
             keep, drop, skipped = self._quarantine.split(snapshots, deleted)
             started = time.perf_counter()
-            nbytes = await self._in_thread(lambda: self._write_sync(conn, keep, drop))
-            self._counters.wrote(len(keep), len(drop), skipped, nbytes, time.perf_counter() - started)
+            nbytes, guarded = await self._in_thread(lambda: self._write_sync(conn, keep, drop))
+            self._counters.wrote(
+                len(keep) - guarded, len(drop), skipped + guarded, nbytes, time.perf_counter() - started
+            )
 
     async def aclose(self) -> None:
         """Wait for the write in progress, then close (checkpointing the WAL). Idempotent."""
@@ -310,7 +312,8 @@ class SqliteStore:
 
     def _write_sync(
         self, conn: sqlite3.Connection, snapshots: Sequence[SessionSnapshot], deleted: Sequence[str]
-    ) -> int:
+    ) -> tuple[int, int]:
+        """Returns (bytes encoded, rows left alone because they hold a newer schema)."""
         # Encode everything first: a bad snapshot must fail the batch before the transaction starts.
         rows = [
             (s.spec.id, SNAPSHOT_SCHEMA_VERSION, encode_snapshot(s, self._patterns), s.saved_at)
@@ -319,7 +322,7 @@ class SqliteStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(_UPSERT, rows)
+                changed = conn.executemany(_UPSERT, rows).rowcount if rows else 0
                 conn.executemany(_DELETE, [(sid,) for sid in deleted])
                 conn.execute("COMMIT")
             except BaseException:
@@ -327,7 +330,11 @@ class SqliteStore:
                 raise
         except sqlite3.Error as exc:
             raise self._fail(f"writing {len(rows)} snapshots and {len(deleted)} deletions failed: {exc}") from exc
-        return sum(len(row[2]) for row in rows)
+        guarded = len(rows) - changed
+        if guarded:
+            logger.warning("%d snapshots not written: their rows hold a newer schema than %d", guarded,
+                           SNAPSHOT_SCHEMA_VERSION)
+        return sum(len(row[2]) for row in rows), guarded
 
 
 @asynccontextmanager
