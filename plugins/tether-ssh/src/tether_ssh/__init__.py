@@ -1,0 +1,35 @@
+"""tether-ssh: keep shells on other machines alive, through the system OpenSSH client.
+
+Backend ``ssh``. Options (``SessionSpec.options``): ``host`` (required),
+``port``, ``user``, ``identity_file``, ``extra_options`` (``-o`` strings),
+``known_hosts_file``, ``config_file`` (``ssh -F``), ``persist`` (``"none"`` or
+``"tmux"``: run the remote shell in tmux so it survives a drop and
+``ssh-reconnect`` re-attaches), ``tmux_session``, ``tmux_socket``,
+``shell_integration`` (OSC 7 cwd reports from bash), ``accept_new_host_keys``
+(default false: an unknown host key fails), ``server_alive_count_max``,
+``env``, ``cwd``, ``term``, ``ssh_path``, ``rows``, ``cols``.
+"""
+
+from __future__ import annotations
+
+from ._backend import SshBackend as SshBackend
+from ._classify import classify_exit as classify_exit
+from ._classify import error_for as error_for
+from ._command import remote_command as remote_command
+from ._command import ssh_argv as ssh_argv
+from ._link import SshLink as SshLink
+from ._options import SshOptions as SshOptions
+from ._options import parse_options as parse_options
+from ._options import tmux_name as tmux_name
+
+__all__ = [
+    "SshBackend",
+    "SshLink",
+    "SshOptions",
+    "classify_exit",
+    "error_for",
+    "parse_options",
+    "remote_command",
+    "ssh_argv",
+    "tmux_name",
+]

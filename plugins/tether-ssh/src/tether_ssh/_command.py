@@ -1,0 +1,143 @@
+"""The ssh command line and the remote command it runs. Pure: strings in, strings out.
+
+How a connect is known to be up without reading prompts: the remote command
+first prints a marker carrying a random nonce (``RS TETHER-READY-<nonce> RS``)
+and only then execs the shell or ``tmux attach``. The marker can only appear
+after authentication succeeded and the remote side started our command, and
+the nonce means no earlier output or other session can fake it. A re-attach
+whose tmux session is gone prints a GONE marker instead, so "nothing to
+re-attach to" is an answer, not a timeout.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from collections.abc import Mapping
+
+import attrs
+
+from tether import ConnectMode
+
+from ._options import SshOptions
+
+_RS = "\\036"
+"""ASCII record separator (printf octal escape): invisible and never typed by a user."""
+
+OSC7_HOOK = (
+    'if [ -n "$TMUX" ]; then '
+    "printf '\\033Ptmux;\\033\\033]7;file://%s%s\\007\\033\\\\' \"${HOSTNAME:-}\" \"$PWD\"; "
+    "else printf '\\033]7;file://%s%s\\007' \"${HOSTNAME:-}\" \"$PWD\"; fi"
+)
+"""Exported as PROMPT_COMMAND: bash reports its cwd (OSC 7) before every prompt; inside
+tmux the report is wrapped for passthrough. Exported, so nested bash shells report too."""
+
+
+@attrs.frozen
+class Markers:
+    """The byte strings the remote command prints, for one connect."""
+
+    nonce: str
+
+    @property
+    def ready(self) -> bytes:
+        return f"\x1eTETHER-READY-{self.nonce}\x1e".encode()
+
+    @property
+    def gone(self) -> bytes:
+        return f"\x1eTETHER-GONE-{self.nonce}\x1e".encode()
+
+    def _printf(self, word: str) -> str:
+        return f"printf '{_RS}TETHER-{word}-{self.nonce}{_RS}'"
+
+
+def shell_launcher(cwd: str | None, env: Mapping[str, str], integration: bool) -> str:
+    """POSIX sh that enters `cwd`, exports `env` and execs the user's login shell."""
+    parts: list[str] = []
+    if cwd:
+        parts.append(f"cd -- {shlex.quote(cwd)} 2>/dev/null")
+    parts.extend(f"export {name}={shlex.quote(value)}" for name, value in env.items())
+    if integration:
+        parts.append(f"export PROMPT_COMMAND={shlex.quote(OSC7_HOOK)}")
+    parts.append('exec "${SHELL:-/bin/sh}" -l')
+    return "; ".join(parts)
+
+
+def _tmux(opts: SshOptions) -> str:
+    return "tmux" + (f" -L {shlex.quote(opts.tmux_socket)}" if opts.tmux_socket else "")
+
+
+def remote_command(
+    opts: SshOptions,
+    mode: ConnectMode,
+    markers: Markers,
+    *,
+    handle: str | None,
+    cwd: str | None,
+    env: Mapping[str, str],
+) -> str:
+    """What ssh asks the remote side to run for this connect mode.
+
+    persist="none": marker, then the shell (FRESH and RESTART differ only in
+    the cwd/env given). persist="tmux": FRESH attaches to the named session if
+    it exists or creates it (never destroying a running program); RESTART
+    replaces it; REATTACH attaches or prints GONE.
+    """
+    launcher = shell_launcher(cwd, env, opts.shell_integration)
+    ready = markers._printf("READY")
+    if opts.persist == "none" or handle is None:
+        return f"{ready}; {launcher}"
+    tmux = _tmux(opts)
+    name = shlex.quote(handle)
+    check = (
+        "command -v tmux >/dev/null 2>&1 || "
+        "{ echo 'tether: tmux is not installed on the remote host' >&2; exit 127; }"
+    )
+    passthrough = "\\; set-option -p allow-passthrough on"
+    if mode is ConnectMode.REATTACH:
+        return (
+            f"{check}; {tmux} has-session -t ={name} 2>/dev/null || {{ {markers._printf('GONE')}; exit 0; }}; "
+            f"{ready}; exec {tmux} attach-session -t ={name}"
+        )
+    new = f"exec {tmux} new-session -s {name} {shlex.quote(launcher)} {passthrough}"
+    if mode is ConnectMode.RESTART:
+        return f"{check}; {tmux} kill-session -t ={name} 2>/dev/null; {ready}; {new}"
+    return f"{check}; {ready}; exec {tmux} new-session -A -s {name} {shlex.quote(launcher)} {passthrough}"
+
+
+def ssh_argv(
+    opts: SshOptions, *, connect_timeout: float, keepalive_interval: float, command: str
+) -> list[str]:
+    """The ssh client's argv: the user's config still applies; the policy's knobs override it.
+
+    ``-tt`` forces a remote pty (our stdin is a pty, stderr a pipe); ``-e none``
+    so input is never read as an escape; no ControlMaster, so each link is its
+    own connection and its death is this link's death.
+    """
+    argv = [opts.ssh_path, "-tt", "-e", "none"]
+    if opts.config_file:
+        argv += ["-F", opts.config_file]
+    argv += [
+        "-o", "BatchMode=yes",
+        "-o", f"StrictHostKeyChecking={'accept-new' if opts.accept_new_host_keys else 'yes'}",
+        "-o", f"ConnectTimeout={max(1, math.ceil(connect_timeout))}",
+        "-o", "ControlMaster=no",
+        "-o", "ControlPath=none",
+    ]
+    if keepalive_interval > 0:
+        argv += [
+            "-o", f"ServerAliveInterval={max(1, round(keepalive_interval))}",
+            "-o", f"ServerAliveCountMax={opts.server_alive_count_max}",
+        ]
+    if opts.known_hosts_file:
+        argv += ["-o", f"UserKnownHostsFile={opts.known_hosts_file}"]
+    if opts.identity_file:
+        argv += ["-i", opts.identity_file]
+    if opts.port is not None:
+        argv += ["-p", str(opts.port)]
+    if opts.user:
+        argv += ["-l", opts.user]
+    for extra in opts.extra_options:
+        argv += ["-o", extra]
+    argv += ["--", opts.host, command]
+    return argv
