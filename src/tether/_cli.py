@@ -1,0 +1,381 @@
+"""The ``tether`` command: run, demo, watch, status, plugins, check, token.
+
+Exit codes (docs/cli.md): 0 ok, 1 runtime failure, 2 usage or config error,
+3 cannot connect to the daemon, 4 auth rejected. Errors are one readable
+message on stderr, never a traceback (``--debug`` shows one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+from trio_websocket import ConnectionClosed, ConnectionRejected
+
+from . import __version__
+from ._auth import is_loopback, load_or_create_token, read_token, state_dir
+from ._backoff import retry_delay
+from ._client import AuthRejectedError, CannotConnectError, Endpoint, connect, daemon_url, rejection_type
+from ._config import InvalidConfigError, TetherConfig, check_with_plugins, load_config
+from ._errors import ConfigError, TetherError
+from ._logging import add_secret, setup_logging
+from ._plugins import BACKENDS_GROUP, STRATEGIES_GROUP, PluginRegistry, discover_plugins
+from ._policy import ReconnectPolicy
+from ._server import ServerSettings
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_CONNECT = 3
+EXIT_AUTH = 4
+
+logger = logging.getLogger("tether.cli")
+
+WATCH_POLICY = ReconnectPolicy(base_delay=0.5, max_delay=10.0, multiplier=2.0, max_retries=None)
+"""How `tether watch` retries its own connection: tether's backoff, forever by default."""
+
+
+class UsageError(Exception):
+    """Bad arguments: exit code 2."""
+
+
+def _err(message: str) -> None:
+    print(f"tether: {message}", file=sys.stderr, flush=True)
+
+
+# -- arguments ----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tether", description="Keep console sessions alive.")
+    parser.add_argument("--version", action="version", version=f"tether {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--state-dir", help="where the token, daemon.json and the store live "
+                        "(default: $TETHER_STATE_DIR or the platform's user state directory)")
+    common.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    common.add_argument("--log-json", action="store_true", help="log one JSON object per line")
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    client = argparse.ArgumentParser(add_help=False)
+    client.add_argument("--url", help="daemon address (default: from daemon.json, else ws://127.0.0.1:8765)")
+    client.add_argument("--token", help="token to send (default: the one in the state directory)")
+    serve = argparse.ArgumentParser(add_help=False)
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (0 = any free port)")
+    serve.add_argument("--allow-remote", action="store_true", help="allow listening on a non-loopback address")
+    serve.add_argument("--no-auth", action="store_true", help="no token (loopback only)")
+    serve.add_argument("--duration", type=float, metavar="SECONDS", help="stop by itself after this long")
+
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = sub.add_parser("run", parents=[common, serve], help="run the daemon with a config file")
+    run.add_argument("config", nargs="?", help="TOML config (sessions, server, store)")
+    run.add_argument("--no-store", action="store_true", help="do not persist snapshots")
+    demo = sub.add_parser("demo", parents=[common, serve], help="watch tether recover sessions, live")
+    demo.add_argument("--serve", action="store_true", help="also run the event server (for tether watch)")
+    demo.add_argument("--plain", action="store_true", help="no colours")
+    watch = sub.add_parser("watch", parents=[common, client], help="print the daemon's events live")
+    watch.add_argument("--session", action="append", default=[], help="only this session (repeatable)")
+    watch.add_argument("--type", action="append", default=[], help="only these event types, e.g. 'reconnect.*'")
+    watch.add_argument("--since", type=int, help="start from this sequence number (replayed from the ring)")
+    watch.add_argument("--json", action="store_true", help="one JSON event per line")
+    watch.add_argument("--count", type=int, help="exit after this many events")
+    watch.add_argument("--max-retries", type=int, help="give up (exit 3) after this many failed connects")
+    status = sub.add_parser("status", parents=[common, client], help="sessions and statistics")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--session", action="append", default=[], help="only this session (repeatable)")
+    plugins = sub.add_parser("plugins", parents=[common], help="discovered backends and strategies")
+    plugins.add_argument("--json", action="store_true")
+    check = sub.add_parser("check", parents=[common], help="validate a config file")
+    check.add_argument("config")
+    sub.add_parser("token", parents=[common], help="print the daemon's token (made if missing)")
+    return parser
+
+
+# -- commands -----------------------------------------------------------------------------------
+
+
+def _server_settings(args: argparse.Namespace, config: TetherConfig | None) -> ServerSettings:
+    base = config.server if config is not None else None
+    host = args.host or (base.host if base else "127.0.0.1")
+    port = args.port if args.port is not None else (base.port if base else 8765)
+    allow_remote = args.allow_remote or bool(base and base.allow_remote)
+    if not is_loopback(host) and not allow_remote:
+        raise UsageError(f"{host!r} is not a loopback address; pass --allow-remote to listen on it")
+    if args.no_auth and not is_loopback(host):
+        raise UsageError("--no-auth is only allowed on a loopback address")
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be between 0 and 65535, got {port}")
+    return ServerSettings(
+        host=host, port=port, allow_remote=allow_remote,
+        max_message_size=base.max_message_size if base else 64 * 1024,
+        subscriber_buffer=base.subscriber_buffer if base else 1_000,
+    )
+
+
+def _auth_token(args: argparse.Namespace, state: Path, config: TetherConfig | None) -> str | None:
+    if args.no_auth or (config is not None and not config.server.auth):
+        return None
+    token = load_or_create_token(state)
+    add_secret(token)
+    return token
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ._daemon import DaemonOptions, run_daemon
+
+    config = load_config(args.config) if args.config else TetherConfig()
+    state = state_dir(args.state_dir or config.state_dir)
+    registry = discover_plugins()
+    problems = check_with_plugins(config, registry)
+    if problems:
+        raise InvalidConfigError(args.config or "config", problems)
+    server = _server_settings(args, config) if config.server.enabled else None
+    store = attrs.evolve(config.store, enabled=False) if args.no_store else config.store
+    options = DaemonOptions(
+        state_dir=state, sessions=config.sessions, server=server, token=_auth_token(args, state, config),
+        store=store, duration=args.duration, registry=registry,
+        progress=sys.stderr.isatty() and len(config.sessions) >= 200,
+    )
+    trio.run(run_daemon, options)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ._daemon import DaemonOptions, run_daemon
+    from ._demo import chaos, demo_sessions, live_log
+
+    registry = discover_plugins()
+    sessions, backend = demo_sessions(registry)
+    console = Console(highlight=False, no_color=args.plain, soft_wrap=True)
+    state = state_dir(args.state_dir)
+    server = _server_settings(args, None) if args.serve else None
+    token = _auth_token(args, state, None) if args.serve else None
+    console.print(f"[bold]tether demo[/]: {len(sessions)} sessions on the [bold]{backend}[/] backend; "
+                  "some fail on purpose. Ctrl-C stops." + (" (install tether-process for real programs)"
+                                                           if backend == "scripted" else ""))
+
+    async def on_start(supervisor: Any, nursery: trio.Nursery) -> None:
+        nursery.start_soon(live_log, supervisor, lambda line: console.print(line))
+        if backend == "scripted":
+            nursery.start_soon(chaos, supervisor)
+
+    options = DaemonOptions(state_dir=state, sessions=sessions, server=server, token=token,
+                            duration=args.duration, registry=registry)
+    trio.run(lambda: run_daemon(options, on_start=on_start))
+    console.print("[bold]demo stopped[/]")
+    return EXIT_OK
+
+
+def _endpoint(args: argparse.Namespace) -> Endpoint:
+    state = state_dir(args.state_dir)
+    token = args.token or read_token(state)
+    if token:
+        add_secret(token)
+    return Endpoint(daemon_url(state, args.url), token)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    endpoint = _endpoint(args)
+
+    async def ask() -> dict[str, Any]:
+        async with connect(endpoint, "/control") as ws:
+            request: dict[str, Any] = {"id": 1, "op": "status"}
+            if args.session:
+                request["sessions"] = args.session
+            await ws.send_message(json.dumps(request))
+            reply: dict[str, Any] = json.loads(await ws.get_message())
+            return reply
+
+    reply = trio.run(ask)
+    if "error" in reply:
+        _err(f"{reply['error']['type']}: {reply['error']['message']}")
+        return EXIT_FAILURE
+    if args.json:
+        print(json.dumps(reply["result"], indent=2))
+        return EXIT_OK
+    _print_status(reply["result"])
+    return EXIT_OK
+
+
+def _print_status(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    table = Table(title="sessions")
+    for column in ("id", "backend", "target", "status", "episodes", "recovered", "failed", "last disconnect"):
+        table.add_column(column)
+    for s in result["sessions"]:
+        last = s.get("last_disconnect") or {}
+        table.add_row(
+            s["id"], s["backend"], s["target"], s["status"], str(s["episodes_total"]),
+            str(s["episodes_recovered"]), str(s["episodes_failed"]),
+            f"{last.get('reason', '')} {last.get('detail', '')}".strip(),
+        )
+    console.print(table)
+    stats = result["stats"]
+    summary = Table(title="statistics", show_header=False)
+    summary.add_column("name")
+    summary.add_column("value")
+    for key, value in stats.items():
+        summary.add_row(key.replace("_", " "), json.dumps(value) if isinstance(value, dict) else str(value))
+    console.print(summary)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from ._render import render
+
+    endpoint = _endpoint(args)
+    console = Console(highlight=False, soft_wrap=True)
+    last_seq: int | None = args.since
+    shown = 0
+    failures = 0
+    rng = random.Random()
+
+    async def session() -> None:
+        nonlocal last_seq, shown, failures
+        query: dict[str, Any] = {"session": args.session, "type": args.type}
+        if last_seq is not None:
+            query["since"] = str(last_seq)
+        async with connect(endpoint, "/events", query) as ws:
+            if failures:
+                logger.info("reconnected to %s", endpoint.url)
+            failures = 0
+            while args.count is None or shown < args.count:
+                data = json.loads(await ws.get_message())
+                if isinstance(data.get("seq"), int):
+                    last_seq = data["seq"]
+                shown += 1
+                if args.json:
+                    print(json.dumps(data), flush=True)
+                else:
+                    console.print(render(data))
+
+    async def loop() -> int:
+        nonlocal last_seq, failures
+        while True:
+            try:
+                await session()
+                return EXIT_OK
+            except ConnectionRejected as exc:
+                if exc.status_code == 400 and rejection_type(exc) == "bad-since" and last_seq is not None:
+                    logger.warning("the daemon restarted (since=%d is ahead of it); following from now", last_seq)
+                    last_seq = None
+                    continue
+                raise
+            except (CannotConnectError, ConnectionClosed) as exc:
+                failures += 1
+                if args.max_retries is not None and failures > args.max_retries:
+                    raise CannotConnectError(str(exc)) from None
+                delay = retry_delay(WATCH_POLICY, failures, rng)
+                logger.warning("connection lost (%s); retrying in %.1fs", _short(exc), delay)
+                await trio.sleep(delay)
+
+    try:
+        return trio.run(loop)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _short(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionClosed) and exc.reason is not None:
+        return f"closed {exc.reason.code} {exc.reason.reason or ''}".strip()
+    return str(exc)
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    registry = discover_plugins()
+    if args.json:
+        print(json.dumps(_plugins_dict(registry), indent=2))
+        return EXIT_OK
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    table = Table(title="plugins")
+    for column in ("kind", "name", "distribution", "version", "entry point"):
+        table.add_column(column)
+    for info in sorted(registry.loaded, key=lambda i: (i.group, i.name)):
+        table.add_row(_kind(info.group), info.name, info.distribution, info.version,
+                      info.value)
+    console.print(table)
+    if registry.failures:
+        failed = Table(title="failed to load", style="red")
+        for column in ("kind", "name", "distribution", "version", "error"):
+            failed.add_column(column)
+        for f in registry.failures:
+            failed.add_row(_kind(f.group), f.name, f.distribution, f.version, f.error)
+        console.print(failed)
+    return EXIT_OK
+
+
+def _kind(group: str) -> str:
+    return {BACKENDS_GROUP: "backend", STRATEGIES_GROUP: "strategy"}.get(group, group)
+
+
+def _plugins_dict(registry: PluginRegistry) -> dict[str, Any]:
+    return {
+        "loaded": [{"group": i.group, "name": i.name, "distribution": i.distribution, "version": i.version,
+                    "value": i.value} for i in registry.loaded],
+        "failed": [{"group": f.group, "name": f.name, "distribution": f.distribution, "version": f.version,
+                    "error": f.error} for f in registry.failures],
+    }
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    problems = check_with_plugins(config, discover_plugins())
+    if problems:
+        raise InvalidConfigError(args.config, problems)
+    print(f"{args.config}: ok ({len(config.sessions)} session{'' if len(config.sessions) == 1 else 's'})")
+    return EXIT_OK
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    print(load_or_create_token(state_dir(args.state_dir)))
+    return EXIT_OK
+
+
+COMMANDS = {
+    "run": cmd_run, "demo": cmd_demo, "watch": cmd_watch, "status": cmd_status,
+    "plugins": cmd_plugins, "check": cmd_check, "token": cmd_token,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tether`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level, json_lines=args.log_json)
+    try:
+        return COMMANDS[args.command](args)
+    except InvalidConfigError as exc:
+        _err(str(exc.problem))
+        return EXIT_USAGE
+    except (UsageError, ConfigError) as exc:
+        _err(str(exc))
+        return EXIT_USAGE
+    except CannotConnectError as exc:
+        _err(f"{exc} (is `tether run` running?)")
+        return EXIT_CONNECT
+    except AuthRejectedError as exc:
+        _err(f"the daemon rejected our token ({exc}); see `tether token`")
+        return EXIT_AUTH
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except (TetherError, OSError, ConnectionRejected, ConnectionClosed) as exc:
+        if args.debug:
+            raise
+        _err(f"{type(exc).__name__}: {exc}")
+        return EXIT_FAILURE
