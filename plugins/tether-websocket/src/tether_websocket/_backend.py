@@ -36,13 +36,15 @@ maps to ``process-restart``.
 
 from __future__ import annotations
 
+import re
+import secrets
+import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import final
 from urllib.parse import urlsplit, urlunsplit
 
 import trio
-import trio_websocket
 
 from tether import (
     ConnectMode,
@@ -60,6 +62,10 @@ from ._classify import error_for_connect
 from ._link import WebSocketLink
 from ._options import WebSocketOptions, parse_options
 from ._osc7 import restore_line
+from ._socket import open_socket
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 DEFAULT_STRATEGIES: Mapping[DisconnectReason, str] = {
     DisconnectReason.NETWORK: "ssh-reconnect",
@@ -102,19 +108,16 @@ class WebSocketBackend:
             ping_interval = request.keepalive_interval
         what = "connecting to the terminal"
         connected = False
-        body_failed = False
         try:
             with trio.fail_at(request.deadline):
                 url, handle, fresh_shell = await self._locate(options, request)
-            headers = [(k.encode(), v.encode()) for k, v in _jupyter.auth_headers(options).items()]
-            async with trio_websocket.open_websocket_url(
+            async with open_socket(
                 url,
+                deadline=request.deadline,
+                close_timeout=options.close_timeout,
+                headers=[(k.encode(), v.encode()) for k, v in _jupyter.auth_headers(options).items()],
                 subprotocols=options.subprotocols or None,
-                extra_headers=headers,
-                connect_timeout=max(0.001, request.deadline - trio.current_time()),
-                disconnect_timeout=options.close_timeout,
             ) as ws:
-                connected = True
                 link = WebSocketLink(
                     ws, adapter, request, options, state=self._initial_state(options, request, handle),
                     ping_timeout=ping_timeout, dedup_replay=request.mode is ConnectMode.REATTACH,
@@ -125,21 +128,15 @@ class WebSocketBackend:
                         await self._prepare(link, options, request, fresh_shell)
                     if ping_interval:
                         nursery.start_soon(link.ping_forever, ping_interval)
+                    connected = True
                     try:
                         yield link
-                    except BaseException:
-                        body_failed = True
-                        raise
                     finally:
                         nursery.cancel_scope.cancel()
-        except trio_websocket.DisconnectionTimeout:
-            if body_failed:
-                raise
-            # the peer never answered our close frame: the socket is closed anyway
         except Exception as exc:
-            if connected and (body_failed or not isinstance(exc, trio_websocket.HandshakeError)):
+            if connected:
                 raise
-            raise error_for_connect(exc, what, mode=request.mode, redact=options.redact) from None
+            raise error_for_connect(_leaf(exc), what, mode=request.mode, redact=options.redact) from None
 
     async def _locate(self, options: WebSocketOptions, request: LinkRequest) -> tuple[str, str, bool]:
         """The WebSocket URL, the handle to preserve, and whether the shell there is new."""
@@ -156,7 +153,7 @@ class WebSocketBackend:
             return _jupyter.websocket_url(options, name), name, False
         name = options.terminal
         if name is None:
-            name = await _jupyter.create_terminal(options, mode=request.mode)
+            name = await _jupyter.create_terminal(options, mode=request.mode, name=_unique_name(request))
         elif not await _jupyter.terminal_exists(options, name, mode=request.mode):
             name = await _jupyter.create_terminal(options, mode=request.mode, name=name)
         return _jupyter.websocket_url(options, name), name, True
@@ -189,3 +186,21 @@ class WebSocketBackend:
             await link.send_text(line)
 
 
+
+
+def _unique_name(request: LinkRequest) -> str:
+    """A terminal name no one else will get: Jupyter numbers terminals 1, 2, ... and reuses
+    freed numbers (and restarts from 1 after a server restart), so re-attaching by a
+    server-chosen name could land in someone else's shell. Names are ``\\w+`` in its routes."""
+    readable = re.sub(r"\W", "_", request.spec.id)[:40]
+    return f"tether_{readable}_{secrets.token_hex(6)}"
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The one real error inside nursery exception groups (the reader raises the rejection)."""
+    while isinstance(exc, BaseExceptionGroup):
+        leaves = [e for e in exc.exceptions if not isinstance(e, trio.Cancelled)]
+        if len(leaves) != 1:
+            return exc
+        exc = leaves[0]
+    return exc

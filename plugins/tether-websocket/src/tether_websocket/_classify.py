@@ -72,7 +72,7 @@ def error_for_status(status: int, what: str, *, mode: ConnectMode) -> LinkError:
 
 
 def error_for_connect(
-    exc: Exception, what: str, *, mode: ConnectMode, redact: Callable[[str], str] = str
+    exc: BaseException, what: str, *, mode: ConnectMode, redact: Callable[[str], str] = str
 ) -> LinkError:
     """The most specific `LinkError` for a failed connect (httpx's ``map_exceptions`` idea)."""
     if isinstance(exc, LinkError):

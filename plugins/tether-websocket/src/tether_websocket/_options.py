@@ -7,6 +7,7 @@ fails at register time instead of on the first reconnect.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -158,8 +159,8 @@ def parse_options(options: Mapping[str, Any]) -> WebSocketOptions:
             raise ConfigError("url" if parsed.url else "base_url", "has no host")
     if parsed.terminal is not None and not parsed.jupyter:
         raise ConfigError("terminal", "only applies with base_url (Jupyter mode)")
-    if parsed.terminal is not None and "/" in parsed.terminal:
-        raise ConfigError("terminal", "must not contain '/'")
+    if parsed.terminal is not None and not re.fullmatch(r"\w+", parsed.terminal):
+        raise ConfigError("terminal", "must be letters, digits and _ (Jupyter's terminal routes)")
     for name in parsed.env:
         if not name or name[0].isdigit() or any(c not in _ENV_NAME for c in name):
             raise ConfigError(f"env.{name}", "is not a valid shell variable name")

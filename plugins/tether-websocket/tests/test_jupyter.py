@@ -1,0 +1,149 @@
+"""Against a real Jupyter Server on 127.0.0.1 with a token: commands, re-attach, restart, auth.
+
+Real time, small delays: each test bounds itself with ``fail_after``.
+"""
+
+from __future__ import annotations
+
+import trio
+
+import tether
+from tether import DisconnectReason, SessionSpec, SessionStatus
+
+from .conftest import JupyterServer, quick_policy, run_command, wait_output, wait_status
+
+
+async def test_command_output_and_cwd(supervisor: tether.Supervisor, shared_jupyter: JupyterServer) -> None:
+    """A command's output comes back, and a ``cd`` is tracked through OSC 7 into the preserved state."""
+    with trio.fail_after(20):
+        await supervisor.register(SessionSpec(
+            id="cmd", backend="websocket", options=shared_jupyter.options(), policy=quick_policy()
+        ))
+        await wait_status(supervisor, "cmd", SessionStatus.CONNECTED)
+        assert await run_command(supervisor, "cmd", "echo ANSWER=$((6*7))", "ANSWER") == "42"
+        await supervisor.send("cmd", f"cd {shared_jupyter.root}\r".encode())
+        await tether.testing.wait_until(
+            lambda: (supervisor.state("cmd").preserved or tether.PreservedState()).cwd == str(shared_jupyter.root),
+            timeout=5,
+        )
+        preserved = supervisor.state("cmd").preserved
+        assert preserved is not None and preserved.handle
+        assert preserved.last_command == f"cd {shared_jupyter.root}"
+
+
+async def test_reattach_keeps_the_same_shell(
+    supervisor: tether.Supervisor, shared_jupyter: JupyterServer
+) -> None:
+    """After the client link drops, session-restore re-attaches to the same shell, and the
+    server's replay is not shown twice."""
+    with trio.fail_after(20):
+        await supervisor.register(SessionSpec(
+            id="same", backend="websocket", options=shared_jupyter.options(), policy=quick_policy()
+        ))
+        await wait_status(supervisor, "same", SessionStatus.CONNECTED)
+        before = await run_command(supervisor, "same", "echo PID=$$", "PID")
+        handle = supervisor.state("same").preserved.handle  # type: ignore[union-attr]
+        attempt = await supervisor.force_reconnect("same", "session-restore")
+        assert attempt is not None and attempt.success and attempt.used_strategy == "session-restore"
+        await wait_status(supervisor, "same", SessionStatus.CONNECTED)
+        after = await run_command(supervisor, "same", "echo PID=$$", "PID")
+        assert after == before
+        assert supervisor.state("same").preserved.handle == handle  # type: ignore[union-attr]
+        assert supervisor.output_history("same").count(f"PID={before}".encode()) == 2  # once per echo
+
+
+async def test_wrong_token_fails_fast(supervisor: tether.Supervisor, shared_jupyter: JupyterServer) -> None:
+    """A wrong token is an auth failure: FAILED at once, never retried, token never reported."""
+    with trio.fail_after(10):
+        await supervisor.register(SessionSpec(
+            id="auth", backend="websocket", options=shared_jupyter.options(token="wrong-token-xyz"),
+            policy=quick_policy(max_retries=None),
+        ))
+        await wait_status(supervisor, "auth", SessionStatus.FAILED, within=5)
+    state = supervisor.state("auth")
+    assert state.last_disconnect is not None
+    assert state.last_disconnect.reason is DisconnectReason.AUTH
+    assert state.episode is not None and state.episode.attempts_made == 0
+    assert "wrong-token-xyz" not in repr(state)
+
+
+async def test_shell_exit_restarts_in_the_same_directory(
+    supervisor: tether.Supervisor, shared_jupyter: JupyterServer
+) -> None:
+    """``exit`` kills the shell: terminado says disconnect, process-restart opens a new terminal
+    in the preserved cwd with the spec's env."""
+    work = shared_jupyter.root / "exit-dir"
+    work.mkdir()
+    with trio.fail_after(20):
+        await supervisor.register(SessionSpec(
+            id="exit", backend="websocket", options=shared_jupyter.options(env={"TETHER_T": "kept"}),
+            policy=quick_policy(),
+        ))
+        await wait_status(supervisor, "exit", SessionStatus.CONNECTED)
+        before = await run_command(supervisor, "exit", f"cd {work}; echo PID=$$", "PID")
+        await tether.testing.wait_until(
+            lambda: (supervisor.state("exit").preserved or tether.PreservedState()).cwd == str(work), timeout=5
+        )
+        old_handle = supervisor.state("exit").preserved.handle  # type: ignore[union-attr]
+        await supervisor.send("exit", b"exit\r")
+        await tether.testing.wait_until(lambda: supervisor.state("exit").episodes_total == 1, timeout=5)
+        await wait_status(supervisor, "exit", SessionStatus.CONNECTED)
+        state = supervisor.state("exit")
+        assert state.last_disconnect is not None
+        assert state.last_disconnect.reason is DisconnectReason.PROCESS_EXIT
+        assert state.episode is not None and state.episode.attempts[-1].strategy == "process-restart"
+        assert state.preserved is not None and state.preserved.handle != old_handle  # names are never reused
+        assert await run_command(supervisor, "exit", "echo WHERE=$PWD:$TETHER_T", "WHERE") == f"{work}:kept"
+        assert await run_command(supervisor, "exit", "echo PID=$$", "PID") != before
+
+
+async def test_server_restart_comes_back_with_cwd(
+    supervisor: tether.Supervisor, jupyter: JupyterServer
+) -> None:
+    """Restart the server mid-session: after backoff a new terminal opens (the old name is 404)
+    and the cwd is restored."""
+    work = jupyter.root / "sub dir"
+    work.mkdir()
+    with trio.fail_after(60):
+        await supervisor.register(SessionSpec(
+            id="restart", backend="websocket", options=jupyter.options(),
+            policy=quick_policy(max_retries=None, max_delay=0.5),
+        ))
+        await wait_status(supervisor, "restart", SessionStatus.CONNECTED)
+        await supervisor.send("restart", f"cd '{work}'\r".encode())
+        await tether.testing.wait_until(
+            lambda: (supervisor.state("restart").preserved or tether.PreservedState()).cwd == str(work),
+            timeout=5,
+        )
+        before = await run_command(supervisor, "restart", "echo PID=$$", "PID")
+        await trio.to_thread.run_sync(jupyter.stop)
+        await tether.testing.wait_until(
+            lambda: supervisor.state("restart").status is not SessionStatus.CONNECTED, timeout=10
+        )
+        await trio.sleep(1.0)  # a few refused attempts while it is down
+        await trio.to_thread.run_sync(jupyter.start)
+        await wait_status(supervisor, "restart", SessionStatus.CONNECTED, within=20)
+        state = supervisor.state("restart")
+        assert state.episode is not None and state.episode.attempts_made >= 2
+        assert all(a.strategy == "ssh-reconnect" for a in state.episode.attempts)
+        assert await run_command(supervisor, "restart", "echo WHERE=$PWD", "WHERE") == str(work)
+        assert await run_command(supervisor, "restart", "echo PID=$$", "PID") != before
+
+
+async def test_server_gone_for_good_fails_after_budget(
+    supervisor: tether.Supervisor, jupyter: JupyterServer
+) -> None:
+    """kill -9 the server and never bring it back: FAILED once the retry budget is spent."""
+    with trio.fail_after(30):
+        await supervisor.register(SessionSpec(
+            id="gone", backend="websocket", options=jupyter.options(),
+            policy=quick_policy(max_retries=3, base_delay=0.1, max_delay=0.2),
+        ))
+        await wait_status(supervisor, "gone", SessionStatus.CONNECTED)
+        await wait_output(supervisor, "gone", b"\x1b]7;")
+        await trio.to_thread.run_sync(jupyter.kill)
+        await wait_status(supervisor, "gone", SessionStatus.FAILED, within=15)
+    state = supervisor.state("gone")
+    assert state.episode is not None and state.episode.attempts_made == 3
+    assert state.episode.disconnect.reason in (DisconnectReason.NETWORK, DisconnectReason.REMOTE_CLOSED)
+    assert all(a.reason is DisconnectReason.NETWORK for a in state.episode.attempts)

@@ -1,0 +1,88 @@
+"""Replay de-duplication, OSC 7 tracking, the restore line, redaction and options. Pure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from tether_websocket import parse_options
+from tether_websocket._osc7 import CwdTracker, restore_line
+from tether_websocket._redact import redact
+from tether_websocket._replay import new_part
+
+import tether
+
+
+@pytest.mark.parametrize(
+    ("history", "replay", "new"),
+    [
+        (b"", b"abc", b"abc"),
+        (b"abc", b"", b""),
+        (b"prompt$ ls\r\nfile\r\n$ ", b"file\r\n$ more", b"more"),  # replay starts inside the history
+        (b"ls\r\n", b"old stuff ls\r\nnew", b"new"),  # history wholly inside a longer replay
+        (b"abc", b"abc", b""),  # nothing happened while away
+        (b"xyz", b"abc", b"abc"),  # no overlap: keep everything
+        (b"aaaa", b"aab", b"b"),  # self-overlapping prefixes
+    ],
+)
+def test_new_part(history: bytes, replay: bytes, new: bytes) -> None:
+    """Only what tether has not seen is reported after a re-attach."""
+    assert new_part(history, replay) == new
+
+
+def test_cwd_tracker_handles_split_sequences() -> None:
+    """An OSC 7 report split across chunks is still seen; both terminators work."""
+    tracker = CwdTracker()
+    assert tracker.feed(b"out\x1b]7;file://host/tmp/a%20") is None
+    assert tracker.feed(b"b\x07$ ") == "/tmp/a b"
+    assert tracker.feed(b"\x1b") is None
+    assert tracker.feed(b"]7;file:///srv\x1b\\") == "/srv"
+    assert tracker.feed(b"\x1b]7;file://h/one\x07\x1b]7;file://h/two\x07") == "/two"
+    assert tracker.feed(b"\x1b]7;http://h/x\x07") is None
+
+
+def test_restore_line_quotes() -> None:
+    """Env and cwd are shell-quoted; the line starts with a space to stay out of history."""
+    line = restore_line(cwd="/tmp/it's", env={"A": "x y"}, track_cwd=False)
+    assert line == " export A='x y'; cd '/tmp/it'\"'\"'s'\r"
+    assert restore_line(cwd=None, env={}, track_cwd=False) is None
+
+
+def test_redact() -> None:
+    """Known secrets, token= query values and auth headers are masked."""
+    text = "GET ws://h/?token=abc&x=1 Authorization: token zzz also sekrit"
+    assert redact(text, ["sekrit"]) == "GET ws://h/?token=***&x=1 Authorization: token *** also ***"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({}, "url: give exactly one of url"),
+        ({"url": "ws://h/", "base_url": "http://h/"}, "url: give exactly one of url"),
+        ({"url": "http://h/"}, "url: must be a ws:// or wss:// URL"),
+        ({"url": "ws://h/?token=s3cret"}, None),
+        ({"base_url": "ws://h/"}, "base_url: must be an http:// or https:// URL"),
+        ({"url": "ws://h/", "terminal": "1"}, "terminal: only applies with base_url"),
+        ({"url": "ws://h/", "ping_interval": -1}, "ping_interval: must be >= 0"),
+        ({"url": "ws://h/", "close_timeout": 0}, "close_timeout: must be > 0"),
+        ({"url": "ws://h/", "env": {"1X": "a"}}, "env.1X: is not a valid shell variable name"),
+        ({"url": "ws://h/", "colour": 1}, "colour: unknown option"),
+        ({"url": "ws://h/", "rows": True}, "rows: must be a whole number"),
+    ],
+)
+def test_options(options: dict[str, Any], message: str | None) -> None:
+    """A bad option is a ConfigError naming it, and never echoes a secret."""
+    if message is None:
+        assert parse_options(options).url == options["url"]
+        return
+    with pytest.raises(tether.ConfigError) as info:
+        parse_options(options)
+    assert str(info.value).startswith(message)
+    assert "s3cret" not in str(info.value)
+
+
+def test_options_repr_hides_the_token() -> None:
+    """The token and headers stay out of the options' repr (and so out of logs)."""
+    parsed = parse_options({"base_url": "http://h/", "token": "s3cret", "headers": {"Cookie": "c00kie"}})
+    assert "s3cret" not in repr(parsed) and "c00kie" not in repr(parsed)
+    assert parsed.redact("x s3cret c00kie") == "x *** ***"
