@@ -1,0 +1,246 @@
+"""`ProcessBackend`: backend ``process`` — open a link per connect mode, close it for sure.
+
+FRESH starts the spec's program; RESTART starts it again in the preserved cwd
+with the preserved env (and types the last command again if asked); REATTACH
+attaches a new tmux client to the program that kept running (persist = tmux).
+A fresh or restarted program replaces the tmux session the state names, so a
+session never has two programs.
+
+When does closing a link end a tmux program? A crash of tether runs no code,
+so the program survives it. A link that ended (client dropped, program
+exited, probe failed) or is torn down by cancellation (the supervisor
+shutting down) leaves the program for session-restore. Only a healthy link
+let go of on purpose — ``unregister`` (and, until the core says which is
+which, a forced reconnect) — ends it. See `_ends_program`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import final
+
+import attrs
+import trio
+
+from tether import (
+    ConfigError,
+    ConnectMode,
+    DisconnectReason,
+    Feature,
+    LinkError,
+    LinkRequest,
+    ReattachUnavailableError,
+    SessionSpec,
+)
+
+from . import _tmux
+from ._integration import integrate, shell_kind
+from ._link import ProcessLink
+from ._options import ProcessOptions
+from ._pty import PtyProcess, spawn_on_pty, terminate
+from ._tmux import TmuxHandle
+
+DEFAULT_STRATEGIES: Mapping[DisconnectReason, str] = {
+    DisconnectReason.PROCESS_EXIT: "process-restart",
+    DisconnectReason.SPAWN_FAILED: "process-restart",
+    # force-reconnect tries session-restore first (tmux: same program, nothing lost) and falls
+    # back to process-restart (persist = none, or the tmux session is gone).
+    DisconnectReason.REMOTE_CLOSED: "force-reconnect",
+    DisconnectReason.HEALTH_CHECK: "force-reconnect",
+    DisconnectReason.TIMEOUT: "force-reconnect",
+    DisconnectReason.BACKEND_ERROR: "force-reconnect",
+    DisconnectReason.NETWORK: "force-reconnect",
+    DisconnectReason.FORCED: "force-reconnect",
+    DisconnectReason.SUPERVISOR_RESTART: "force-reconnect",
+}
+
+_DROPPED_ENV = ("TMUX", "TMUX_PANE")
+"""Never inherited: a program that thinks it is inside our daemon's tmux misroutes its reports."""
+
+
+def default_runtime_dir() -> str:
+    """Where sockets and integration files live: per user, private."""
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base and os.path.isdir(base):
+        return os.path.join(base, "tether-process")
+    return os.path.join("/tmp", f"tether-process-{os.getuid()}")
+
+
+@attrs.frozen
+class _Plan:
+    """What to start, resolved from the options, the mode and the preserved state."""
+
+    argv: tuple[str, ...]
+    cwd: str | None
+    env: dict[str, str]
+    """The program's whole environment."""
+    user_env: dict[str, str]
+    """What the spec and tether set on top of it: the part that is preserved."""
+    last_command: str | None
+    rerun: str | None
+    strip: bool
+
+
+@final
+class ProcessBackend:
+    """Backend ``process``: a local program on a pseudo-terminal, optionally inside tmux."""
+
+    name = "process"
+    plugin_api = 1
+    features = frozenset({Feature.REATTACH, Feature.RESTORE_STATE})
+    default_strategies: Mapping[DisconnectReason, str] = DEFAULT_STRATEGIES
+
+    def __init__(self, runtime_dir: str | None = None) -> None:
+        self._runtime_dir = runtime_dir
+        self.links: dict[str, ProcessLink] = {}
+        """The live link of each session, for callers that want `ProcessLink.set_env` or the pid."""
+
+    # -- the contract -------------------------------------------------------------------------
+
+    def validate(self, spec: SessionSpec) -> None:
+        options = ProcessOptions.from_options(spec.options)
+        if options.persist == "tmux" and _tmux.tmux_binary() is None:
+            raise ConfigError("persist", "tmux is not installed (needed for persist = \"tmux\")")
+
+    def target(self, spec: SessionSpec) -> str:
+        return "localhost"
+
+    @asynccontextmanager
+    async def open_link(self, request: LinkRequest) -> AsyncIterator[ProcessLink]:
+        options = ProcessOptions.from_options(request.spec.options)
+        plan = self._plan(request, options)
+        tmux: TmuxHandle | None = None
+        created: TmuxHandle | None = None
+        child: PtyProcess | None = None
+        link: ProcessLink | None = None
+        yielded = ended_on_purpose = False
+        try:
+            with trio.fail_at(request.deadline):
+                if options.persist == "tmux":
+                    try:
+                        tmux, created = await self._prepare_tmux(request, options, plan)
+                        program_pid = await _tmux.pane_pid(tmux, plan.env)
+                    except OSError as exc:
+                        raise _tmux_failure(exc) from exc
+                    child = await spawn_on_pty(
+                        _tmux.attach_argv(tmux), cwd=None, env=_tmux.client_env(plan.env),
+                        rows=options.rows, cols=options.cols,
+                    )
+                    if program_pid is None:
+                        raise _tmux.reattach_error(tmux)
+                else:
+                    if request.mode is ConnectMode.REATTACH:
+                        raise ReattachUnavailableError(
+                            'persist = "none": the program ended with its link; nothing to re-attach to'
+                        )
+                    child = await spawn_on_pty(
+                        plan.argv, cwd=plan.cwd, env=plan.env, rows=options.rows, cols=options.cols
+                    )
+                    program_pid = child.pid
+            state = request.state if request.mode is ConnectMode.REATTACH else None
+            link = ProcessLink(
+                child=child, request=request, program_pid=program_pid,
+                cwd=state.cwd if state is not None else plan.cwd, env=plan.user_env,
+                last_command=plan.last_command, strip=plan.strip, tmux=tmux, tool_env=plan.env,
+            )
+            if plan.rerun:
+                await link.send(plan.rerun.encode() + b"\r")
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(link.run_reader)
+                nursery.start_soon(link.run_waiter)
+                self.links[request.spec.id] = link
+                yielded = True
+                try:
+                    yield link
+                    ended_on_purpose = _ends_program(request, link)
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            if link is not None and self.links.get(request.spec.id) is link:
+                del self.links[request.spec.id]
+            if child is not None:
+                await terminate(child)
+            doomed = tmux if ended_on_purpose else (created if not yielded else None)
+            if doomed is not None:
+                await _tmux.kill_server(doomed, plan.env)
+
+    # -- planning ------------------------------------------------------------------------------
+
+    def runtime_dir(self) -> str:
+        """The private directory for tmux sockets and integration files (created 0700)."""
+        if self._runtime_dir is None:
+            self._runtime_dir = default_runtime_dir()
+        return _tmux.private_dir(self._runtime_dir)
+
+    def _plan(self, request: LinkRequest, options: ProcessOptions) -> _Plan:
+        state = request.state if request.mode is not ConnectMode.FRESH else None
+        cwd = options.cwd
+        user_env = dict(options.env)
+        last_command = rerun = None
+        if state is not None:
+            if state.cwd and os.path.isdir(state.cwd):
+                cwd = state.cwd  # a preserved cwd that has since vanished falls back to the spec's
+            user_env.update(state.env)
+            last_command = state.last_command
+            if request.mode is ConnectMode.RESTART and options.rerun_last_command and last_command:
+                rerun = last_command
+        env = {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
+        env["TERM"] = options.term
+        env.update(user_env)
+        argv = options.argv
+        strip = False
+        if options.shell_integration and shell_kind(argv) is not None:
+            argv = integrate(argv, env, _tmux.private_dir(os.path.join(self.runtime_dir(), "shell")))
+            strip = True
+        return _Plan(
+            argv=argv, cwd=cwd, env=env, user_env=user_env, last_command=last_command, rerun=rerun,
+            strip=strip,
+        )
+
+    async def _prepare_tmux(
+        self, request: LinkRequest, options: ProcessOptions, plan: _Plan
+    ) -> tuple[TmuxHandle, TmuxHandle | None]:
+        """The handle to attach to, and the one this call created (to end if the connect fails)."""
+        old = TmuxHandle.decode(request.state.handle if request.state is not None else None)
+        if request.mode is ConnectMode.REATTACH:
+            if old is None:
+                raise ReattachUnavailableError("no tmux session was preserved")
+            if not _tmux.socket_is_private(old.socket):
+                raise ReattachUnavailableError(f"refusing {old.socket}: its directory is not private to us")
+            if not await _tmux.has_session(old, plan.env):
+                raise _tmux.reattach_error(old)
+            return old, None
+        if old is not None and _tmux.socket_is_private(old.socket):
+            await _tmux.kill_server(old, plan.env)  # the new program replaces it
+        sockets = _tmux.private_dir(os.path.join(self.runtime_dir(), "tmux"))
+        handle = _tmux.new_handle(sockets, request.spec.id)
+        await _tmux.new_session(
+            handle, plan.argv, cwd=plan.cwd, env=plan.env, rows=options.rows, cols=options.cols,
+            history_lines=options.history_lines,
+        )
+        return handle, handle
+
+
+def _tmux_failure(exc: OSError) -> LinkError:
+    return LinkError(f"cannot run tmux: {exc.strerror or exc}", reason=DisconnectReason.SPAWN_FAILED)
+
+
+def _ends_program(request: LinkRequest, link: ProcessLink) -> bool:
+    """Whether leaving this (tmux) link on a normal exit should end its program.
+
+    With the core's ``session_ending`` flag (requested), exactly on unregister.
+    Until then: when tether lets go of a healthy link without being cancelled
+    (unregister, or a forced reconnect, which then restarts the program in its
+    preserved cwd). A cancelled exit is the supervisor shutting down: the
+    program is kept, like after a crash.
+    """
+    if link.tmux is None:
+        return False
+    ending = getattr(request, "session_ending", None)
+    if callable(ending):
+        return bool(ending())
+    return link.healthy and trio.current_effective_deadline() != -math.inf
+

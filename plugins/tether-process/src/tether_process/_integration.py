@@ -1,0 +1,146 @@
+"""Shell integration: make bash and zsh report their cwd and finished commands.
+
+The shell reads a small rc file of ours (bash ``--rcfile``, zsh ``ZDOTDIR``)
+that first loads the user's own rc file, then adds a prompt hook printing OSC 7
+and tether's command mark (see `_osc`). Inside tmux the sequences are wrapped
+in tmux's passthrough so they reach our client. Commands the shell keeps out of
+its history (``HISTCONTROL=ignorespace``) are not reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from ._osc import MARK_OSC
+
+BASH_RC = r"""# tether shell integration (bash): reports cwd (OSC 7) and finished commands.
+if [ -n "${TETHER_USER_RCFILE:-}" ]; then
+  [ -r "$TETHER_USER_RCFILE" ] && . "$TETHER_USER_RCFILE"
+elif [ -r "$HOME/.bashrc" ]; then
+  . "$HOME/.bashrc"
+fi
+unset TETHER_USER_RCFILE
+__tether_enc() {
+  local s=$1
+  s=${s//'%'/%25}; s=${s//';'/%3B}; s=${s//$'\a'/%07}; s=${s//$'\e'/%1B}
+  s=${s//$'\n'/%0A}; s=${s//$'\r'/%0D}
+  REPLY=$s
+}
+__tether_osc() {
+  if [ -n "${TMUX:-}" ]; then
+    builtin printf '\033Ptmux;\033\033]%s\007\033\\' "$1"
+  else
+    builtin printf '\033]%s\007' "$1"
+  fi
+}
+__tether_prompt() {
+  local st=$? line num
+  line=$(HISTTIMEFORMAT= builtin history 1 2>/dev/null)
+  line=${line#"${line%%[! ]*}"}
+  num=${line%%[!0-9]*}
+  if [ -n "$num" ] && [ "$num" != "${__tether_hist:-}" ]; then
+    if [ -n "${__tether_ready:-}" ]; then
+      line=${line#"$num"}
+      line=${line#"${line%%[!	 ]*}"}
+      __tether_enc "$line"
+      __tether_osc "@MARK@;cmd;$st;$REPLY"
+    fi
+    __tether_hist=$num
+  fi
+  __tether_ready=1
+  __tether_enc "$PWD"
+  __tether_osc "7;file://${HOSTNAME:-}$REPLY"
+  return $st
+}
+PROMPT_COMMAND="__tether_prompt${PROMPT_COMMAND:+;$PROMPT_COMMAND}"
+""".replace("@MARK@", str(MARK_OSC))
+
+ZSH_ENV = r"""# tether shell integration (zsh): load the user's .zshenv from their own ZDOTDIR.
+__tether_zdotdir=$ZDOTDIR
+ZDOTDIR=${TETHER_USER_ZDOTDIR:-$HOME}
+[ -r "$ZDOTDIR/.zshenv" ] && . "$ZDOTDIR/.zshenv"
+TETHER_USER_ZDOTDIR=$ZDOTDIR
+ZDOTDIR=$__tether_zdotdir
+unset __tether_zdotdir
+"""
+
+ZSH_RC = r"""# tether shell integration (zsh): reports cwd (OSC 7) and finished commands.
+ZDOTDIR=${TETHER_USER_ZDOTDIR:-$HOME}
+unset TETHER_USER_ZDOTDIR
+[ -r "$ZDOTDIR/.zshrc" ] && . "$ZDOTDIR/.zshrc"
+__tether_enc() {
+  local s=$1
+  s=${s//'%'/%25}; s=${s//';'/%3B}; s=${s//$'\a'/%07}; s=${s//$'\e'/%1B}
+  s=${s//$'\n'/%0A}; s=${s//$'\r'/%0D}
+  REPLY=$s
+}
+__tether_osc() {
+  if [[ -n ${TMUX:-} ]]; then
+    builtin printf '\033Ptmux;\033\033]%s\007\033\\' "$1"
+  else
+    builtin printf '\033]%s\007' "$1"
+  fi
+}
+__tether_preexec() { __tether_cmd=$1 }
+__tether_precmd() {
+  local st=$?
+  if [[ -n ${__tether_cmd+x} ]]; then
+    __tether_enc "$__tether_cmd"
+    __tether_osc "@MARK@;cmd;$st;$REPLY"
+    unset __tether_cmd
+  fi
+  __tether_enc "$PWD"
+  __tether_osc "7;file://${HOST:-}$REPLY"
+  return $st
+}
+autoload -Uz add-zsh-hook
+add-zsh-hook preexec __tether_preexec
+add-zsh-hook precmd __tether_precmd
+""".replace("@MARK@", str(MARK_OSC))
+
+
+def shell_kind(argv: tuple[str, ...]) -> str | None:
+    """``bash`` or ``zsh`` when argv starts one of them, else None (integration does not apply)."""
+    name = os.path.basename(argv[0])
+    if name.startswith("-"):
+        name = name[1:]
+    return name if name in ("bash", "zsh") else None
+
+
+def _write_once(directory: str, name: str, text: str) -> str:
+    """Write `text` under a content-hashed name (so versions never clash); return its path."""
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    path = os.path.join(directory, f"{name}-{digest}")
+    if not os.path.exists(path):
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    return path
+
+
+def integrate(argv: tuple[str, ...], env: dict[str, str], directory: str) -> tuple[str, ...]:
+    """argv (and `env`, changed in place) that load the integration; unchanged for other programs.
+
+    `directory` must be private to this user (the backend's runtime dir).
+    """
+    kind = shell_kind(argv)
+    if kind == "bash":
+        if any(a in ("--rcfile", "--init-file", "--norc", "--posix") for a in argv[1:]):
+            return argv  # the user chose their own start-up; respect it
+        rc = _write_once(directory, "bashrc", BASH_RC)
+        return (argv[0], "--rcfile", rc, *argv[1:])
+    if kind == "zsh":
+        zdot = os.path.join(directory, "zsh-" + hashlib.sha256((ZSH_ENV + ZSH_RC).encode()).hexdigest()[:12])
+        os.makedirs(zdot, mode=0o700, exist_ok=True)
+        for name, text in ((".zshenv", ZSH_ENV), (".zshrc", ZSH_RC)):
+            path = os.path.join(zdot, name)
+            if not os.path.exists(path):
+                with open(path, "w", encoding="utf-8") as handle:
+                    handle.write(text)
+        if "ZDOTDIR" in env:
+            env["TETHER_USER_ZDOTDIR"] = env["ZDOTDIR"]
+        env["ZDOTDIR"] = zdot
+        return argv
+    return argv

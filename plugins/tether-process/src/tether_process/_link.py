@@ -1,0 +1,218 @@
+"""`ProcessLink`: one live program on a pty, its output stream and the state it reports.
+
+Two tasks run beside the session while the link is up: a reader (pty output
+-> escape scanner -> ``report_output`` / ``report_state``) and a waiter (the
+process exit -> ``report_closed``). The link ends exactly once, with a typed
+reason: the program exited (code or signal), the terminal closed, or, with
+tmux, the client dropped while the program kept running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shlex
+import signal
+from collections.abc import Mapping
+from typing import final
+
+import trio
+
+from tether import Disconnect, DisconnectReason, LinkError, LinkRequest, PreservedState
+
+from ._osc import CommandMark, CwdReport, OscScanner
+from ._pty import PtyProcess
+from ._tmux import TmuxHandle, has_session
+
+READ_SIZE = 65536
+DRAIN_TIME = 0.2
+"""After the program exits, how long the reader gets to pass on its last output."""
+LINGER_TIME = 1.0
+"""After the terminal closes, how long the program gets to exit before we call it a closed pty."""
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def exit_disconnect(returncode: int, what: str = "the program") -> Disconnect:
+    """The typed reason for a process that ended with `returncode` (negative: a signal)."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return Disconnect(DisconnectReason.PROCESS_EXIT, f"{what} was killed by {name}", signal=-returncode)
+    return Disconnect(DisconnectReason.PROCESS_EXIT, f"{what} exited", exit_code=returncode)
+
+
+def _proc_cwd(pid: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return None
+
+
+@final
+class ProcessLink:
+    """A program on a pseudo-terminal (with tmux: a tmux client attached to the program)."""
+
+    def __init__(
+        self,
+        *,
+        child: PtyProcess,
+        request: LinkRequest,
+        program_pid: int,
+        cwd: str | None,
+        env: Mapping[str, str],
+        last_command: str | None,
+        strip: bool,
+        tmux: TmuxHandle | None = None,
+        tool_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self._child = child
+        self._request = request
+        self._pid = program_pid
+        self._cwd = cwd
+        self._env = dict(env)
+        self._last_command = last_command
+        self._tmux = tmux
+        self._tool_env = dict(tool_env or {})
+        self._scanner = OscScanner(strip=strip)
+        self._reported_cwd = False
+        self._last_state: PreservedState | None = None
+        self._closed: Disconnect | None = None
+        self._broken = False
+        self._reported = False
+        self._send_lock = trio.Lock()
+        self._eof = trio.Event()
+
+    # -- the contract -------------------------------------------------------------------------
+
+    async def probe(self) -> None:
+        """Alive while the process on the pty runs and the link has not ended."""
+        await trio.lowlevel.checkpoint()
+        if self._closed is None:
+            code = self._child.process.poll()
+            if code is None:
+                return
+            self._closed = exit_disconnect(code, self._what)
+        self._broken = self._reported = True  # the supervisor learns of the end from this error
+        closed = self._closed
+        raise LinkError(closed.detail, reason=closed.reason, exit_code=closed.exit_code, signal=closed.signal)
+
+    def current_state(self) -> PreservedState:
+        """cwd (shell report, else /proc), env set through tether, last command, tmux handle."""
+        cwd = self._cwd if self._reported_cwd else (_proc_cwd(self._pid) or self._cwd)
+        return PreservedState(
+            cwd=cwd, env=dict(self._env), last_command=self._last_command,
+            handle=self._tmux.encode() if self._tmux is not None else None,
+            extra={"pid": str(self._pid), "persist": "tmux" if self._tmux is not None else "none"},
+        )
+
+    async def send(self, data: bytes) -> None:
+        """Type `data` into the terminal."""
+        async with self._send_lock:
+            try:
+                await self._child.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise LinkError("the terminal is closed", reason=DisconnectReason.REMOTE_CLOSED) from exc
+
+    # -- extras --------------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int:
+        """The program's pid (with tmux: the pane's program, not the client)."""
+        return self._pid
+
+    @property
+    def tmux(self) -> TmuxHandle | None:
+        return self._tmux
+
+    @property
+    def healthy(self) -> bool:
+        """False once the link reported its end or failed a probe."""
+        return self._closed is None and not self._broken
+
+    async def set_env(self, name: str, value: str) -> None:
+        """Export a variable in the shell and keep it for restarts (a shell must be running).
+
+        The command starts with a space, so shells with ``HISTCONTROL=ignorespace``
+        keep it (and any secret in it) out of their history and out of ``last_command``.
+        """
+        if not _ENV_NAME.fullmatch(name):
+            raise ValueError(f"not a variable name: {name!r}")
+        await self.send(f" export {name}={shlex.quote(value)}\r".encode())
+        self._env[name] = value
+        self._report_state()
+
+    # -- the tasks -----------------------------------------------------------------------------
+
+    async def run_reader(self) -> None:
+        """Pass output on until the terminal closes; report a pty closed under a live program."""
+        try:
+            while True:
+                try:
+                    data = await self._child.stream.receive_some(READ_SIZE)
+                except trio.BrokenResourceError:
+                    break  # EIO: every holder of the pty's other side has gone
+                except trio.ClosedResourceError:
+                    return
+                if not data:
+                    break
+                self._take(data)
+            tail = self._scanner.flush()
+            if tail:
+                self._request.report_output(tail)
+        finally:
+            self._eof.set()
+        with trio.move_on_after(LINGER_TIME):
+            await self._child.process.wait()
+            return  # the waiter reports the exit
+        self._close(Disconnect(DisconnectReason.REMOTE_CLOSED, "the program closed its terminal"))
+
+    async def run_waiter(self) -> None:
+        """Report the process's exit once its last output has been passed on."""
+        code = await self._child.process.wait()
+        with trio.move_on_after(DRAIN_TIME):
+            await self._eof.wait()
+        if self._tmux is None:
+            self._close(exit_disconnect(code))
+            return
+        alive = False
+        with contextlib.suppress(OSError, trio.TooSlowError):
+            alive = await has_session(self._tmux, self._tool_env)
+        if alive:
+            self._close(Disconnect(DisconnectReason.REMOTE_CLOSED, "the tmux client exited; the program still runs"))
+        else:
+            self._close(Disconnect(DisconnectReason.PROCESS_EXIT, "the program in tmux ended"))
+
+    # -- internals -----------------------------------------------------------------------------
+
+    @property
+    def _what(self) -> str:
+        return "the tmux client" if self._tmux is not None else "the program"
+
+    def _close(self, disconnect: Disconnect) -> None:
+        if self._closed is None:
+            self._closed = disconnect
+        if not self._reported:
+            self._reported = True
+            self._request.report_closed(self._closed)
+
+    def _take(self, data: bytes) -> None:
+        out, events = self._scanner.feed(data)
+        for event in events:
+            if isinstance(event, CwdReport):
+                self._cwd = event.path
+                self._reported_cwd = True
+            elif isinstance(event, CommandMark) and event.command:
+                self._last_command = event.command
+        if out:
+            self._request.report_output(out)
+        self._report_state()
+
+    def _report_state(self) -> None:
+        state = self.current_state()
+        if state != self._last_state:
+            self._last_state = state
+            self._request.report_state(state)

@@ -1,0 +1,122 @@
+"""`ProcessOptions`: the ``options`` table of a ``process`` session, validated at register time."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import attrs
+
+from tether import ConfigError
+
+Persist = Literal["none", "tmux"]
+
+_KNOWN = (
+    "argv", "command", "cwd", "env", "rows", "cols", "shell_integration", "persist",
+    "history_lines", "rerun_last_command", "term",
+)
+
+
+@attrs.frozen(kw_only=True)
+class ProcessOptions:
+    """What to run and how. Exactly one of ``argv`` or ``command`` is required."""
+
+    argv: tuple[str, ...]
+    """The program and its arguments; a ``command`` line becomes ``/bin/sh -c COMMAND``."""
+    cwd: str | None = None
+    """Start directory (the daemon's own when absent)."""
+    env: Mapping[str, str] = attrs.field(factory=dict, hash=False)
+    """Set on top of the daemon's environment."""
+    rows: int = 24
+    cols: int = 80
+    shell_integration: bool = True
+    """For bash and zsh: report cwd (OSC 7) and finished commands, so a restart
+    lands where the user was. Other programs are left alone."""
+    persist: Persist = "none"
+    """``tmux``: run the program inside tmux on a private socket, so it survives
+    a dropped link and a tether restart, and session-restore re-attaches to it."""
+    history_lines: int = 2000
+    """Scrollback tmux keeps for the program (persist = tmux)."""
+    rerun_last_command: bool = False
+    """On a process-restart, type the last finished command again."""
+    term: str = "xterm-256color"
+    """TERM for the program (or for the tmux client)."""
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> ProcessOptions:
+        """Validate a spec's options; `ConfigError` names the bad key."""
+        for key in options:
+            if key not in _KNOWN:
+                raise ConfigError(key, f"unknown option; known: {', '.join(sorted(_KNOWN))}")
+        argv = _argv(options)
+        kwargs: dict[str, Any] = {"argv": argv}
+        if "cwd" in options:
+            kwargs["cwd"] = _string(options, "cwd")
+        if "env" in options:
+            kwargs["env"] = _env(options["env"])
+        for key in ("rows", "cols"):
+            if key in options:
+                kwargs[key] = _int(options, key, low=1, high=10_000)
+        if "history_lines" in options:
+            kwargs["history_lines"] = _int(options, "history_lines", low=0, high=10_000_000)
+        for key in ("shell_integration", "rerun_last_command"):
+            if key in options:
+                if not isinstance(options[key], bool):
+                    raise ConfigError(key, f"must be true or false, got {options[key]!r}")
+                kwargs[key] = options[key]
+        if "persist" in options:
+            if options["persist"] not in ("none", "tmux"):
+                raise ConfigError("persist", f'must be "none" or "tmux", got {options["persist"]!r}')
+            kwargs["persist"] = options["persist"]
+        if "term" in options:
+            kwargs["term"] = _string(options, "term")
+        return cls(**kwargs)
+
+
+def _argv(options: Mapping[str, Any]) -> tuple[str, ...]:
+    has_argv, has_command = "argv" in options, "command" in options
+    if has_argv == has_command:
+        raise ConfigError("argv", "give exactly one of argv (a list) or command (a shell command line)")
+    if has_command:
+        command = _string(options, "command")
+        if not command.strip():
+            raise ConfigError("command", "must not be empty")
+        return ("/bin/sh", "-c", command)
+    argv = options["argv"]
+    if isinstance(argv, str):
+        raise ConfigError("argv", f"must be a list of strings (did you mean command = {shlex.quote(argv)}?)")
+    if not isinstance(argv, (list, tuple)) or not argv or not all(isinstance(a, str) for a in argv):
+        raise ConfigError("argv", "must be a non-empty list of strings")
+    if not argv[0]:
+        raise ConfigError("argv[0]", "must name a program")
+    return tuple(argv)
+
+
+def _string(options: Mapping[str, Any], key: str) -> str:
+    value = options[key]
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, f"must be a non-empty string, got {value!r}")
+    if "\0" in value:
+        raise ConfigError(key, "must not contain NUL")
+    return value
+
+
+def _int(options: Mapping[str, Any], key: str, *, low: int, high: int) -> int:
+    value = options[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(key, f"must be a whole number from {low} to {high}, got {value!r}")
+    return value
+
+
+def _env(value: object) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise ConfigError("env", "must be a table of NAME = value")
+    env: dict[str, str] = {}
+    for name, val in value.items():
+        if not isinstance(name, str) or not name or "=" in name or "\0" in name:
+            raise ConfigError(f"env.{name}", "is not a valid variable name")
+        if not isinstance(val, str) or "\0" in val:
+            raise ConfigError(f"env.{name}", "must be a string without NUL")  # the value is never echoed
+        env[name] = val
+    return env
