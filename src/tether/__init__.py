@@ -65,6 +65,23 @@ from ._policy import ReconnectPolicy as ReconnectPolicy
 from ._reasons import Disconnect as Disconnect
 from ._reasons import DisconnectReason as DisconnectReason
 from ._recovery import RecoveryContext as RecoveryContext
+from ._snapshot import DEFAULT_SECRET_PATTERNS as DEFAULT_SECRET_PATTERNS
+from ._snapshot import SNAPSHOT_SCHEMA_VERSION as SNAPSHOT_SCHEMA_VERSION
+from ._snapshot import SessionSnapshot as SessionSnapshot
+from ._snapshot import SnapshotError as SnapshotError
+from ._snapshot import redact_env as redact_env
+from ._snapshot import snapshot_from_dict as snapshot_from_dict
+from ._snapshot import snapshot_to_dict as snapshot_to_dict
+from ._sqlite_store import SqliteStore as SqliteStore
+from ._sqlite_store import default_state_dir as default_state_dir
+from ._sqlite_store import default_store_path as default_store_path
+from ._sqlite_store import open_sqlite_store as open_sqlite_store
+from ._store import CorruptStoreError as CorruptStoreError
+from ._store import LoadReport as LoadReport
+from ._store import MemoryStore as MemoryStore
+from ._store import SnapshotStore as SnapshotStore
+from ._store import StoreError as StoreError
+from ._store import StoreStats as StoreStats
 from ._spec import SessionSpec as SessionSpec
 from ._state import Attempt as Attempt
 from ._state import Episode as Episode
@@ -91,6 +108,8 @@ __all__ = [
     "Backend",
     "ConfigError",
     "ConnectMode",
+    "CorruptStoreError",
+    "DEFAULT_SECRET_PATTERNS",
     "DEFAULT_STRATEGIES",
     "Disconnect",
     "DisconnectReason",
@@ -110,6 +129,8 @@ __all__ = [
     "Link",
     "LinkError",
     "LinkRequest",
+    "LoadReport",
+    "MemoryStore",
     "PLUGIN_API_VERSION",
     "PluginError",
     "PluginFailed",
@@ -126,6 +147,7 @@ __all__ = [
     "ReconnectSucceeded",
     "RecoveryContext",
     "RetriesExhausted",
+    "SNAPSHOT_SCHEMA_VERSION",
     "STRATEGIES_GROUP",
     "SessionConnected",
     "SessionDisconnected",
@@ -134,16 +156,23 @@ __all__ = [
     "SessionOutput",
     "SessionRegistered",
     "SessionRestore",
+    "SessionSnapshot",
     "SessionSpec",
     "SessionState",
     "SessionStatus",
     "SessionUnregistered",
     "SimpleReconnect",
+    "SnapshotError",
+    "SnapshotStore",
+    "SqliteStore",
     "SshReconnect",
     "StateRecovery",
+    "StoreError",
+    "StoreStats",
     "Strategy",
     "StrategyAttempted",
     "StrategyNotApplicableError",
+    "Subscription",
     "Supervisor",
     "SupervisorClosedError",
     "SupervisorStats",
@@ -154,11 +183,17 @@ __all__ = [
     "check_backend",
     "check_strategy",
     "classify",
+    "default_state_dir",
+    "default_store_path",
     "discover_plugins",
     "event_from_dict",
     "event_to_dict",
     "ideal_delay",
     "make_event_converter",
+    "open_sqlite_store",
     "open_supervisor",
+    "redact_env",
     "retry_delay",
+    "snapshot_from_dict",
+    "snapshot_to_dict",
 ]

@@ -123,6 +123,7 @@ class Session:
         "pending_drop",
         "preserved",
         "restored",
+        "resume_at",
         "scope",
         "spec",
         "status",
@@ -156,7 +157,10 @@ class Session:
         self.force: ForceRequest | None = None
         self.stopping = False
         self.finished = False
-        self.restored = False
+        self.restored: SessionStatus | None = None
+        """The status a snapshot recorded, when this session was restored after a restart."""
+        self.resume_at: float | None = None
+        """Trio time a restored mid-backoff session had its next attempt scheduled for."""
         self.done: trio.Event | None = None
         self.output = bytearray()
         self.output_limit = output_limit

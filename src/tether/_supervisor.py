@@ -32,8 +32,10 @@ from ._errors import (
     LinkError,
     SessionNotFoundError,
     SupervisorClosedError,
+    TetherError,
 )
 from ._events import (
+    Event,
     HealthCheckFailed,
     PluginFailed,
     ReconnectFailed,
@@ -54,9 +56,11 @@ from ._policy import DEFAULT_STRATEGIES
 from ._reasons import Disconnect, DisconnectReason
 from ._recovery import RecoveryContext, backstop_grace
 from ._session import EpisodeRecord, ForceRequest, Session
+from ._snapshot import SessionSnapshot, SnapshotError, drop_redacted
 from ._spec import SessionSpec
 from ._state import Attempt, EpisodeOutcome, PreservedState, SessionState, SessionStatus
 from ._stats import StatsRecorder, SupervisorStats
+from ._store import SnapshotStore
 from ._timers import TimerQueue
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -66,6 +70,9 @@ logger = logging.getLogger("tether.supervisor")
 
 FIRST_CONNECT = "connect"
 """Strategy name recorded for a session's very first connect."""
+
+_FINAL_FLUSH_SECONDS = 10.0
+"""How long leaving the supervisor may spend writing the last snapshots."""
 
 
 @attrs.frozen
@@ -98,6 +105,9 @@ class Supervisor:
         connect_limit: int | None,
         rng: random.Random,
         output_history_bytes: int,
+        store: SnapshotStore | None = None,
+        durable: bool = False,
+        flush_interval: float = 0.5,
     ) -> None:
         self._nursery = nursery
         self.registry = registry
@@ -110,6 +120,15 @@ class Supervisor:
         self._stats = StatsRecorder()
         self._timers = TimerQueue()
         self._closed = False
+        self._store = store
+        self._durable = durable
+        self._flush_interval = flush_interval
+        self._dirty: set[str] = set()
+        self._deleted: set[str] = set()
+        self._held: list[tuple[type[Event], dict[str, Any]]] = []
+        self._flush_wanted = trio.Event()
+        self.restore_errors: list[TetherError] = []
+        """Snapshots that could not be restored at start (each names its session); kept in the store."""
 
     # -- public API ------------------------------------------------------------------------
 
@@ -253,25 +272,28 @@ class Supervisor:
         self._sessions[spec.id] = session
         self._stats.moved(None, session.status)
         self._limiter_ref(target, +1)
-        self.bus.publish(
+        self._report(
             SessionRegistered,
             session_id=spec.id,
             backend=spec.backend,
             target=target,
             restored=restore is not None,
         )
+        self._changed(session)
         self._nursery.start_soon(self._run, session, name=f"tether session {spec.id}")
         return session.view()
 
     def _resume_record(self, session: Session, restore: SessionState) -> None:
-        session.restored = True
+        session.restored = restore.status
+        if restore.next_attempt_at is not None:
+            session.resume_at = trio.current_time() + max(0.0, restore.next_attempt_at - time.time())
         session.history.extend(restore.history)
         session.episodes_total = restore.episodes_total
         session.episodes_recovered = restore.episodes_recovered
         session.episodes_failed = restore.episodes_failed
         session.last_disconnect = restore.last_disconnect
         if restore.preserved is not None and session.preserved is None:
-            session.preserved = restore.preserved
+            session.preserved = attrs.evolve(restore.preserved, env=drop_redacted(restore.preserved.env))
         if restore.episode is not None:
             session.episode = EpisodeRecord.thaw(restore.episode, trio.current_time())
 
@@ -329,16 +351,25 @@ class Supervisor:
             session.force = None
         if self._sessions.get(session.spec.id) is session:
             del self._sessions[session.spec.id]
+            if self._store is not None and not self._closed:
+                self._dirty.discard(session.spec.id)
+                self._deleted.add(session.spec.id)
+                self._flush_wanted.set()
             self._stats.moved(session.status, None)
             self._limiter_ref(session.target, -1)
-            self.bus.publish(SessionUnregistered, session_id=session.spec.id)
+            self._report(SessionUnregistered, session_id=session.spec.id)
         if session.done is not None:
             session.done.set()
 
     async def _lifecycle(self, session: Session) -> None:
         policy = session.spec.policy
         drop: Disconnect | None
-        if session.restored:
+        if session.restored in (SessionStatus.FAILED, SessionStatus.DISCONNECTED):
+            self._set_status(session, session.restored)  # stays down until someone forces it
+            if not await self._wait_for_force(session):
+                return
+            drop = Disconnect(DisconnectReason.FORCED, "revived by force_reconnect")
+        elif session.restored is not None:
             drop = Disconnect(DisconnectReason.SUPERVISOR_RESTART, "tether restarted")
             self._set_status(session, SessionStatus.RECONNECTING)
         else:
@@ -370,7 +401,7 @@ class Supervisor:
                 self._fail(session, fatal)
             elif not policy.allows_retry(episode.attempts_made):
                 if episode.outcome is EpisodeOutcome.ONGOING:
-                    self.bus.publish(
+                    self._report(
                         RetriesExhausted,
                         session_id=session.spec.id,
                         episode=episode.number,
@@ -407,11 +438,15 @@ class Supervisor:
     async def _back_off(self, session: Session, episode: EpisodeRecord) -> bool:
         """Wait the jittered delay; False when stopping. A force skips the rest of the wait."""
         policy = session.spec.policy
-        delay = retry_delay(policy, episode.attempts_made, self._rng, episode.last_delay)
-        episode.last_delay = delay
+        if session.resume_at is not None:  # restored mid-backoff: keep the original schedule
+            delay = max(0.0, session.resume_at - trio.current_time())
+            session.resume_at = None
+        else:
+            delay = retry_delay(policy, episode.attempts_made, self._rng, episode.last_delay)
+            episode.last_delay = delay
         session.next_attempt_at = time.time() + delay
         self._set_status(session, SessionStatus.BACKING_OFF)
-        self.bus.publish(
+        self._report(
             ReconnectScheduled,
             session_id=session.spec.id,
             episode=episode.number,
@@ -479,7 +514,8 @@ class Supervisor:
             session.episodes_total += 1
             episode = session.episode = EpisodeRecord(session.episodes_total, drop, now)
         assert episode is not None
-        self.bus.publish(
+        self._changed(session)
+        self._report(
             SessionDisconnected,
             session_id=session.spec.id,
             reason=drop.reason,
@@ -501,7 +537,7 @@ class Supervisor:
         if session.status is not SessionStatus.FAILED:
             self._set_status(session, SessionStatus.FAILED)
             if not exhausted:
-                self.bus.publish(SessionFailed, session_id=session.spec.id, reason=why.reason, detail=why.detail)
+                self._report(SessionFailed, session_id=session.spec.id, reason=why.reason, detail=why.detail)
 
     def _set_status(self, session: Session, status: SessionStatus) -> None:
         if session.status is status:
@@ -510,6 +546,80 @@ class Supervisor:
             self._stats.moved(session.status, status)
         session.status = status
         session.status_since = time.time()
+        self._changed(session)
+
+    # -- persistence ------------------------------------------------------------------------
+
+    def _changed(self, session: Session) -> None:
+        """Queue the session for the next snapshot write (batched: one transaction per flush)."""
+        if self._store is not None and not self._closed and session.status is not SessionStatus.STOPPED:
+            self._dirty.add(session.spec.id)
+            self._flush_wanted.set()
+
+    def _report(self, cls: type[Event], /, **fields: Any) -> None:
+        """Publish a transition. Durable mode holds it until the snapshot saying so is committed."""
+        if self._durable and self._store is not None and not self._closed:
+            self._held.append((cls, fields))
+            self._flush_wanted.set()
+        else:
+            self.bus.publish(cls, **fields)
+
+    async def _flusher(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The store's only writer: batches every change since the last write into one transaction."""
+        task_status.started()
+        while True:
+            await self._flush_wanted.wait()
+            if not self._durable:
+                await trio.sleep(self._flush_interval)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write every pending change now (one transaction) and release held events."""
+        store = self._store
+        self._flush_wanted = trio.Event()
+        if store is None:
+            await trio.lowlevel.checkpoint()
+            return
+        dirty, self._dirty = self._dirty, set()
+        deleted, self._deleted = self._deleted, set()
+        held, self._held = self._held, []
+        now = time.time()
+        snapshots = [
+            SessionSnapshot(spec=s.spec, state=s.view(), saved_at=now)
+            for sid in dirty
+            if (s := self._sessions.get(sid)) is not None
+        ]
+        if snapshots or deleted:
+            try:
+                await store.write(snapshots, sorted(deleted))
+            except Exception:
+                logger.exception("writing %d snapshots failed; will retry", len(snapshots))
+                self._dirty |= dirty - self._deleted
+                self._deleted |= deleted
+                self._flush_wanted.set()
+        else:
+            await trio.lowlevel.checkpoint()
+        for cls, fields in held:
+            self.bus.publish(cls, **fields)
+
+    async def _restore(self, sessions: Iterable[SessionSpec]) -> None:
+        """Load every snapshot and resume those sessions; `sessions` given now win over stored specs."""
+        given = {spec.id: spec for spec in sessions}
+        stored: dict[str, SessionSnapshot] = {}
+        if self._store is not None:
+            report = await self._store.load_all()
+            self.restore_errors.extend(report.errors)
+            stored = {snap.session_id: snap for snap in report.snapshots}
+        for spec in given.values():
+            snap = stored.pop(spec.id, None)
+            self._register_now(spec, restore=snap.state if snap is not None else None)
+        for sid, snap in stored.items():
+            try:
+                self._register_now(snap.spec, restore=snap.state)
+            except TetherError as exc:
+                logger.error("session %s could not be restored: %s", sid, exc)
+                self.restore_errors.append(SnapshotError(sid, f"cannot be restored: {exc}"))
+        await trio.lowlevel.checkpoint()
 
     # -- one attempt, and holding the link it opened -----------------------------------------------
 
@@ -524,7 +634,7 @@ class Supervisor:
         if number > 0:
             assert episode is not None
             self._set_status(session, SessionStatus.RECONNECTING)
-            self.bus.publish(
+            self._report(
                 ReconnectStarted,
                 session_id=spec.id,
                 episode=episode.number,
@@ -642,6 +752,7 @@ class Supervisor:
             def report_state(new_state: PreservedState) -> None:
                 if session.generation == generation and spec.policy.preserve_state:
                     session.preserved = new_state
+                    self._changed(session)
 
             return LinkRequest(
                 spec=spec,
@@ -658,7 +769,7 @@ class Supervisor:
 
         def on_strategy(name: str) -> None:
             if episode is not None and number > 0:
-                self.bus.publish(
+                self._report(
                     StrategyAttempted,
                     session_id=spec.id,
                     episode=episode.number,
@@ -702,7 +813,7 @@ class Supervisor:
         self._refresh_state(session, link)
         self._set_status(session, SessionStatus.CONNECTED)
         if attempt.number == 0 or episode is None:
-            self.bus.publish(SessionConnected, session_id=session.spec.id, duration=attempt.duration)
+            self._report(SessionConnected, session_id=session.spec.id, duration=attempt.duration)
         else:
             self._stats.total_attempts += 1
             if attempt.used_strategy == "process-restart":
@@ -714,7 +825,7 @@ class Supervisor:
             episode.recovery_time = now - episode.started_mono
             session.episodes_recovered += 1
             self._stats.recovered_episode(episode.recovery_time, session.connected_at)
-            self.bus.publish(
+            self._report(
                 ReconnectSucceeded,
                 session_id=session.spec.id,
                 episode=episode.number,
@@ -734,7 +845,8 @@ class Supervisor:
         self._stats.failed_attempts += 1
         episode.attempts.append(attempt)
         episode.attempts_made += 1
-        self.bus.publish(
+        self._changed(session)
+        self._report(
             ReconnectFailed,
             session_id=session.spec.id,
             episode=episode.number,
@@ -814,8 +926,9 @@ class Supervisor:
         except Exception:
             logger.warning("session %s: current_state() raised", session.spec.id, exc_info=True)
             return
-        if state is not None:
+        if state is not None and state != session.preserved:
             session.preserved = state
+            self._changed(session)
 
 
 def _single_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
@@ -836,6 +949,10 @@ async def open_supervisor(
     event_ring: int = 10_000,
     output_history_bytes: int = 64 * 1024,
     seed: int | None = None,
+    store: SnapshotStore | None = None,
+    durable: bool = False,
+    flush_interval: float = 0.5,
+    sessions: Iterable[SessionSpec] = (),
 ) -> AsyncIterator[Supervisor]:
     """Run a supervisor for the duration of the ``async with`` block.
 
@@ -845,7 +962,16 @@ async def open_supervisor(
     MaxStartups refuses past 10); None lifts it. Leaving the block stops
     every session at once (flaw 5). An exception from the block comes out
     as itself, not wrapped in an exception group.
+
+    With a `store`, every stored session is restored and resumed on entry
+    (`sessions` registered here take their stored state but keep the spec
+    given now), changes are written behind by one flusher task every
+    `flush_interval` seconds in one transaction, and pending changes are
+    flushed on exit. `durable` commits each transition before its event is
+    published (group commit: many sessions share one transaction).
     """
+    if flush_interval < 0:
+        raise ConfigError("flush_interval", f"must be >= 0, got {flush_interval}")
     if connect_limit is not None and connect_limit < 1:
         raise ConfigError("connect_limit", f"must be >= 1 or None, got {connect_limit}")
     if output_history_bytes < 0:
@@ -873,12 +999,19 @@ async def open_supervisor(
                 bus=bus,
                 connect_limit=connect_limit,
                 rng=random.Random(seed),
-                output_history_bytes=output_history_bytes,
+                output_history_bytes=output_history_bytes, store=store, durable=durable,
+                flush_interval=flush_interval,
             )
             await nursery.start(supervisor._timers.run)
+            if store is not None:
+                await nursery.start(supervisor._flusher)
             try:
+                await supervisor._restore(sessions)
                 yield supervisor
             finally:
+                if store is not None:
+                    with trio.CancelScope(shield=True), trio.move_on_after(_FINAL_FLUSH_SECONDS):
+                        await supervisor.flush()
                 supervisor._shutdown()
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
