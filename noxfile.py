@@ -1,0 +1,65 @@
+"""Developer tasks: tests, lint, typecheck, demo, bench. ``nox -s tests`` is what CI runs."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+
+ROOT = Path(__file__).parent
+PLUGINS = sorted(p for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").is_file())
+
+
+def _with_test_extra(path: Path) -> str:
+    """``path[test]`` when the distribution declares a test extra, else ``path``."""
+    project = tomllib.loads((path / "pyproject.toml").read_text())["project"]
+    extras = project.get("optional-dependencies", {})
+    return f"{path}[test]" if "test" in extras else str(path)
+
+
+def _install_all(session: nox.Session) -> None:
+    session.install("-e", _with_test_extra(ROOT))
+    for plugin in PLUGINS:
+        session.install("-e", _with_test_extra(plugin))
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole suite: core, every plugin, real peers (sshd, tmux, Jupyter) where installed."""
+    _install_all(session)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "src", "tests", "plugins", "benchmarks", "noxfile.py")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the core and every plugin's package."""
+    _install_all(session)
+    session.install("mypy")
+    session.run("mypy", "-p", "tether")
+    for plugin in PLUGINS:
+        session.run("mypy", "--strict", str(plugin / "src"))
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Watch tether detect, back off, recover and restore a few local sessions."""
+    _install_all(session)
+    session.run("tether", "demo", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Supervision overhead across thousands of sessions; ``-- --quick`` for a smoke run."""
+    session.install("-e", str(ROOT))
+    session.install("matplotlib", "psutil")
+    session.run("python", "benchmarks/run.py", *session.posargs)
