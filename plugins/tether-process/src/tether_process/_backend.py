@@ -165,7 +165,7 @@ class ProcessBackend:
                 await terminate(child)
             doomed = tmux if ended_on_purpose else (created if not yielded else None)
             if doomed is not None:
-                await _tmux.kill_server(doomed, plan.env)
+                await _tmux.kill_server(doomed, plan.env, link.pid if link is not None else None)
 
     # -- planning ------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ import re
 import secrets
 import shlex
 import shutil
+import signal
 import stat
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -153,13 +154,35 @@ async def pane_pid(handle: TmuxHandle, env: Mapping[str, str]) -> int | None:
     return int(text) if result.returncode == 0 and text.isdigit() else None
 
 
-async def kill_server(handle: TmuxHandle, env: Mapping[str, str]) -> None:
-    """End the program for good: its private server and the socket. Shielded and bounded."""
+async def kill_server(handle: TmuxHandle, env: Mapping[str, str], program_pid: int | None = None) -> None:
+    """End the program for good: its private server, the socket, and (if known) the
+    program's process group, which tmux only sends SIGHUP. Shielded and bounded."""
     with trio.CancelScope(shield=True), trio.move_on_after(COMMAND_TIMEOUT):
         if _socket_exists(handle):
             await run(handle, ["kill-server"], env)
+        if program_pid is not None:
+            await _reap_foreign(program_pid)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(handle.socket)
+
+
+async def _reap_foreign(pid: int, grace: float = 1.0) -> None:
+    """Wait for a process that is not our child to go (we cannot wait() on it); SIGKILL its group after `grace`."""
+    deadline = trio.current_time() + grace
+    while _alive(pid):
+        if trio.current_time() >= deadline:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)  # tmux made the pane's program a group leader
+            return
+        await trio.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat_file:
+            return stat_file.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except OSError:
+        return False
 
 
 def attach_argv(handle: TmuxHandle) -> list[str]:
