@@ -24,10 +24,10 @@ from typing import Any
 import attrs
 import pytest
 import trio
+from tether_ssh import SshBackend
 
 import tether
 from tether.testing import require_peer, wait_until
-from tether_ssh import SshBackend
 
 SBIN_PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
 
@@ -184,7 +184,7 @@ def black_hole(port: int) -> Iterator[None]:
     assert nft is not None
     table = f"tether_ssh_test_{port}"
     proc = subprocess.Popen(
-        [nft, "-i"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [nft, "-i"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True
     )
     assert proc.stdin is not None
     rules = (
@@ -247,16 +247,16 @@ async def ssh_supervisor(backend: SshBackend, **kwargs: Any) -> AsyncIterator[te
 
 
 async def wait_status(supervisor: tether.Supervisor, sid: str, status: tether.SessionStatus,
-                      timeout: float = 15.0) -> None:
+                      within: float = 15.0) -> None:
     """Wait (real time) for a status, failing with the session's state for context."""
     try:
-        await wait_until(lambda: supervisor.state(sid).status is status, timeout=timeout, step=0.02)
+        await wait_until(lambda: supervisor.state(sid).status is status, timeout=within, step=0.02)
     except trio.TooSlowError:
         raise AssertionError(f"not {status.value}: {supervisor.state(sid)}") from None
 
 
 async def run_and_expect(supervisor: tether.Supervisor, sid: str, command: str, expected: bytes,
-                         timeout: float = 10.0) -> None:
+                         within: float = 10.0) -> None:
     """Type `command` into the remote shell and wait for `expected` in the output.
 
     Write commands so `expected` is not in their own echo (``printf 'C%sD' ...``).
@@ -265,7 +265,7 @@ async def run_and_expect(supervisor: tether.Supervisor, sid: str, command: str, 
     await supervisor.send(sid, command.encode() + b"\n")
     try:
         await wait_until(lambda: expected in supervisor.output_history(sid)[start:],
-                         timeout=timeout, step=0.02)
+                         timeout=within, step=0.02)
     except trio.TooSlowError:
         tail = supervisor.output_history(sid)[-600:]
         raise AssertionError(f"{expected!r} not seen after {command!r}; output tail: {tail!r}") from None

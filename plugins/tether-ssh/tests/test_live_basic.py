@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import tether
 from tether_ssh import SshBackend
+
+import tether
 
 from .conftest import Sshd, run_and_expect, ssh_spec, ssh_supervisor, wait_status
 

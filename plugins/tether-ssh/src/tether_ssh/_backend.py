@@ -20,6 +20,7 @@ from tether import (
     ConnectMode,
     DisconnectReason,
     Feature,
+    LinkError,
     LinkRequest,
     PreservedState,
     ReattachUnavailableError,
@@ -81,6 +82,7 @@ class SshBackend:
         self.connecting += 1
         self.peak_connecting = max(self.peak_connecting, self.connecting)
         counted = True
+        failure: LinkError | None = None
         try:
             async with open_pty_process(argv, env=env, rows=opts.rows, cols=opts.cols) as proc:
                 link = SshLink(proc, request, markers, state)
@@ -89,20 +91,24 @@ class SshBackend:
                     nursery.start_soon(link.pump_pty)
                     nursery.start_soon(link.watch_exit)
                     try:
-                        await link.wait_ready(request.deadline, request.connect_timeout)
+                        failure = await link.wait_ready(request.deadline, request.connect_timeout)
                     finally:
                         self.connecting -= 1
                         counted = False
-                    request.report_state(state)
-                    try:
-                        yield link
-                    finally:
-                        link.closing = True
+                    if failure is None:
+                        request.report_state(state)
+                        try:
+                            yield link
+                        finally:
+                            link.closing = True
+                            nursery.cancel_scope.cancel()
+                    else:
                         nursery.cancel_scope.cancel()
         finally:
             if counted:
                 self.connecting -= 1
-
+        if failure is not None:
+            raise failure  # raised outside the nursery, so strategies can catch it by type
 
 def _initial_state(opts: SshOptions, request: LinkRequest) -> PreservedState:
     """The state this connect starts from: the spec's for FRESH, the preserved one otherwise."""

@@ -86,20 +86,24 @@ class SshLink:
 
     # -- connect -------------------------------------------------------------------------------
 
-    async def wait_ready(self, deadline: float, connect_timeout: float) -> None:
-        """Return once the remote shell is up; raise a typed `LinkError` if it never comes."""
+    async def wait_ready(self, deadline: float, connect_timeout: float) -> LinkError | None:
+        """None once the remote shell is up; else the typed `LinkError` to raise.
+
+        Returned, not raised, so the caller can raise it outside its nursery
+        (where it would be wrapped in an exception group).
+        """
         with trio.move_on_at(deadline):
             await self._settled.wait()
         if self._scanner.found == self._markers.ready:
-            return
+            return None
         pre = self._scanner.before.decode("utf-8", errors="replace").strip()
         if self._scanner.found == self._markers.gone:
-            raise ReattachUnavailableError(f"tmux session {self._state.handle!r} is gone")
+            return ReattachUnavailableError(f"tmux session {self._state.handle!r} is gone")
         if self.ended is not None:
             remote = f"remote said: {pre[-300:]}" if pre else ""
-            raise error_for(self.ended, remote)
+            return error_for(self.ended, remote)
         stderr = "; ".join(self.stderr_text.split("\n")[-3:]).strip("; \r")
-        raise LinkError(
+        return LinkError(
             f"remote shell not ready within {connect_timeout}s" + (f" (ssh: {stderr})" if stderr else ""),
             reason=DisconnectReason.TIMEOUT,
         )

@@ -1,0 +1,130 @@
+"""Options, the ssh command line, the remote command and the stream scanners: pure pieces."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from tether_ssh import SshBackend, parse_options, remote_command, ssh_argv, tmux_name
+from tether_ssh._command import Markers, shell_launcher
+from tether_ssh._scan import MarkerScanner, Osc7Scanner
+
+import tether
+
+BASE = {"host": "example.org"}
+
+
+def _argv(**options: object) -> list[str]:
+    return ssh_argv(
+        parse_options({**BASE, **options}), connect_timeout=4.5, keepalive_interval=1.0, command="CMD"
+    )
+
+
+def _o(argv: list[str]) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv) if a == "-o"]
+
+
+def test_policy_maps_onto_ssh_options() -> None:
+    """ConnectTimeout, ServerAlive*, BatchMode from the policy; strict host keys; no multiplexing."""
+    argv = _argv(port=2222, user="me", server_alive_count_max=2)
+    opts = _o(argv)
+    assert "BatchMode=yes" in opts
+    assert "StrictHostKeyChecking=yes" in opts
+    assert "ConnectTimeout=5" in opts
+    assert "ServerAliveInterval=1" in opts and "ServerAliveCountMax=2" in opts
+    assert "ControlMaster=no" in opts and "ControlPath=none" in opts
+    assert argv[:4] == ["ssh", "-tt", "-e", "none"]
+    assert argv[-3:] == ["--", "example.org", "CMD"]
+    assert argv[argv.index("-p"):argv.index("-p") + 2] == ["-p", "2222"]
+
+
+def test_accept_new_only_when_asked_and_keepalive_off() -> None:
+    """accept-new is opt-in; keepalive 0 sets no ServerAlive option."""
+    opts = _o(ssh_argv(parse_options({**BASE, "accept_new_host_keys": True}), connect_timeout=1,
+                       keepalive_interval=0, command="x"))
+    assert "StrictHostKeyChecking=accept-new" in opts
+    assert not [o for o in opts if o.startswith("ServerAlive")]
+
+
+@pytest.mark.parametrize(
+    ("options", "path"),
+    [
+        ({}, "host"),
+        ({**BASE, "extra_options": ["StrictHostKeyChecking=no"]}, "extra_options[0]"),
+        ({**BASE, "extra_options": ["nonsense"]}, "extra_options[0]"),
+        ({**BASE, "persist": "screen"}, "persist"),
+        ({**BASE, "port": 0}, "port"),
+        ({**BASE, "env": {"1BAD": "x"}}, "env.1BAD"),
+        ({**BASE, "colour": "red"}, "colour"),
+        ({**BASE, "accept_new_host_keys": "yes"}, "accept_new_host_keys"),
+        ({"host": "-oProxyCommand=evil"}, "host"),
+    ],
+)
+def test_bad_options_name_the_field(options: dict[str, object], path: str) -> None:
+    """validate() fails with the path of the bad option, never later at connect time."""
+    spec = tether.SessionSpec(id="x", backend="ssh", options=options)
+    with pytest.raises(tether.ConfigError) as info:
+        SshBackend().validate(spec)
+    assert info.value.path == path
+
+
+def test_target_is_host_and_port() -> None:
+    """The connect limit is keyed per host:port."""
+    backend = SshBackend()
+    assert backend.target(tether.SessionSpec(id="a", backend="ssh", options=BASE)) == "example.org:22"
+    spec = tether.SessionSpec(id="a", backend="ssh", options={"host": "::1", "port": 2200})
+    assert backend.target(spec) == "[::1]:2200"
+
+
+def test_tmux_name_is_stable_and_safe() -> None:
+    """Same id, same name; ids differing only in characters tmux forbids do not collide."""
+    assert tmux_name("a.b") == tmux_name("a.b")
+    assert tmux_name("a.b") != tmux_name("a:b")
+    assert "." not in tmux_name("a.b") and ":" not in tmux_name("a:b")
+
+
+def _sh(script: str) -> str:
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=False).stdout
+
+
+def test_launcher_is_valid_posix_sh(tmp_path: object) -> None:
+    """The launcher enters the cwd and exports env (checked by running it, shell swapped for env)."""
+    script = shell_launcher("/tmp", {"A": "it's"}, integration=True).replace(
+        'exec "${SHELL:-/bin/sh}" -l', 'pwd; printf "%s" "$A"'
+    )
+    assert _sh(script) == "/tmp\nit's"
+
+
+def test_remote_commands_per_mode() -> None:
+    """none: marker then shell; tmux: attach-or-create, replace, or attach-or-GONE."""
+    markers = Markers("abc")
+    none = parse_options(BASE)
+    tmux = parse_options({**BASE, "persist": "tmux", "tmux_socket": "sock"})
+    cmd = remote_command(none, tether.ConnectMode.FRESH, markers, handle=None, cwd=None, env={})
+    assert _sh(cmd.replace('exec "${SHELL:-/bin/sh}" -l', "true")).encode() == markers.ready
+    fresh = remote_command(tmux, tether.ConnectMode.FRESH, markers, handle="h", cwd=None, env={})
+    assert "tmux -L sock new-session -A -s h" in fresh
+    restart = remote_command(tmux, tether.ConnectMode.RESTART, markers, handle="h", cwd="/x", env={})
+    assert "kill-session -t =h" in restart
+    reattach = remote_command(tmux, tether.ConnectMode.REATTACH, markers, handle="h", cwd=None, env={})
+    assert "has-session -t =h" in reattach and "TETHER-GONE-abc" in reattach
+
+
+def test_marker_found_across_chunk_splits() -> None:
+    """A marker split over reads is still found; what follows it is handed back."""
+    ready = Markers("n1").ready
+    data = b"noise" + ready + b"$ prompt"
+    for cut in range(1, len(data)):
+        scanner = MarkerScanner((ready, Markers("n1").gone))
+        after = scanner.feed(data[:cut]) + scanner.feed(data[cut:])
+        assert scanner.found == ready
+        assert after == b"$ prompt"
+        assert bytes(scanner.before) == b"noise"
+
+
+def test_osc7_reports_across_chunk_splits() -> None:
+    """OSC 7 (BEL or ST terminated) yields the path, however the stream was cut."""
+    data = b"a\x1b]7;file://box/tmp/my%20dir\x07b\x1b]7;file://box/root\x1b\\c"
+    for cut in range(len(data) + 1):
+        scanner = Osc7Scanner()
+        assert scanner.feed(data[:cut]) + scanner.feed(data[cut:]) == ["/tmp/my dir", "/root"]

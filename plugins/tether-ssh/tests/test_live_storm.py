@@ -1,0 +1,40 @@
+"""50 sessions to one sshd: the per-target connect limit keeps sshd's MaxStartups from refusing any."""
+
+from __future__ import annotations
+
+import trio
+from tether_ssh import SshBackend
+
+import tether
+from tether.testing import wait_until
+
+from .conftest import Sshd, fast_policy, ssh_spec, ssh_supervisor
+
+SESSIONS = 50
+LIMIT = 10
+"""sshd refuses at random past 10 unauthenticated connections (MaxStartups 10:30:100)."""
+
+
+async def test_fifty_sessions_honour_the_connect_limit(sshd: Sshd) -> None:
+    """At most LIMIT ssh clients are ever between spawn and ready; every session connects first time."""
+    backend = SshBackend()
+    policy = fast_policy(connect_timeout=20.0, health_check_interval=5.0, keepalive_interval=5.0)
+    async with ssh_supervisor(backend, connect_limit=LIMIT) as sup:
+        await sup.register_many(
+            ssh_spec(sshd, session_id=f"s{i}", policy=policy, shell_integration=False)
+            for i in range(SESSIONS)
+        )
+        start = trio.current_time()
+
+        def all_connected() -> bool:
+            return all(s.status is tether.SessionStatus.CONNECTED for s in sup.states().values())
+
+        await wait_until(all_connected, timeout=60, step=0.05)
+        took = trio.current_time() - start
+        assert backend.connects_started == SESSIONS, "no connect may have failed and been retried"
+        assert 1 <= backend.peak_connecting <= LIMIT
+        assert all(s.episodes_total == 0 for s in sup.states().values())
+        assert len(sshd.children()) >= SESSIONS
+    log = sshd.log.read_text()
+    assert "MaxStartups" not in log and "drop connection" not in log
+    print(f"{SESSIONS} sessions connected in {took:.1f}s, peak concurrent connects {backend.peak_connecting}")
