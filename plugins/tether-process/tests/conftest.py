@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-import trio
+from tether_process import ProcessBackend, TmuxHandle
 
 import tether
-from tether_process import ProcessBackend, TmuxHandle
+from tether.testing import wait_until
 
 CORE_STRATEGIES = (
     tether.SimpleReconnect, tether.SessionRestore, tether.ProcessRestart,
@@ -80,15 +80,13 @@ def spec() -> Spec:
     return make
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll in real time until `predicate` holds; fail after `timeout` seconds."""
-    with trio.fail_after(timeout):
-        while not predicate():
-            await trio.sleep(0.02)
+async def wait_for(predicate: Callable[[], bool], within: float = 10.0) -> None:
+    """Poll in real time until `predicate` holds; fail after `within` seconds."""
+    await wait_until(predicate, timeout=within, step=0.02)
 
 
-async def connected(sup: tether.Supervisor, session_id: str, timeout: float = 10.0) -> None:
-    await wait_for(lambda: sup.state(session_id).status is tether.SessionStatus.CONNECTED, timeout)
+async def connected(sup: tether.Supervisor, session_id: str, within: float = 10.0) -> None:
+    await wait_for(lambda: sup.state(session_id).status is tether.SessionStatus.CONNECTED, within)
 
 
 def children() -> set[int]:

@@ -11,9 +11,10 @@ import json
 import sys
 
 import trio
+from tether_process import ProcessBackend
 
 import tether
-from tether_process import ProcessBackend
+from tether.testing import wait_until
 
 
 async def main(runtime_dir: str, workdir: str, marker: str) -> None:
@@ -21,15 +22,16 @@ async def main(runtime_dir: str, workdir: str, marker: str) -> None:
     async with tether.open_supervisor(backends=[backend]) as sup:
         spec = tether.SessionSpec(id="crash", backend="process", options={"argv": ["bash"], "persist": "tmux"})
         await sup.register(spec)
-        with trio.fail_after(20):
-            while sup.state("crash").status is not tether.SessionStatus.CONNECTED:
-                await trio.sleep(0.02)
-            await sup.send("crash", f"cd {workdir}; MARKER={marker}\r".encode())
-            while True:
-                preserved = sup.state("crash").preserved
-                if preserved is not None and preserved.cwd == workdir and preserved.last_command:
-                    break
-                await trio.sleep(0.02)
+        await wait_until(lambda: sup.state("crash").status is tether.SessionStatus.CONNECTED, timeout=20)
+        await sup.send("crash", f"cd {workdir}; MARKER={marker}\r".encode())
+
+        def settled() -> bool:
+            preserved = sup.state("crash").preserved
+            return preserved is not None and preserved.cwd == workdir and bool(preserved.last_command)
+
+        await wait_until(settled, timeout=20)
+        preserved = sup.state("crash").preserved
+        assert preserved is not None
         print(json.dumps({"handle": preserved.handle, "pid": backend.links["crash"].pid, "cwd": preserved.cwd}))
         sys.stdout.flush()
         await trio.sleep_forever()

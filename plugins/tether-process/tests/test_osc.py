@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from tether_process import (
     CommandMark,
     CwdReport,

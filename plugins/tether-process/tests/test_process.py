@@ -10,10 +10,10 @@ import sys
 
 import pytest
 import trio
+from tether_process import ProcessBackend
 
 import tether
 from tether import ConnectMode, DisconnectReason, SessionStatus
-from tether_process import ProcessBackend
 
 from .conftest import Spec, alive, children, connected, open_fds, wait_for
 
@@ -93,15 +93,20 @@ async def test_program_exiting_backs_off_then_fails(sup: tether.Supervisor, spec
     assert elapsed >= 0.15 + 4 * 0.1  # the waits and the program's runs really happened
 
 
+def _write_script(path: str) -> str:
+    """A shell script without the execute bit."""
+    with open(path, "w") as handle:
+        handle.write("#!/bin/sh\necho hi\n")
+    os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+    return path
+
+
 @pytest.mark.parametrize("case", ["missing", "not-executable", "bad-cwd"])
 async def test_program_that_cannot_start_is_spawn_failed(
     sup: tether.Supervisor, spec: Spec, tmp_path: os.PathLike[str], case: str
 ) -> None:
     """No such file, not executable, bad cwd: a typed SPAWN_FAILED, retried per policy, then failed."""
-    script = os.path.join(str(tmp_path), "script")
-    with open(script, "w") as handle:
-        handle.write("#!/bin/sh\necho hi\n")
-    os.chmod(script, stat.S_IRUSR | stat.S_IWUSR)
+    script = _write_script(os.path.join(str(tmp_path), "script"))
     options = {
         "missing": {"argv": ["/nonexistent/tether-prog"]},
         "not-executable": {"argv": [script]},
@@ -164,7 +169,7 @@ async def test_two_hundred_sessions_at_once(backend: ProcessBackend, spec: Spec)
         fds, kids = open_fds(), children()
         await sup.register_many(spec(f"c{i}", argv=["cat"]) for i in range(count))
         await wait_for(
-            lambda: all(s.status is SessionStatus.CONNECTED for s in sup.states().values()), timeout=120
+            lambda: all(s.status is SessionStatus.CONNECTED for s in sup.states().values()), within=120
         )
         assert len(children() - kids) == count
         for i in (0, count // 2, count - 1):

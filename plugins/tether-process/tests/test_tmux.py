@@ -12,11 +12,11 @@ import time
 
 import pytest
 import trio
+from tether_process import ProcessBackend, TmuxHandle
 
 import tether
 from tether import DisconnectReason, SessionStatus
 from tether.testing import require_peer
-from tether_process import ProcessBackend, TmuxHandle
 
 from .conftest import Spec, alive, children, connected, registry_with, tmux_has, tmux_sockets, wait_for
 
@@ -144,7 +144,7 @@ async def test_tether_killed_then_restored_reattaches_to_the_same_pid(
             tether.SessionSpec(id="crash", backend="process", options={"argv": ["bash"], "persist": "tmux"}),
             restore=restore,
         )
-        await connected(sup, "crash", timeout=20)
+        await connected(sup, "crash", within=20)
         state = sup.state("crash")
         assert state.episode is not None
         assert state.episode.disconnect.reason is DisconnectReason.SUPERVISOR_RESTART
