@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -196,3 +197,47 @@ async def run_command(sup: tether.Supervisor, sid: str, command: str, marker: st
                 if stripped.startswith(pattern) and stripped != pattern:
                     return stripped[len(pattern):].decode()
             await trio.sleep(0.02)
+
+
+class NetworkCut:
+    """Drop TCP to and from `port` on loopback with an nft table owned by a child ``nft -i``.
+
+    FAULTS.md: the kernel deletes an owned table when its process exits, so
+    the cut is undone even if the test dies; both directions are dropped.
+    """
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.table = f"tether_ws_{port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @staticmethod
+    def available() -> bool:
+        return os.geteuid() == 0 and shutil.which("nft", path=os.environ.get("PATH", "") + ":/usr/sbin") is not None
+
+    def cut(self) -> None:
+        self.proc = subprocess.Popen(
+            ["nft", "-i"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        assert self.proc.stdin is not None
+        t = self.table
+        self.proc.stdin.write(
+            f"add table inet {t} {{ flags owner; }}\n"
+            f"add chain inet {t} input {{ type filter hook input priority -10; }}\n"
+            f"add rule inet {t} input iif lo tcp dport {self.port} drop\n"
+            f"add rule inet {t} input iif lo tcp sport {self.port} drop\n".encode()
+        )
+        self.proc.stdin.flush()
+        time.sleep(0.3)  # let nft apply the table before traffic is expected to vanish
+
+    def restore(self) -> None:
+        if self.proc is None:
+            return
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None

@@ -9,8 +9,9 @@ import trio
 
 import tether
 from tether import DisconnectReason, SessionSpec, SessionStatus
+from tether.testing import require_peer
 
-from .conftest import JupyterServer, quick_policy, run_command, wait_output, wait_status
+from .conftest import JupyterServer, NetworkCut, quick_policy, run_command, wait_output, wait_status
 
 
 async def test_command_output_and_cwd(supervisor: tether.Supervisor, shared_jupyter: JupyterServer) -> None:
@@ -144,6 +145,40 @@ async def test_server_gone_for_good_fails_after_budget(
         await trio.to_thread.run_sync(jupyter.kill)
         await wait_status(supervisor, "gone", SessionStatus.FAILED, within=15)
     state = supervisor.state("gone")
-    assert state.episode is not None and state.episode.attempts_made == 3
-    assert state.episode.disconnect.reason in (DisconnectReason.NETWORK, DisconnectReason.REMOTE_CLOSED)
-    assert all(a.reason is DisconnectReason.NETWORK for a in state.episode.attempts)
+    assert state.episode is not None and state.episode.attempts_made == 3, state
+    assert state.episode.disconnect.reason in (DisconnectReason.NETWORK, DisconnectReason.REMOTE_CLOSED), state
+    assert all(a.reason is DisconnectReason.NETWORK for a in state.episode.attempts), state
+
+
+async def test_network_cut_reattaches_to_the_same_shell(
+    supervisor: tether.Supervisor, shared_jupyter: JupyterServer
+) -> None:
+    """Drop the network path only (nft on loopback): the missing pong is noticed, and once the
+    path is back ssh-reconnect re-attaches to the shell that kept running."""
+    require_peer(NetworkCut.available(), "nft (and root) needed to cut loopback traffic")
+    cut = NetworkCut(shared_jupyter.port)
+    try:
+        with trio.fail_after(40):
+            await supervisor.register(SessionSpec(
+                id="cut", backend="websocket", options=shared_jupyter.options(),
+                policy=quick_policy(connect_timeout=2.0, max_retries=None, max_delay=0.5),
+            ))
+            await wait_status(supervisor, "cut", SessionStatus.CONNECTED)
+            before = await run_command(supervisor, "cut", "echo PID=$$", "PID")
+            handle = supervisor.state("cut").preserved.handle  # type: ignore[union-attr]
+            await trio.to_thread.run_sync(cut.cut)
+            started = trio.current_time()
+            await tether.testing.wait_until(lambda: supervisor.state("cut").episodes_total == 1, timeout=10)
+            noticed = trio.current_time() - started
+            await trio.sleep(1.0)  # at least one attempt into the black hole
+            await trio.to_thread.run_sync(cut.restore)
+            await wait_status(supervisor, "cut", SessionStatus.CONNECTED, within=15)
+            assert await run_command(supervisor, "cut", "echo PID=$$", "PID") == before
+    finally:
+        cut.restore()
+    state = supervisor.state("cut")
+    assert state.last_disconnect is not None
+    assert state.last_disconnect.reason is DisconnectReason.NETWORK, state.last_disconnect
+    assert noticed < 5.0  # ping every 1 s, 2 s pong timeout (FAULTS.md measured 3.5 s)
+    assert state.preserved is not None and state.preserved.handle == handle
+    assert state.episode is not None and state.episode.attempts[-1].used_strategy == "ssh-reconnect"

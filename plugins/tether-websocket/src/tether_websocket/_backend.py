@@ -13,6 +13,7 @@ Options (``spec.options``)::
     ping_timeout = 2.0                 # default: min(connect_timeout, 10)
     close_timeout = 1.0                # bound on the close handshake
     track_cwd = true                   # inject a bash PROMPT_COMMAND reporting OSC 7
+                                       # (default: on with base_url, off with url)
     env = {}                           # exported in every new shell
     rows = 24, cols = 80               # initial size, if the protocol has one
 
@@ -180,7 +181,7 @@ class WebSocketBackend:
         state = link.current_state()
         restoring = request.mode is ConnectMode.RESTART
         line = restore_line(
-            cwd=state.cwd if restoring else None, env=state.env, track_cwd=options.track_cwd
+            cwd=state.cwd if restoring else None, env=state.env, track_cwd=options.injects_cwd_hook
         )
         if line is not None:
             await link.send_text(line)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import final
 
 import attrs
@@ -16,8 +15,6 @@ from ._classify import disconnect_for_close, error_for_close
 from ._options import WebSocketOptions
 from ._osc7 import CwdTracker
 from ._replay import new_part
-
-logger = logging.getLogger("tether_websocket")
 
 _MAX_LINE = 4096
 

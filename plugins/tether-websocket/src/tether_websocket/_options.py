@@ -40,8 +40,9 @@ class WebSocketOptions:
     """Seconds to wait for a pong; None = min(connect_timeout, 10)."""
     close_timeout: float = 1.0
     """Bound on the close handshake: a dead peer never answers it."""
-    track_cwd: bool = True
-    """Inject a bash PROMPT_COMMAND reporting the cwd as OSC 7 into each new shell."""
+    track_cwd: bool | None = None
+    """Inject a bash PROMPT_COMMAND reporting the cwd as OSC 7 into each new shell.
+    None: on in Jupyter mode (we made the shell), off for a plain URL (the peer may be no shell)."""
     env: Mapping[str, str] = attrs.field(factory=dict)
     """Exported in every new shell (and kept in the preserved state)."""
     rows: int | None = None
@@ -58,6 +59,11 @@ class WebSocketOptions:
         values = [self.token or ""]
         values += [v for k, v in self.headers.items() if k.lower() in ("authorization", "cookie")]
         return tuple(v for v in values if v)
+
+    @property
+    def injects_cwd_hook(self) -> bool:
+        """Whether new shells get the OSC 7 PROMPT_COMMAND."""
+        return self.jupyter if self.track_cwd is None else self.track_cwd
 
     def redact(self, text: str) -> str:
         """`text` with this session's secrets masked."""
