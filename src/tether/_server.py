@@ -161,16 +161,17 @@ class EventServer:
     async def handle(self, request: WebSocketRequest) -> None:
         """trio-websocket's handler: never lets an error escape into the server's nursery."""
         self.connections += 1
+        peer = _peer(request)
         try:
-            await self._route(request)
+            await self._route(request, peer)
         except ConnectionClosed:
             pass
         except Exception:
-            logger.exception("connection from %s failed", request.remote)
+            logger.exception("connection from %s failed", peer)
         finally:
             self.connections -= 1
 
-    async def _route(self, request: WebSocketRequest) -> None:
+    async def _route(self, request: WebSocketRequest, peer: str) -> None:
         url = urlsplit(request.path)
         query = parse_qs(url.query, keep_blank_values=True)
         try:
@@ -184,29 +185,29 @@ class EventServer:
                 if unknown:
                     raise HandshakeRejected(400, "bad-query", f"unknown query parameter(s): {', '.join(unknown)}")
         except HandshakeRejected as rejected:
-            logger.info("rejected %s %s: %s %s", request.remote, url.path, rejected.status, rejected)
+            logger.info("rejected %s %s: %s %s", peer, url.path, rejected.status, rejected)
             await request.reject(rejected.status, body=rejected.body,
                                  extra_headers=[(b"Content-Type", b"application/json")])
             return
         if url.path == "/events":
-            await self._events(request, events_query)
+            await self._events(request, events_query, peer)
         else:
             await self._control(await request.accept())
 
     # -- /events --------------------------------------------------------------------------------
 
-    async def _events(self, request: WebSocketRequest, query: EventsQuery) -> None:
+    async def _events(self, request: WebSocketRequest, query: EventsQuery, peer: str) -> None:
         feed = _Feed(self.supervisor, query, self.settings)  # subscribe before accepting: no gap
         try:
             ws = await request.accept()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._refuse_input, ws, nursery.cancel_scope)
-                await self._write_events(ws, feed)
+                await self._write_events(ws, feed, peer)
                 nursery.cancel_scope.cancel()
         finally:
             feed.close()
 
-    async def _write_events(self, ws: WebSocketConnection, feed: _Feed) -> None:
+    async def _write_events(self, ws: WebSocketConnection, feed: _Feed, peer: str) -> None:
         while True:
             try:
                 item: Event | Lagged = await feed.sub.get()
@@ -215,22 +216,26 @@ class EventServer:
             if isinstance(item, Lagged):
                 message = feed.on_lag(item)
                 if message is None:
-                    logger.info("dropping subscriber %s: lagged %d times in a row", ws.remote, feed.lags - 1)
+                    logger.info("dropping subscriber %s: lagged %d times in a row", peer, feed.lags - 1)
                     with trio.move_on_after(1):
                         await ws.aclose(CLOSE_TRY_AGAIN, "subscriber too slow; reconnect with since=")
                     return
             else:
                 message = event_to_dict(item)
-            if not await self._send(ws, _dumps(message)):
+            if not await self._send(ws, _dumps(message), peer):
                 return
             if feed.sub.pending == 0:
                 feed.lags = 0  # caught up
 
-    async def _send(self, ws: WebSocketConnection, text: str) -> bool:
+    async def _send(self, ws: WebSocketConnection, text: str, peer: str) -> bool:
+        """False when the client is gone or too slow to take one frame."""
         with trio.move_on_after(self.settings.send_timeout):
-            await ws.send_message(text)
+            try:
+                await ws.send_message(text)
+            except ConnectionClosed:
+                return False
             return True
-        logger.info("dropping subscriber %s: a frame took over %ss to send", ws.remote, self.settings.send_timeout)
+        logger.info("dropping subscriber %s: a frame took over %ss to send", peer, self.settings.send_timeout)
         return False
 
     async def _refuse_input(self, ws: WebSocketConnection, scope: trio.CancelScope) -> None:
@@ -295,6 +300,14 @@ class EventServer:
             pass
         finally:
             slots.release()
+
+
+def _peer(request: WebSocketRequest) -> str:
+    try:
+        remote = request.remote
+    except OSError:
+        return "(gone)"
+    return str(remote)
 
 
 def check_listen(host: str, *, allow_remote: bool, token: str | None) -> None:
