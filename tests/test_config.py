@@ -133,7 +133,9 @@ def test_structure_session_for_control() -> None:
     """The /control register command uses the same structuring, rooted at `session`."""
     with pytest.raises(InvalidConfigError) as info:
         structure_session({"id": "a", "backend": "scripted", "policy": {"multiplier": 0.5}})
-    assert [str(e) for e in info.value.errors] == ["session.policy.multiplier: must be >= 1 (delays never shrink), got 0.5"]
+    assert [str(e) for e in info.value.errors] == [
+        "session.policy.multiplier: must be >= 1 (delays never shrink), got 0.5"
+    ]
     assert isinstance(info.value, ConfigError)
 
 

@@ -181,9 +181,12 @@ async def test_too_many_bad_requests_close_1008(served: tuple[Supervisor, str]) 
         async with open_websocket_url(url + "/control", extra_headers=AUTH) as ws:
             for i in range(16):
                 await ws.send_message(json.dumps({"id": i, "op": "nope"}))
-            with pytest.raises(ConnectionClosed) as info:
+            async def drain() -> None:
                 while True:
                     await ws.get_message()
+
+            with pytest.raises(ConnectionClosed) as info:
+                await drain()
             assert info.value.reason is not None and info.value.reason.code == 1008
 
 
@@ -228,7 +231,7 @@ async def test_hundred_subscribers_one_never_reads(served: tuple[Supervisor, str
                         if event["type"] == "lagged":
                             seen_lag = True
                             assert event["missed"] > 0
-            except ConnectionClosed as exc:
-                assert exc.reason is not None and exc.reason.code in (1006, 1013)  # dropped
+            except ConnectionClosed as exc:  # dropping is the other allowed answer
+                assert exc.reason is not None and exc.reason.code in (1006, 1013)  # noqa: PT017
                 seen_lag = True
             assert seen_lag

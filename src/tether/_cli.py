@@ -24,7 +24,7 @@ from . import __version__
 from ._auth import is_loopback, load_or_create_token, read_token, state_dir
 from ._backoff import retry_delay
 from ._client import AuthRejectedError, CannotConnectError, Endpoint, connect, daemon_url, rejection_type
-from ._config import InvalidConfigError, TetherConfig, check_with_plugins, load_config
+from ._config import InvalidConfigError, TetherConfig, check_config_file, check_with_plugins, load_config
 from ._errors import ConfigError, TetherError
 from ._logging import add_secret, setup_logging
 from ._plugins import BACKENDS_GROUP, STRATEGIES_GROUP, PluginRegistry, discover_plugins
@@ -334,10 +334,7 @@ def _plugins_dict(registry: PluginRegistry) -> dict[str, Any]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    problems = check_with_plugins(config, discover_plugins())
-    if problems:
-        raise InvalidConfigError(args.config, problems)
+    config = check_config_file(args.config, discover_plugins())
     print(f"{args.config}: ok ({len(config.sessions)} session{'' if len(config.sessions) == 1 else 's'})")
     return EXIT_OK
 

@@ -323,8 +323,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "config") -> TetherCo
     return config
 
 
-def load_config(path: str | Path) -> TetherConfig:
-    """Read and validate a TOML config file."""
+def _read_toml(path: str | Path) -> dict[str, Any]:
     source = str(path)
     try:
         with open(path, "rb") as file:
@@ -335,7 +334,49 @@ def load_config(path: str | Path) -> TetherConfig:
         raise InvalidConfigError(source, [ConfigError("", f"cannot read: {exc.strerror}")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise InvalidConfigError(source, [ConfigError("", f"not valid TOML: {exc}")]) from None
-    return parse_config(data, source=source)
+    return data
+
+
+def load_config(path: str | Path) -> TetherConfig:
+    """Read and validate a TOML config file."""
+    return parse_config(_read_toml(path), source=str(path))
+
+
+def check_config_file(path: str | Path, registry: PluginRegistry) -> TetherConfig:
+    """Everything `tether check` reports: structural problems and, for every session that
+    structured, what the plugins say, all in one `InvalidConfigError`."""
+    data = _read_toml(path)
+    try:
+        config = parse_config(data, source=str(path))
+    except InvalidConfigError as exc:
+        errors = list(exc.errors)
+        raw_sessions = data.get("sessions")
+        if isinstance(raw_sessions, list):
+            defaults = data.get("defaults", {})
+            policy = defaults.get("policy", {}) if isinstance(defaults, Mapping) else {}
+            merged = _merge_defaults(raw_sessions, policy if isinstance(policy, Mapping) else {})
+            assert isinstance(merged, list)
+            for index, raw in enumerate(merged):
+                where = f"sessions[{index}]"
+                try:
+                    spec = _CONVERTER.structure(raw, SessionSpec)
+                except Exception:
+                    continue
+                errors.extend(check_spec(spec, registry, where))
+        raise InvalidConfigError(str(path), sorted(errors, key=_path_order)) from None
+    problems = check_with_plugins(config, registry)
+    if problems:
+        raise InvalidConfigError(str(path), problems)
+    return config
+
+
+def _path_order(error: ConfigError) -> tuple[int, str]:
+    """Sessions in index order, then everything else."""
+    if error.path.startswith("sessions["):
+        index = error.path[len("sessions["):].partition("]")[0]
+        if index.isdigit():
+            return int(index), ""
+    return -1, error.path
 
 
 def structure_session(data: object, *, path: str = "session") -> SessionSpec:

@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 import cattrs
+import trio
 
 from ._config import InvalidConfigError, structure_session
 from ._errors import (
@@ -251,6 +252,7 @@ def _attempt(attempt: Attempt | None) -> dict[str, Any] | None:
 async def execute(supervisor: Supervisor, command: Command) -> Any:
     """Run one command; errors come out as the supervisor raised them (see `error_for`)."""
     if isinstance(command, Status):
+        await trio.lowlevel.checkpoint()
         states = supervisor.states()
         wanted = command.session_ids or tuple(states)
         missing = [sid for sid in wanted if sid not in states]

@@ -1,0 +1,147 @@
+"""The real `tether` command, run as a subprocess, against a real daemon over loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import tether
+
+ROOT = Path(__file__).parent.parent
+
+
+def _run(*args: str, state: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TETHER_STATE_DIR": str(state)}
+    return subprocess.run([sys.executable, "-m", "tether", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, check=False)
+
+
+def test_events_doc_has_every_event_type() -> None:
+    """docs/events.md shows an example of every type in tether.EVENT_TYPES (and lagged)."""
+    text = (ROOT / "docs" / "events.md").read_text()
+    for cls in tether.EVENT_TYPES:
+        assert f"### `{cls.type}`" in text, f"{cls.type} is missing from docs/events.md"
+        assert f'"type": "{cls.type}"' in text, f"{cls.type} has no JSON example in docs/events.md"
+    assert '"type": "lagged"' in text
+
+
+def test_cli_doc_lists_exit_codes() -> None:
+    """docs/cli.md documents each exit code the command uses."""
+    from tether import _cli
+
+    text = (ROOT / "docs" / "cli.md").read_text()
+    for code in (_cli.EXIT_OK, _cli.EXIT_FAILURE, _cli.EXIT_USAGE, _cli.EXIT_CONNECT, _cli.EXIT_AUTH):
+        assert f"| {code} |" in text
+
+
+def test_check_names_every_bad_field(tmp_path: Path) -> None:
+    """`tether check` prints each problem with its path and exits 2, no traceback."""
+    config = tmp_path / "bad.toml"
+    config.write_text(
+        '[[sessions]]\nid = "a"\nbackend = "scripted"\n[sessions.policy]\nmax_delay = 1\n'
+        '[[sessions]]\nid = "b"\nbackend = "nope"\n'
+    )
+    result = _run("check", str(config), state=tmp_path / "state")
+    assert result.returncode == 2
+    assert "sessions[0].policy.max_delay: must be >= base_delay (2.0), got 1.0" in result.stderr
+    assert "sessions[1].backend: unknown backend 'nope'" in result.stderr
+    assert "Traceback" not in result.stderr
+    ok = _run("check", str(ROOT / "examples" / "tether.toml"), state=tmp_path / "state")
+    assert "Traceback" not in ok.stderr
+
+
+def test_plugins_lists_backends_and_strategies(tmp_path: Path) -> None:
+    """`tether plugins --json` shows the scripted backend and the six strategies, with distributions."""
+    result = _run("plugins", "--json", state=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    names = {(p["group"], p["name"]): p["distribution"] for p in data["loaded"]}
+    assert names[("tether.backends", "scripted")] == "tether"
+    assert ("tether.strategies", "force-reconnect") in names
+    assert isinstance(data["failed"], list)
+
+
+def test_token_is_private_and_stable(tmp_path: Path) -> None:
+    """The token is made once, 0600 in a 0700 directory, and printed by `tether token`."""
+    state = tmp_path / "state"
+    first = _run("token", state=state)
+    second = _run("token", state=state)
+    assert first.returncode == 0 and first.stdout == second.stdout and len(first.stdout.strip()) >= 32
+    assert stat.S_IMODE((state / "token").stat().st_mode) == 0o600
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+
+
+def test_status_without_daemon_exits_3(tmp_path: Path) -> None:
+    """Nothing listening: exit code 3 and a readable message."""
+    result = _run("status", "--url", "ws://127.0.0.1:9", state=tmp_path)
+    assert result.returncode == 3
+    assert "cannot connect" in result.stderr
+
+
+def test_remote_listen_needs_a_flag(tmp_path: Path) -> None:
+    """A non-loopback address without --allow-remote is a usage error."""
+    result = _run("run", "--host", "0.0.0.0", "--duration", "1", state=tmp_path)
+    assert result.returncode == 2
+    assert "--allow-remote" in result.stderr
+
+
+@pytest.mark.slow
+def test_run_status_watch_and_sigterm(tmp_path: Path) -> None:
+    """A real daemon: status (table and JSON), watch with since=, a wrong token (4), SIGTERM stops it fast."""
+    state = tmp_path / "state"
+    config = tmp_path / "t.toml"
+    config.write_text('[[sessions]]\nid = "web"\nbackend = "scripted"\noptions = { drop_after = 0.5 }\n'
+                      '[sessions.policy]\nbase_delay = 0.1\nmax_delay = 0.5\n')
+    env = {**os.environ, "TETHER_STATE_DIR": str(state)}
+    daemon = subprocess.Popen([sys.executable, "-m", "tether", "run", str(config), "--port", "0"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not (state / "daemon.json").exists():
+            assert daemon.poll() is None, daemon.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(1.5)
+        status = _run("status", "--json", state=state)
+        assert status.returncode == 0, status.stderr
+        data = json.loads(status.stdout)
+        assert [s["id"] for s in data["sessions"]] == ["web"]
+        assert data["stats"]["disconnections"] >= 1
+        table = _run("status", state=state)
+        assert table.returncode == 0 and "web" in table.stdout
+        watch = _run("watch", "--json", "--since", "0", "--count", "4", "--session", "web", state=state)
+        assert watch.returncode == 0, watch.stderr
+        events = [json.loads(line) for line in watch.stdout.splitlines()]
+        assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+        assert events[0]["type"] == "session.registered"
+        wrong = _run("status", "--token", "not-the-token", state=state)
+        assert wrong.returncode == 4
+        token = (state / "token").read_text().strip()
+        started = time.monotonic()
+        daemon.send_signal(signal.SIGTERM)
+        out, err = daemon.communicate(timeout=10)
+        assert time.monotonic() - started < 3
+        assert daemon.returncode == 0, err
+        assert token not in err and token not in out
+        assert not (state / "daemon.json").exists()
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+
+
+@pytest.mark.slow
+def test_demo_runs_with_duration(tmp_path: Path) -> None:
+    """`tether demo --duration` shows drops and recoveries and ends by itself with 0."""
+    result = _run("demo", "--duration", "4", "--plain", state=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "session.disconnected" in result.stdout
+    assert "reconnect.succeeded" in result.stdout or "session.connected" in result.stdout
