@@ -103,7 +103,8 @@ def test_remote_commands_per_mode() -> None:
     cmd = remote_command(none, tether.ConnectMode.FRESH, markers, handle=None, cwd=None, env={})
     assert _sh(cmd.replace('exec "${SHELL:-/bin/sh}" -l', "true")).encode() == markers.ready
     fresh = remote_command(tmux, tether.ConnectMode.FRESH, markers, handle="h", cwd=None, env={})
-    assert "tmux -L sock new-session -A -s h" in fresh
+    assert "has-session -t =h" in fresh and "tmux -L sock new-session -d -s h" in fresh
+    assert fresh.index("new-session") < fresh.index("TETHER-READY") < fresh.index("attach-session -t =h")
     restart = remote_command(tmux, tether.ConnectMode.RESTART, markers, handle="h", cwd="/x", env={})
     assert "kill-session -t =h" in restart
     reattach = remote_command(tmux, tether.ConnectMode.REATTACH, markers, handle="h", cwd=None, env={})

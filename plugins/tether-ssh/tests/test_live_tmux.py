@@ -30,7 +30,8 @@ def tmux_socket(sshd: Sshd) -> Iterator[str]:
 
 
 def _tmux(socket: str, *args: str) -> str:
-    return subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True).stdout.strip()
+    done = subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True)
+    return done.stdout.strip() or f"(tmux {args[0]} failed: {done.stderr.strip()})"
 
 
 def _has_session(socket: str, name: str) -> bool:
@@ -55,7 +56,8 @@ async def test_counting_loop_keeps_counting_through_an_outage(
         preserved = sup.state("s1").preserved
         assert preserved is not None and preserved.handle == tmux_name("s1")
         pane = _tmux(tmux_socket, "list-panes", "-t", tmux_name("s1"), "-F", "#{pane_pid}")
-        await sup.send("s1", f"i=0; while :; do i=$((i+1)); echo $i > {counter}; sleep 0.1; done\n".encode())
+        loop = f"i=0; while :; do i=$((i+1)); echo $i > {counter}.n; mv {counter}.n {counter}; sleep 0.1; done"
+        await sup.send("s1", loop.encode() + b"\n")
         await wait_until(lambda: _count(counter) >= 3, timeout=10, step=0.05)
 
         sshd.stop()
@@ -66,10 +68,11 @@ async def test_counting_loop_keeps_counting_through_an_outage(
         sshd.start()
 
         await wait_until(lambda: sup.state("s1").episodes_recovered == 1, timeout=15, step=0.02)
-        assert _tmux(tmux_socket, "list-panes", "-t", tmux_name("s1"), "-F", "#{pane_pid}") == pane
         before = _count(counter)
         await wait_until(lambda: _count(counter) > before, timeout=5, step=0.05)
         assert _count(counter) > during + 5  # never restarted from 1
+        after = _tmux(tmux_socket, "list-panes", "-t", tmux_name("s1"), "-F", "#{pane_pid}")
+        assert after == pane, "re-attached to a different pane"
 
 
 async def test_gone_tmux_session_falls_back_to_a_new_shell_in_the_old_cwd(

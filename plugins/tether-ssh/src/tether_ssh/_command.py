@@ -79,9 +79,10 @@ def remote_command(
     """What ssh asks the remote side to run for this connect mode.
 
     persist="none": marker, then the shell (FRESH and RESTART differ only in
-    the cwd/env given). persist="tmux": FRESH attaches to the named session if
-    it exists or creates it (never destroying a running program); RESTART
-    replaces it; REATTACH attaches or prints GONE.
+    the cwd/env given). persist="tmux": the session is created detached
+    *before* the marker, so "ready" means the remote program exists. FRESH
+    reuses a session of that name (never destroying a running program);
+    RESTART replaces it; REATTACH attaches or prints GONE.
     """
     launcher = shell_launcher(cwd, env, opts.shell_integration)
     ready = markers._printf("READY")
@@ -93,17 +94,15 @@ def remote_command(
         "command -v tmux >/dev/null 2>&1 || "
         "{ echo 'tether: tmux is not installed on the remote host' >&2; exit 127; }"
     )
-    passthrough = "\\; set-option -p allow-passthrough on"
+    create = f"{tmux} new-session -d -s {name} {shlex.quote(launcher)} || exit 1"
+    passthrough = f"{tmux} set-option -p -t ={name}: allow-passthrough on >/dev/null 2>&1"
+    attach = f"{ready}; exec {tmux} attach-session -t ={name}"
+    exists = f"{tmux} has-session -t ={name} 2>/dev/null"
     if mode is ConnectMode.REATTACH:
-        return (
-            f"{check}; {tmux} has-session -t ={name} 2>/dev/null || {{ {markers._printf('GONE')}; exit 0; }}; "
-            f"{ready}; exec {tmux} attach-session -t ={name}"
-        )
-    new = f"exec {tmux} new-session -s {name} {shlex.quote(launcher)} {passthrough}"
+        return f"{check}; {exists} || {{ {markers._printf('GONE')}; exit 0; }}; {attach}"
     if mode is ConnectMode.RESTART:
-        return f"{check}; {tmux} kill-session -t ={name} 2>/dev/null; {ready}; {new}"
-    return f"{check}; {ready}; exec {tmux} new-session -A -s {name} {shlex.quote(launcher)} {passthrough}"
-
+        return f"{check}; {tmux} kill-session -t ={name} 2>/dev/null; {create}; {passthrough}; {attach}"
+    return f"{check}; {exists} || {{ {create}; }}; {passthrough}; {attach}"
 
 def ssh_argv(
     opts: SshOptions, *, connect_timeout: float, keepalive_interval: float, command: str
