@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ def tmux_socket(sshd: Sshd) -> Iterator[str]:
         yield name
     finally:
         subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True, check=False)
+        Path(f"/tmp/tmux-{os.geteuid()}/{name}").unlink(missing_ok=True)  # tmux leaves it behind
 
 
 def _tmux(socket: str, *args: str) -> str:
