@@ -143,6 +143,11 @@ class EventBus:
         self._subscribers.add(sub)
         return sub
 
+    @property
+    def oldest_seq(self) -> int:
+        """Sequence number of the oldest event the ring still holds (last_seq + 1 when empty)."""
+        return self._ring[0].seq if self._ring else self.last_seq + 1
+
     def recent(self, since: int = 0) -> list[Event]:
         """Events in the ring with a sequence number above `since`."""
         return [e for e in self._ring if e.seq > since]
@@ -154,7 +159,7 @@ class EventBus:
     def _replay_into(self, sub: Subscription, since: int) -> None:
         if since < 0 or since > self.last_seq:
             raise ValueError(f"since must be between 0 and {self.last_seq}, got {since}")
-        oldest = self._ring[0].seq if self._ring else self.last_seq + 1
+        oldest = self.oldest_seq
         if since + 1 < oldest:
             sub._note_gap(since + 1, oldest - since - 1)
         for event in self._ring:

@@ -42,7 +42,8 @@ class ConnectMode(str, enum.Enum):
     """What a strategy asks the backend for."""
 
     FRESH = "fresh"
-    """A new link from the spec alone, restoring nothing."""
+    """A new link from the spec alone, restoring nothing. `LinkRequest.state`
+    may carry what the caller handed to `register` as a hint; ignoring it is fine."""
     REATTACH = "reattach"
     """Re-attach to the program that kept running (tmux, a named terminal);
     raise `ReattachUnavailableError` when it is gone."""
@@ -82,6 +83,9 @@ class LinkRequest:
     """Call with every chunk of output; tether keeps the bounded history and fans it out."""
     report_state: Callable[[PreservedState], None]
     """Call when the program's state changes (an OSC 7 cwd report, a finished command)."""
+    session_ending: Callable[[], bool] = attrs.field(default=lambda: False)
+    """True while the link is being closed because its session was unregistered: not on
+    shutdown, reconnect or crash. A backend that keeps programs alive (tmux) ends them then."""
 
 
 @runtime_checkable

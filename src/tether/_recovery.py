@@ -1,7 +1,7 @@
 """`RecoveryContext`: what a strategy sees, and the one way it can open a link.
 
-``connect`` enters the backend's link context into the attempt's exit stack
-(so the link lives in the session task, as the contract promises), takes the
+``connect`` enters the backend's link context in the session task and keeps
+it open until the supervisor closes it (as the contract promises), takes the
 per-target connect slot, and probes the new link before handing it back: a
 strategy cannot report success without a live, probed link (flaw 1).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, final
 
 import trio
@@ -39,6 +39,27 @@ def backstop_grace(connect_timeout: float) -> float:
 class RecoveryContext:
     """Given to a strategy for one attempt: the session's facts and `connect`."""
 
+    __slots__ = (
+        "_backend",
+        "_limiter",
+        "_live",
+        "_make_request",
+        "_on_replay",
+        "_on_strategy",
+        "_opened",
+        "_scope",
+        "_strategies",
+        "attempt",
+        "backend_name",
+        "disconnect",
+        "features",
+        "history",
+        "preserved",
+        "previous_attempts",
+        "spec",
+        "used_strategy",
+    )
+
     def __init__(
         self,
         *,
@@ -50,7 +71,6 @@ class RecoveryContext:
         history: bytes,
         previous_attempts: tuple[Attempt, ...],
         strategies: Mapping[str, Strategy],
-        stack: AsyncExitStack,
         attempt_scope: trio.CancelScope,
         limiter: trio.CapacityLimiter | None,
         make_request: Callable[[ConnectMode, PreservedState | None, float], LinkRequest],
@@ -71,13 +91,13 @@ class RecoveryContext:
         self.used_strategy: str | None = None
         self._backend = backend
         self._strategies = strategies
-        self._stack = stack
         self._scope = attempt_scope
         self._limiter = limiter
         self._make_request = make_request
         self._on_strategy = on_strategy
         self._on_replay = on_replay
         self._live: Link | None = None
+        self._opened: AbstractAsyncContextManager[Link] | None = None
 
     @property
     def live_link(self) -> Link | None:
@@ -91,6 +111,8 @@ class RecoveryContext:
         """
         if state is None and mode is not ConnectMode.FRESH:
             state = self.preserved
+        if self._opened is not None:  # one live link per attempt: a second connect replaces the first
+            await self.close_link(None)
         timeout = self._backend_timeout()
         if self._limiter is not None:
             self._scope.deadline = math.inf  # queueing for a slot is not connecting
@@ -99,19 +121,32 @@ class RecoveryContext:
             deadline = trio.current_time() + timeout
             self._scope.deadline = deadline + backstop_grace(timeout)
             request = self._make_request(mode, state, deadline)
-            link_stack = AsyncExitStack()
+            opened = self._backend.open_link(request)
+            link = await opened.__aenter__()
             try:
-                link = await link_stack.enter_async_context(self._backend.open_link(request))
                 await self._probe_new_link(link, deadline)
-            except BaseException:
-                await link_stack.aclose()
+            except BaseException as exc:
+                await opened.__aexit__(type(exc), exc, exc.__traceback__)
                 raise
         finally:
             if self._limiter is not None:
                 self._limiter.release_on_behalf_of(self)
-        self._stack.push_async_exit(link_stack)
+        self._opened = opened
         self._live = link
         return link
+
+    async def close_link(self, exc: BaseException | None) -> bool:
+        """Leave the live link's context, handing it `exc` as ``async with`` would.
+
+        Returns True if the context swallowed `exc`. Called by the supervisor
+        when the attempt ends or the held link drops; strategies need not.
+        """
+        opened, self._opened, self._live = self._opened, None, None
+        if opened is None:
+            return False
+        if exc is None:
+            return bool(await opened.__aexit__(None, None, None))
+        return bool(await opened.__aexit__(type(exc), exc, exc.__traceback__))
 
     async def run_strategy(self, name: str, *, announce: bool = True) -> Link:
         """Run another strategy in this attempt (force-reconnect's building block).

@@ -129,6 +129,7 @@ class Session:
         "status",
         "status_since",
         "stopping",
+        "unregistering",
         "target",
         "timers",
     )
@@ -142,7 +143,8 @@ class Session:
         self.status_since = time.time()
         self.scope = trio.CancelScope()
         self.episode: EpisodeRecord | None = None
-        self.history: deque[Episode] = deque(maxlen=spec.policy.history_limit)
+        self.history: tuple[Episode, ...] = ()
+        """Past episodes, newest last; a tuple, since it changes once per episode (a deque costs 600 B)."""
         self.episodes_total = 0
         self.episodes_recovered = 0
         self.episodes_failed = 0
@@ -156,6 +158,7 @@ class Session:
         self.pending_drop: Disconnect | None = None
         self.force: ForceRequest | None = None
         self.stopping = False
+        self.unregistering = False
         self.finished = False
         self.restored: SessionStatus | None = None
         """The status a snapshot recorded, when this session was restored after a restart."""
@@ -207,6 +210,11 @@ class Session:
             self._entry.cancel()
             self._entry = None
 
+    def remember(self, episode: Episode) -> None:
+        """Move an ended episode into the bounded history."""
+        limit = self.spec.policy.history_limit
+        self.history = (*self.history, episode)[-limit:] if limit else ()
+
     # -- output history ------------------------------------------------------------------
 
     def add_output(self, data: bytes) -> str:
@@ -229,7 +237,7 @@ class Session:
             status=self.status,
             status_since=self.status_since,
             episode=self.episode.freeze() if self.episode is not None else None,
-            history=tuple(self.history),
+            history=self.history,
             preserved=self.preserved,
             last_disconnect=self.last_disconnect,
             connected_at=self.connected_at,

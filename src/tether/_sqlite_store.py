@@ -83,8 +83,10 @@ _DELETE = "DELETE FROM sessions WHERE id = ?"
 
 
 def default_state_dir() -> Path:
-    """Where tether keeps state for this user (``~/.local/state/tether`` on Linux)."""
-    return Path(platformdirs.user_state_dir("tether"))
+    """Where tether keeps state: ``$TETHER_STATE_DIR``, else the user's state directory
+    (``~/.local/state/tether`` on Linux)."""
+    override = os.environ.get("TETHER_STATE_DIR")
+    return Path(override) if override else Path(platformdirs.user_state_dir("tether"))
 
 
 def default_store_path() -> Path:

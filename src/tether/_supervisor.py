@@ -15,8 +15,8 @@ import math
 import random
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from typing import Any, final
 
 import attrs
@@ -157,6 +157,7 @@ class Supervisor:
     async def unregister(self, session_id: str) -> None:
         """Stop supervising: cancel the session's task, close its link, and wait until it has."""
         session = self._get(session_id)
+        session.unregistering = True
         self._stop(session)
         if not session.finished:
             if session.done is None:
@@ -287,7 +288,8 @@ class Supervisor:
         session.restored = restore.status
         if restore.next_attempt_at is not None:
             session.resume_at = trio.current_time() + max(0.0, restore.next_attempt_at - time.time())
-        session.history.extend(restore.history)
+        for past in restore.history:
+            session.remember(past)
         session.episodes_total = restore.episodes_total
         session.episodes_recovered = restore.episodes_recovered
         session.episodes_failed = restore.episodes_failed
@@ -415,6 +417,7 @@ class Supervisor:
                 force = self._take_force(session)
                 strategy = (force.strategy if force else None) or self._strategy_for(session, episode)
                 outcome = await self._try(session, strategy, episode.attempts_made + 1, force=force)
+                session.restored = None
                 if isinstance(outcome, _Held):
                     return outcome.drop
                 if not outcome.disconnect.reason.retryable:
@@ -470,7 +473,10 @@ class Supervisor:
         return force
 
     def _strategy_for(self, session: Session, episode: EpisodeRecord) -> str:
-        reason = episode.disconnect.reason
+        # The first attempt after tether restarted may find the program still running (tmux,
+        # a named terminal): try what supervisor-restart maps to, whatever began the episode.
+        restarted = session.restored is not None
+        reason = DisconnectReason.SUPERVISOR_RESTART if restarted else episode.disconnect.reason
         return (
             session.spec.policy.strategies.get(reason)
             or session.backend.default_strategies.get(reason)
@@ -510,7 +516,7 @@ class Supervisor:
                 if episode.outcome is EpisodeOutcome.ONGOING:
                     episode.outcome = EpisodeOutcome.ABANDONED
                     episode.ended_at = time.time()
-                session.history.append(episode.freeze())
+                session.remember(episode.freeze())
             session.episodes_total += 1
             episode = session.episode = EpisodeRecord(session.episodes_total, drop, now)
         assert episode is not None
@@ -602,7 +608,9 @@ class Supervisor:
         for cls, fields in held:
             self.bus.publish(cls, **fields)
 
-    async def _restore(self, sessions: Iterable[SessionSpec]) -> None:
+    async def _restore(
+        self, sessions: Iterable[SessionSpec], progress: Callable[[int, int], None] | None
+    ) -> None:
         """Load every snapshot and resume those sessions; `sessions` given now win over stored specs."""
         given = {spec.id: spec for spec in sessions}
         stored: dict[str, SessionSnapshot] = {}
@@ -610,15 +618,25 @@ class Supervisor:
             report = await self._store.load_all()
             self.restore_errors.extend(report.errors)
             stored = {snap.session_id: snap for snap in report.snapshots}
+        total = len(given) + len(stored)
+        done = 0
         for spec in given.values():
             snap = stored.pop(spec.id, None)
             self._register_now(spec, restore=snap.state if snap is not None else None)
+            done += 1
+            if progress is not None and done % 500 == 0:
+                progress(done, total)
         for sid, snap in stored.items():
             try:
                 self._register_now(snap.spec, restore=snap.state)
             except TetherError as exc:
                 logger.error("session %s could not be restored: %s", sid, exc)
                 self.restore_errors.append(SnapshotError(sid, f"cannot be restored: {exc}"))
+            done += 1
+            if progress is not None and done % 500 == 0:
+                progress(done, total)
+        if progress is not None:
+            progress(total, total)
         await trio.lowlevel.checkpoint()
 
     # -- one attempt, and holding the link it opened -----------------------------------------------
@@ -626,8 +644,8 @@ class Supervisor:
     async def _try(
         self, session: Session, strategy_name: str | None, number: int, *, force: ForceRequest | None
     ) -> _Held | _Missed:
-        """One attempt. If it connects, hold the link here until it drops (the link's
-        context must close in the task and cancel scope that opened it)."""
+        """One attempt. If it connects, hold the link here until it drops: the link's
+        context must close in the task and cancel scope that opened it."""
         spec = session.spec
         episode = session.episode
         label = strategy_name or FIRST_CONNECT
@@ -644,47 +662,40 @@ class Supervisor:
             )
         started_wall = time.time()
         started = trio.current_time()
-        try:
-            return await self._attempt(session, strategy_name, number, force, label, started, started_wall)
-        finally:
-            if force is not None and not force.done.is_set():
-                force.resolve(None, SessionNotFoundError(spec.id))
-
-    async def _attempt(
-        self,
-        session: Session,
-        strategy_name: str | None,
-        number: int,
-        force: ForceRequest | None,
-        label: str,
-        started: float,
-        started_wall: float,
-    ) -> _Held | _Missed:
-        episode = session.episode
-        timeout = session.spec.policy.connect_timeout
+        timeout = spec.policy.connect_timeout
         ctx: RecoveryContext | None = None
         held: Attempt | None = None
         drop: Disconnect | None = None
         error: BaseException | None = None
-        with trio.CancelScope(deadline=started + timeout + backstop_grace(timeout)) as attempt_scope:
-            try:
-                async with AsyncExitStack() as stack:
-                    ctx = self._context(session, episode, number, stack, attempt_scope)
-                    link = await self._run_strategy(ctx, strategy_name)
-                    attempt_scope.deadline = math.inf
-                    held = Attempt(
-                        number=number,
-                        strategy=label,
-                        started_at=started_wall,
-                        duration=trio.current_time() - started,
-                        success=True,
-                        used_strategy=ctx.used_strategy or label,
-                    )
-                    self._on_connected(session, link, held, episode, force)
-                    drop = await self._hold(session, link)
-                    attempt_scope.deadline = trio.current_time() + timeout  # bound the close
-            except Exception as exc:
-                error = exc
+        try:
+            with trio.CancelScope(deadline=started + timeout + backstop_grace(timeout)) as attempt_scope:
+                ctx = self._context(session, episode, number, attempt_scope)
+                try:
+                    try:
+                        link = await self._run_strategy(ctx, strategy_name)
+                        attempt_scope.deadline = math.inf
+                        held = Attempt(
+                            number=number,
+                            strategy=label,
+                            started_at=started_wall,
+                            duration=trio.current_time() - started,
+                            success=True,
+                            used_strategy=ctx.used_strategy or label,
+                        )
+                        self._on_connected(session, link, held, episode, force)
+                        drop = await self._hold(session, link)
+                        attempt_scope.deadline = trio.current_time() + timeout  # bound the close
+                    except BaseException as exc:
+                        if not await ctx.close_link(exc):
+                            raise
+                    else:
+                        await ctx.close_link(None)
+                except Exception as exc:
+                    error = exc
+        finally:
+            cancelled = held is None and error is None and not attempt_scope.cancelled_caught
+            if force is not None and not force.done.is_set() and cancelled:
+                force.resolve(None, SessionNotFoundError(spec.id))
         if held is not None:
             if error is not None and drop is None:
                 drop = classify(error)
@@ -729,7 +740,6 @@ class Supervisor:
         session: Session,
         episode: EpisodeRecord | None,
         number: int,
-        stack: AsyncExitStack,
         scope: trio.CancelScope,
     ) -> RecoveryContext:
         spec = session.spec
@@ -765,6 +775,7 @@ class Supervisor:
                 report_closed=report_closed,
                 report_output=report_output,
                 report_state=report_state,
+                session_ending=lambda: session.unregistering,
             )
 
         def on_strategy(name: str) -> None:
@@ -790,7 +801,6 @@ class Supervisor:
             history=bytes(session.output),
             previous_attempts=tuple(episode.attempts) if episode else (),
             strategies=self.registry.strategies,
-            stack=stack,
             attempt_scope=scope,
             limiter=entry[0] if entry is not None else None,
             make_request=make_request,
@@ -953,6 +963,7 @@ async def open_supervisor(
     durable: bool = False,
     flush_interval: float = 0.5,
     sessions: Iterable[SessionSpec] = (),
+    on_restore: Callable[[int, int], None] | None = None,
 ) -> AsyncIterator[Supervisor]:
     """Run a supervisor for the duration of the ``async with`` block.
 
@@ -969,6 +980,7 @@ async def open_supervisor(
     `flush_interval` seconds in one transaction, and pending changes are
     flushed on exit. `durable` commits each transition before its event is
     published (group commit: many sessions share one transaction).
+    `on_restore(done, total)` reports progress while thousands come back.
     """
     if flush_interval < 0:
         raise ConfigError("flush_interval", f"must be >= 0, got {flush_interval}")
@@ -999,14 +1011,16 @@ async def open_supervisor(
                 bus=bus,
                 connect_limit=connect_limit,
                 rng=random.Random(seed),
-                output_history_bytes=output_history_bytes, store=store, durable=durable,
+                output_history_bytes=output_history_bytes,
+                store=store,
+                durable=durable,
                 flush_interval=flush_interval,
             )
             await nursery.start(supervisor._timers.run)
             if store is not None:
                 await nursery.start(supervisor._flusher)
             try:
-                await supervisor._restore(sessions)
+                await supervisor._restore(sessions, on_restore)
                 yield supervisor
             finally:
                 if store is not None:
