@@ -10,6 +10,12 @@ from ._backoff import retry_delay as retry_delay
 from ._bus import EventBus as EventBus
 from ._bus import Subscription as Subscription
 from ._classify import classify as classify
+from ._config import InvalidConfigError as InvalidConfigError
+from ._config import ServerConfig as ServerConfig
+from ._config import StoreConfig as StoreConfig
+from ._config import TetherConfig as TetherConfig
+from ._config import load_config as load_config
+from ._config import parse_config as parse_config
 from ._contract import PLUGIN_API_VERSION as PLUGIN_API_VERSION
 from ._contract import Backend as Backend
 from ._contract import ConnectMode as ConnectMode
@@ -65,6 +71,8 @@ from ._policy import ReconnectPolicy as ReconnectPolicy
 from ._reasons import Disconnect as Disconnect
 from ._reasons import DisconnectReason as DisconnectReason
 from ._recovery import RecoveryContext as RecoveryContext
+from ._server import ServerSettings as ServerSettings
+from ._server import serve_events as serve_events
 from ._snapshot import DEFAULT_SECRET_PATTERNS as DEFAULT_SECRET_PATTERNS
 from ._snapshot import SNAPSHOT_SCHEMA_VERSION as SNAPSHOT_SCHEMA_VERSION
 from ._snapshot import SessionSnapshot as SessionSnapshot
@@ -124,6 +132,7 @@ __all__ = [
     "ForceReconnect",
     "HealthCheckFailed",
     "HostKeyError",
+    "InvalidConfigError",
     "Jitter",
     "Lagged",
     "Link",
@@ -149,6 +158,8 @@ __all__ = [
     "RetriesExhausted",
     "SNAPSHOT_SCHEMA_VERSION",
     "STRATEGIES_GROUP",
+    "ServerConfig",
+    "ServerSettings",
     "SessionConnected",
     "SessionDisconnected",
     "SessionFailed",
@@ -167,6 +178,7 @@ __all__ = [
     "SqliteStore",
     "SshReconnect",
     "StateRecovery",
+    "StoreConfig",
     "StoreError",
     "StoreStats",
     "Strategy",
@@ -176,6 +188,7 @@ __all__ = [
     "Supervisor",
     "SupervisorClosedError",
     "SupervisorStats",
+    "TetherConfig",
     "TetherError",
     "UnknownBackendError",
     "UnknownStrategyError",
@@ -189,11 +202,14 @@ __all__ = [
     "event_from_dict",
     "event_to_dict",
     "ideal_delay",
+    "load_config",
     "make_event_converter",
     "open_sqlite_store",
     "open_supervisor",
+    "parse_config",
     "redact_env",
     "retry_delay",
+    "serve_events",
     "snapshot_from_dict",
     "snapshot_to_dict",
 ]

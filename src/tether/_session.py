@@ -129,9 +129,9 @@ class Session:
         "status",
         "status_since",
         "stopping",
-        "unregistering",
         "target",
         "timers",
+        "unregistering",
     )
 
     def __init__(self, spec: SessionSpec, backend: Backend, target: str, timers: TimerQueue, output_limit: int) -> None:
