@@ -391,3 +391,33 @@ async def test_send_to_a_session_that_is_not_connected_says_so(
     await sup.register(spec(options={"hang_connects": 1}))
     with pytest.raises(tether.LinkError, match="is connecting, not connected"):
         await sup.send("s1", b"x")
+
+
+async def test_a_typed_error_raised_inside_a_backend_nursery_keeps_its_type(
+    backend: ScriptedBackend, spec: SpecFactory, autojump_clock: object
+) -> None:
+    """Trio wraps it in an exception group; strategies still see ReattachUnavailableError."""
+    original = backend.open_link
+
+    def grouped_open_link(request: tether.LinkRequest):  # type: ignore[no-untyped-def]
+        if request.mode is not tether.ConnectMode.REATTACH:
+            return original(request)
+
+        class Grouped:
+            async def __aenter__(self):  # type: ignore[no-untyped-def]
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(trio.sleep_forever)
+                    raise tether.ReattachUnavailableError("gone, from inside a nursery")
+
+            async def __aexit__(self, *exc):  # type: ignore[no-untyped-def]
+                return False
+
+        return Grouped()
+
+    backend.open_link = grouped_open_link  # type: ignore[method-assign]
+    async with tether.open_supervisor(registry=core_registry(backend)) as sup:
+        await sup.register(spec())
+        await wait_for_status(sup, "s1", SessionStatus.CONNECTED)
+        attempt = await sup.force_reconnect("s1", "ssh-reconnect")
+        assert attempt is not None and attempt.success
+        assert backend.ledger("s1").modes[-1] is tether.ConnectMode.RESTART

@@ -24,6 +24,15 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
+def single_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    """The lone non-cancellation error in a group (recursively), if there is exactly one."""
+    leaves = [e for e in group.exceptions if not isinstance(e, trio.Cancelled)]
+    if len(leaves) != 1:
+        return None
+    leaf = leaves[0]
+    return single_error(leaf) if isinstance(leaf, BaseExceptionGroup) else leaf
+
+
 def describe_error(exc: BaseException) -> str:
     """A one-line description of an error, without the group wrapping."""
     leaf = _leaf(exc)

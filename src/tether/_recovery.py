@@ -9,17 +9,22 @@ strategy cannot report success without a live, probed link (flaw 1).
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, final
 
 import trio
 
+from ._classify import single_error
 from ._contract import ConnectMode, Feature, Link, LinkRequest
 from ._errors import LinkError, UnknownStrategyError
 from ._reasons import Disconnect, DisconnectReason
 from ._spec import SessionSpec
 from ._state import Attempt, PreservedState
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
 
 if TYPE_CHECKING:
     from ._contract import Backend, Strategy
@@ -122,7 +127,13 @@ class RecoveryContext:
             self._scope.deadline = deadline + backstop_grace(timeout)
             request = self._make_request(mode, state, deadline)
             opened = self._backend.open_link(request)
-            link = await opened.__aenter__()
+            try:
+                link = await opened.__aenter__()
+            except BaseExceptionGroup as group:  # a backend's nursery wrapped its typed error
+                single = single_error(group)
+                if isinstance(single, Exception):
+                    raise single from group
+                raise
             try:
                 await self._probe_new_link(link, deadline)
             except BaseException as exc:

@@ -24,7 +24,7 @@ import trio
 
 from ._backoff import retry_delay
 from ._bus import EventBus, Subscription
-from ._classify import classify, describe_error
+from ._classify import classify, describe_error, single_error
 from ._contract import Backend, ConnectMode, Link, LinkRequest, Strategy
 from ._errors import (
     ConfigError,
@@ -941,14 +941,6 @@ class Supervisor:
             self._changed(session)
 
 
-def _single_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The lone non-cancellation error in a group, if there is exactly one."""
-    leaves = [e for e in group.exceptions if not isinstance(e, trio.Cancelled)]
-    if len(leaves) == 1 and not isinstance(leaves[0], BaseExceptionGroup):
-        return leaves[0]
-    return None
-
-
 @asynccontextmanager
 async def open_supervisor(
     *,
@@ -1029,7 +1021,7 @@ async def open_supervisor(
                 supervisor._shutdown()
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        single = _single_error(group)
+        single = single_error(group)
         if single is None:
             raise
         raise single from None
