@@ -34,8 +34,9 @@ import gc
 import inspect
 import math
 import os
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 import trio
@@ -63,8 +64,6 @@ from .._supervisor import open_supervisor
 from ._scripted import ScriptedBackend
 
 if TYPE_CHECKING:
-    import pytest
-
     from .._contract import Backend, Strategy
     from .._supervisor import Supervisor
 
@@ -145,13 +144,16 @@ def count_tasks() -> int:
     return count
 
 
-def _optional_fixture(request: pytest.FixtureRequest, name: str) -> Any:
-    import pytest
+_F = TypeVar("_F", bound=Callable[..., Any])
 
+
+def _default_fixture(fn: _F) -> _F:
+    """A suite default a subclass overrides; a plain method where pytest is missing."""
     try:
-        return request.getfixturevalue(name)
-    except pytest.FixtureLookupError:
-        return None
+        import pytest
+    except ImportError:  # pragma: no cover - nothing collects the suites without pytest
+        return fn
+    return cast("_F", pytest.fixture(fn))
 
 
 def _make_backend(value: object) -> Backend:
@@ -171,10 +173,27 @@ def _make_strategy(value: object) -> Strategy:
 class BackendContract:
     """The backend contract as tests. Subclass as ``Test...`` and provide the fixtures.
 
-    Required: ``tether_backend_factory`` and ``tether_backend_spec``. Timing
-    bounds are real seconds (backends do real I/O); override the class
-    attributes if your peer is slow.
+    Required: ``tether_backend_factory`` and ``tether_backend_spec`` (on the
+    subclass or in a conftest; async fixtures are fine). The optional specs
+    default to None here, so define them on the subclass: a conftest fixture
+    would be shadowed by these defaults. Timing bounds are real seconds
+    (backends do real I/O); override the class attributes if your peer is slow.
     """
+
+    @_default_fixture
+    def tether_backend_failing_spec(self) -> SessionSpec | None:
+        """A spec whose connect fails (a refused port, a missing program)."""
+        return None
+
+    @_default_fixture
+    def tether_backend_hanging_spec(self) -> SessionSpec | None:
+        """A spec whose connect never completes by itself; give it a short connect_timeout."""
+        return None
+
+    @_default_fixture
+    def tether_backend_closing_spec(self) -> SessionSpec | None:
+        """A spec whose link ends by itself soon after it opens."""
+        return None
 
     cancel_bound: float = 2.0
     """Seconds a cancelled connect (or a close) may take to return."""
@@ -219,14 +238,16 @@ class BackendContract:
         assert len(recorder.closed) <= 1, f"report_closed called {len(recorder.closed)} times"
         _assert_typed(recorder.closed)
 
-    async def test_closing_link_reports_typed_reason(self, request: pytest.FixtureRequest) -> None:
+    async def test_closing_link_reports_typed_reason(
+        self, tether_backend_factory: object, tether_backend_closing_spec: SessionSpec | None
+    ) -> None:
         """A link that ends by itself calls report_closed exactly once, with a DisconnectReason."""
         import pytest
 
-        spec = _optional_fixture(request, "tether_backend_closing_spec")
+        spec = tether_backend_closing_spec
         if spec is None:
             pytest.skip("provide tether_backend_closing_spec (a link that ends by itself) to run this")
-        backend = _make_backend(request.getfixturevalue("tether_backend_factory"))
+        backend = _make_backend(tether_backend_factory)
         link_request, recorder = make_link_request(spec)
         with trio.fail_after(self._bound(spec) + self.close_wait):
             async with _open(backend, link_request):
@@ -235,14 +256,16 @@ class BackendContract:
         assert isinstance(disconnect.reason, DisconnectReason)
         assert len(recorder.closed) == 1, f"report_closed called {len(recorder.closed)} times"
 
-    async def test_failing_connect_raises_typed_error(self, request: pytest.FixtureRequest) -> None:
+    async def test_failing_connect_raises_typed_error(
+        self, tether_backend_factory: object, tether_backend_failing_spec: SessionSpec | None
+    ) -> None:
         """A connect that cannot succeed raises promptly, with a reason tether can classify."""
         import pytest
 
-        spec = _optional_fixture(request, "tether_backend_failing_spec")
+        spec = tether_backend_failing_spec
         if spec is None:
             pytest.skip("provide tether_backend_failing_spec (e.g. a refused port) to run this")
-        backend = _make_backend(request.getfixturevalue("tether_backend_factory"))
+        backend = _make_backend(tether_backend_factory)
         link_request, _ = make_link_request(spec)
         with trio.fail_after(self._bound(spec)):
             with pytest.raises(Exception) as caught:  # noqa: PT011 - any error, classified below
@@ -253,14 +276,16 @@ class BackendContract:
             f"raise LinkError(reason=...) so tether knows why; got {caught.value!r}"
         )
 
-    async def test_hanging_connect_honours_deadline(self, request: pytest.FixtureRequest) -> None:
+    async def test_hanging_connect_honours_deadline(
+        self, tether_backend_factory: object, tether_backend_hanging_spec: SessionSpec | None
+    ) -> None:
         """Against a black-holed target, open_link gives up by LinkRequest.deadline itself."""
         import pytest
 
-        spec = _optional_fixture(request, "tether_backend_hanging_spec")
+        spec = tether_backend_hanging_spec
         if spec is None:
             pytest.skip("provide tether_backend_hanging_spec (a black-holed target) to run this")
-        backend = _make_backend(request.getfixturevalue("tether_backend_factory"))
+        backend = _make_backend(tether_backend_factory)
         link_request, _ = make_link_request(spec)
         timeout = spec.policy.connect_timeout
         error: BaseException | None = None
@@ -276,12 +301,15 @@ class BackendContract:
         assert error is not None, "a black-holed connect must not succeed"
         assert classify(error).reason in (DisconnectReason.TIMEOUT, DisconnectReason.NETWORK), repr(error)
 
-    async def test_cancel_mid_connect_returns_promptly(self, request: pytest.FixtureRequest) -> None:
+    async def test_cancel_mid_connect_returns_promptly(
+        self,
+        tether_backend_factory: object,
+        tether_backend_spec: SessionSpec,
+        tether_backend_hanging_spec: SessionSpec | None,
+    ) -> None:
         """Cancelling the surrounding scope at any point of a connect returns within cancel_bound."""
-        spec = _optional_fixture(request, "tether_backend_hanging_spec")
-        if spec is None:
-            spec = request.getfixturevalue("tether_backend_spec")
-        backend = _make_backend(request.getfixturevalue("tether_backend_factory"))
+        spec = tether_backend_hanging_spec or tether_backend_spec
+        backend = _make_backend(tether_backend_factory)
         for delay in (0.0, 0.001, 0.01, 0.05, 0.2):
             link_request, _ = make_link_request(spec)
             cancelled_at = math.inf
