@@ -24,7 +24,14 @@ from . import __version__
 from ._auth import is_loopback, load_or_create_token, read_token, state_dir
 from ._backoff import retry_delay
 from ._client import AuthRejectedError, CannotConnectError, Endpoint, connect, daemon_url, rejection_type
-from ._config import InvalidConfigError, TetherConfig, check_config_file, check_with_plugins, load_config
+from ._config import (
+    InvalidConfigError,
+    StoreConfig,
+    TetherConfig,
+    check_config_file,
+    check_with_plugins,
+    load_config,
+)
 from ._errors import ConfigError, TetherError
 from ._logging import add_secret, setup_logging
 from ._plugins import BACKENDS_GROUP, STRATEGIES_GROUP, PluginRegistry, discover_plugins
@@ -78,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", nargs="?", help="TOML config (sessions, server, store)")
     run.add_argument("--no-store", action="store_true", help="do not persist snapshots")
     demo = sub.add_parser("demo", parents=[common, serve], help="watch tether recover sessions, live")
-    demo.add_argument("--serve", action="store_true", help="also run the event server (for tether watch)")
+    demo.add_argument("--no-serve", dest="serve", action="store_false",
+                      help="do not run the event server (it listens on 127.0.0.1, random port, by default)")
     demo.add_argument("--plain", action="store_true", help="no colours")
     watch = sub.add_parser("watch", parents=[common, client], help="print the daemon's events live")
     watch.add_argument("--session", action="append", default=[], help="only this session (repeatable)")
@@ -156,7 +164,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     registry = discover_plugins()
     sessions, backend = demo_sessions(registry)
     console = Console(highlight=False, no_color=args.plain, soft_wrap=True)
-    state = state_dir(args.state_dir)
+    state = state_dir(args.state_dir) / "demo"  # never mixes with a real daemon's sessions
+    if args.port is None:
+        args.port = 0
     server = _server_settings(args, None) if args.serve else None
     token = _auth_token(args, state, None) if args.serve else None
     console.print(f"[bold]tether demo[/]: {len(sessions)} sessions on the [bold]{backend}[/] backend; "
@@ -168,7 +178,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if backend == "scripted":
             nursery.start_soon(chaos, supervisor)
 
-    options = DaemonOptions(state_dir=state, sessions=sessions, server=server, token=token,
+    store = StoreConfig(enabled=True, path=str(state / "demo.sqlite3"), flush_interval=0.2)
+    console.print(f"state: {store.path} (run the demo again: its sessions come back from there)")
+    if server is not None:
+        console.print(f"watch it from another terminal: tether watch --state-dir {state}")
+    options = DaemonOptions(state_dir=state, sessions=sessions, server=server, token=token, store=store,
                             duration=args.duration, registry=registry)
     trio.run(lambda: run_daemon(options, on_start=on_start))
     console.print("[bold]demo stopped[/]")

@@ -1,14 +1,13 @@
 """The daemon's main job, shared by `tether run` and `tether demo`.
 
-Open the store (when there is one), open the supervisor, register the
-sessions (with progress when there are many), serve events, and wait for
+Open the store (when there is one), open the supervisor with the configured
+sessions (restoring stored ones, with progress when there are many), serve events, and wait for
 Ctrl-C, SIGTERM or the end of ``--duration``; then leave every context in
 order, so sessions stop and the store flushes, within about a second.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import signal
 import sys
@@ -50,18 +49,9 @@ class DaemonOptions:
     """Show a progress bar while registering (a terminal and many sessions)."""
 
 
-def _supports_store() -> bool:
-    """The core wires `open_supervisor(store=...)` separately; until then the daemon runs without one."""
-    return "store" in inspect.signature(open_supervisor).parameters
-
-
 @asynccontextmanager
 async def _open_store(options: DaemonOptions) -> AsyncIterator[Any]:
     if not options.store.enabled:
-        yield None
-        return
-    if not _supports_store():
-        logger.warning("this tether's supervisor cannot persist sessions yet; running without the store")
         yield None
         return
     from ._sqlite_store import DB_FILENAME, open_sqlite_store
@@ -72,28 +62,26 @@ async def _open_store(options: DaemonOptions) -> AsyncIterator[Any]:
         yield store
 
 
-async def register_all(
-    supervisor: Supervisor, specs: Sequence[SessionSpec], *, progress: bool
-) -> None:
-    """Register in chunks, one checkpoint each, with a progress bar for big configs."""
-    if not specs:
-        return
-    bar = None
-    if progress:
-        from rich.progress import Progress
+class _RestoreProgress:
+    """A progress bar while thousands of sessions are registered or restored at start."""
 
-        bar = Progress(transient=True, console=_stderr_console())
-        bar.start()
-        task = bar.add_task("registering sessions", total=len(specs))
-    try:
-        for start in range(0, len(specs), REGISTER_CHUNK):
-            await supervisor.register_many(specs[start:start + REGISTER_CHUNK])
-            if bar is not None:
-                bar.update(task, completed=min(len(specs), start + REGISTER_CHUNK))
-    finally:
-        if bar is not None:
-            bar.stop()
-    logger.info("registered %d session%s", len(specs), "" if len(specs) == 1 else "s")
+    def __init__(self, enabled: bool) -> None:
+        self._bar: Any = None
+        self._task: Any = None
+        self._enabled = enabled
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self._enabled or total < REGISTER_CHUNK:
+            return
+        if self._bar is None:
+            from rich.progress import Progress
+
+            self._bar = Progress(transient=True, console=_stderr_console())
+            self._bar.start()
+            self._task = self._bar.add_task("restoring sessions", total=total)
+        self._bar.update(self._task, completed=done)
+        if done >= total:
+            self._bar.stop()
 
 
 def _stderr_console() -> Any:
@@ -121,11 +109,16 @@ async def run_daemon(
     with trio.CancelScope() as main:
         async with AsyncExitStack() as stack:
             store = await stack.enter_async_context(_open_store(options))
-            kwargs: dict[str, Any] = {"registry": options.registry, "backends": options.backends}
-            if store is not None:
-                kwargs.update(store=store, durable=options.store.durable,
-                              flush_interval=options.store.flush_interval)
-            supervisor = await stack.enter_async_context(open_supervisor(**kwargs))
+            supervisor = await stack.enter_async_context(
+                open_supervisor(
+                    registry=options.registry, backends=options.backends, store=store,
+                    durable=options.store.durable, flush_interval=options.store.flush_interval,
+                    sessions=options.sessions, on_restore=_RestoreProgress(options.progress),
+                )
+            )
+            logger.info("supervising %d sessions", len(supervisor.session_ids))
+            for problem in supervisor.restore_errors:
+                logger.error("not restored: %s", problem)
             nursery = await stack.enter_async_context(trio.open_nursery())
             nursery.start_soon(_until_signal, main)
             if on_start is not None:
@@ -139,7 +132,6 @@ async def run_daemon(
                 )
                 daemon_file = write_daemon_file(options.state_dir, host=settings.host, port=port)
                 print(f"tether: listening on ws://{settings.host}:{port}", file=sys.stderr, flush=True)
-            await register_all(supervisor, options.sessions, progress=options.progress)
             if options.duration is not None:
                 await trio.sleep(options.duration)
                 main.cancel()
@@ -149,4 +141,4 @@ async def run_daemon(
     logger.info("stopped")
 
 
-__all__ = ["DAEMON_FILE", "DaemonOptions", "register_all", "run_daemon"]
+__all__ = ["DAEMON_FILE", "DaemonOptions", "run_daemon"]

@@ -619,6 +619,8 @@ class Supervisor:
             self.restore_errors.extend(report.errors)
             stored = {snap.session_id: snap for snap in report.snapshots}
         total = len(given) + len(stored)
+        if stored:
+            logger.info("restoring %d sessions from the snapshot store", len(stored))
         done = 0
         for spec in given.values():
             snap = stored.pop(spec.id, None)
