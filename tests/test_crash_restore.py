@@ -11,7 +11,6 @@ durable=, flush_interval=)`` restoring every stored session on entry): the
 module skips itself until `open_supervisor` accepts ``store``.
 """
 
-
 from __future__ import annotations
 
 import inspect
