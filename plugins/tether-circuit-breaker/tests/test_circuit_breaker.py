@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
-from tether_circuit_breaker import CircuitBreaker, CircuitOpenError, CircuitState
 
 from tether import (
     DisconnectReason,
@@ -22,6 +21,7 @@ from tether import (
     open_supervisor,
 )
 from tether.testing import ScriptedBackend, StrategyContract, wait_for_status, wait_until
+from tether_circuit_breaker import CircuitBreaker, CircuitOpenError, CircuitState
 
 POLICY = ReconnectPolicy(
     max_retries=None, base_delay=1.0, max_delay=1.0, jitter=Jitter.NONE, connect_timeout=5.0,
@@ -98,8 +98,9 @@ async def test_opens_across_sessions_and_stops_touching_the_target(
         backend.fail_next(s.id, 1_000)
         backend.drop(s.id)
     await wait_until(lambda: CircuitState.OPEN in breaker.states().values())
-    (state,) = breaker.states().values()
+    ((key, state),) = breaker.states().items()
     assert state is CircuitState.OPEN
+    assert "db:22" in key  # ctx.target, or the options standing in for it on older tether
     real = backend.ledger("a").connects + backend.ledger("b").connects
     # first connects, `threshold` failures, plus b's attempt already in flight when it opened
     assert 2 + 3 <= real <= 2 + 3 + 1
