@@ -140,3 +140,47 @@ async def test_secrets_in_a_running_session_never_reach_the_file(tmp_path: Path)
     blobs = b"".join(p.read_bytes() for p in db.parent.iterdir())
     assert b"s3cr3t-value" not in blobs
     assert b"EDITOR" in blobs
+
+
+class _FlakyStore(MemoryStore):
+    """Fails its first `failures` writes, as a full disk or a locked database would."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def write(self, snapshots, deleted=(), *, fencing_token=None):  # type: ignore[no-untyped-def]
+        if self.failures:
+            self.failures -= 1
+            await trio.lowlevel.checkpoint()
+            raise OSError("disk full")
+        await super().write(snapshots, deleted, fencing_token=fencing_token)
+
+
+async def test_durable_mode_holds_events_until_the_store_recovers(spec: SpecFactory, autojump_clock: object) -> None:
+    store = _FlakyStore(failures=3)
+    backend = ScriptedBackend()
+    async with tether.open_supervisor(registry=core_registry(backend), store=store, durable=True) as sup:
+        with sup.subscribe() as sub:
+            await sup.register(spec("a"))
+            await trio.sleep(1.5)  # two failed writes so far
+            assert sub.pending == 0
+            assert "a" not in store.rows
+            await wait_until(lambda: sub.pending >= 2)
+            assert [e.type for e in drain(sub)][:2] == ["session.registered", "session.connected"]
+            assert json.loads(store.rows["a"])["state"]["status"] == "connected"
+
+
+async def test_a_snapshot_the_store_cannot_encode_does_not_block_the_others(autojump_clock: object) -> None:
+    store = MemoryStore()
+    backend = ScriptedBackend()
+    backend.validate = lambda spec: None  # type: ignore[method-assign]  # accept options JSON cannot hold
+    bad = tether.SessionSpec(id="bad", backend="scripted", options={"blob": b"\x00"})
+    good = tether.SessionSpec(id="good", backend="scripted")
+    async with tether.open_supervisor(registry=core_registry(backend), store=store, flush_interval=0.1) as sup:
+        await sup.register(bad)
+        await sup.register(good)
+        await wait_for_status(sup, "good", SessionStatus.CONNECTED)
+        await trio.sleep(1)
+        assert set(store.rows) == {"good"}
+        assert json.loads(store.rows["good"])["state"]["status"] == "connected"

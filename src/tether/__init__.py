@@ -74,10 +74,16 @@ from ._recovery import RecoveryContext as RecoveryContext
 from ._server import ServerSettings as ServerSettings
 from ._server import serve_events as serve_events
 from ._snapshot import DEFAULT_SECRET_PATTERNS as DEFAULT_SECRET_PATTERNS
+from ._snapshot import MIGRATIONS as MIGRATIONS
+from ._snapshot import REDACTED as REDACTED
 from ._snapshot import SNAPSHOT_SCHEMA_VERSION as SNAPSHOT_SCHEMA_VERSION
 from ._snapshot import SessionSnapshot as SessionSnapshot
 from ._snapshot import SnapshotError as SnapshotError
+from ._snapshot import drop_redacted as drop_redacted
+from ._snapshot import make_snapshot_converter as make_snapshot_converter
 from ._snapshot import redact_env as redact_env
+from ._snapshot import redact_options as redact_options
+from ._snapshot import redact_snapshot as redact_snapshot
 from ._snapshot import snapshot_from_dict as snapshot_from_dict
 from ._snapshot import snapshot_to_dict as snapshot_to_dict
 from ._spec import SessionSpec as SessionSpec
@@ -139,6 +145,7 @@ __all__ = [
     "LinkError",
     "LinkRequest",
     "LoadReport",
+    "MIGRATIONS",
     "MemoryStore",
     "PLUGIN_API_VERSION",
     "PluginError",
@@ -148,6 +155,7 @@ __all__ = [
     "PluginRegistry",
     "PreservedState",
     "ProcessRestart",
+    "REDACTED",
     "ReattachUnavailableError",
     "ReconnectFailed",
     "ReconnectPolicy",
@@ -199,15 +207,19 @@ __all__ = [
     "default_state_dir",
     "default_store_path",
     "discover_plugins",
+    "drop_redacted",
     "event_from_dict",
     "event_to_dict",
     "ideal_delay",
     "load_config",
     "make_event_converter",
+    "make_snapshot_converter",
     "open_sqlite_store",
     "open_supervisor",
     "parse_config",
     "redact_env",
+    "redact_options",
+    "redact_snapshot",
     "retry_delay",
     "serve_events",
     "snapshot_from_dict",

@@ -8,6 +8,9 @@
     ├── SessionNotFoundError   no session with that id
     ├── DuplicateSessionError  a session with that id is already registered
     ├── SupervisorClosedError  the supervisor is shutting down or closed
+    ├── SnapshotError          one session's stored snapshot cannot be read or written
+    ├── StoreError             the snapshot store itself is unusable (names the file)
+    │   └── CorruptStoreError  damaged or foreign database file, left untouched
     └── LinkError              why a link could not be opened or was lost
         ├── AuthError          credentials refused: never retried
         ├── HostKeyError       host key unknown or changed: never retried

@@ -73,6 +73,8 @@ FIRST_CONNECT = "connect"
 
 _FINAL_FLUSH_SECONDS = 10.0
 """How long leaving the supervisor may spend writing the last snapshots."""
+_RETRY_FAILED_FLUSH = 1.0
+"""Seconds between tries while the store keeps failing."""
 
 
 @attrs.frozen
@@ -577,15 +579,22 @@ class Supervisor:
             await self._flush_wanted.wait()
             if not self._durable:
                 await trio.sleep(self._flush_interval)
-            await self.flush()
+            if not await self.flush():
+                await trio.sleep(max(self._flush_interval, _RETRY_FAILED_FLUSH))
 
-    async def flush(self) -> None:
-        """Write every pending change now (one transaction) and release held events."""
+    async def flush(self) -> bool:
+        """Write every pending change now (one transaction) and release held events.
+
+        Returns False if the store failed; the changes stay queued (and, in
+        durable mode, their events stay held) for the next try. A snapshot the
+        store cannot encode is dropped from the batch with an error naming the
+        session, so one bad session never blocks the others.
+        """
         store = self._store
         self._flush_wanted = trio.Event()
         if store is None:
             await trio.lowlevel.checkpoint()
-            return
+            return True
         dirty, self._dirty = self._dirty, set()
         deleted, self._deleted = self._deleted, set()
         held, self._held = self._held, []
@@ -595,18 +604,25 @@ class Supervisor:
             for sid in dirty
             if (s := self._sessions.get(sid)) is not None
         ]
-        if snapshots or deleted:
+        while snapshots or deleted:
             try:
                 await store.write(snapshots, sorted(deleted))
+                break
+            except SnapshotError as exc:
+                logger.error("not persisted: %s", exc)
+                snapshots = [snap for snap in snapshots if snap.session_id != exc.session_id]
             except Exception:
                 logger.exception("writing %d snapshots failed; will retry", len(snapshots))
-                self._dirty |= dirty - self._deleted
+                self._dirty |= {snap.session_id for snap in snapshots} - self._deleted
                 self._deleted |= deleted
+                self._held[:0] = held
                 self._flush_wanted.set()
+                return False
         else:
             await trio.lowlevel.checkpoint()
         for cls, fields in held:
             self.bus.publish(cls, **fields)
+        return True
 
     async def _restore(
         self, sessions: Iterable[SessionSpec], progress: Callable[[int, int], None] | None
