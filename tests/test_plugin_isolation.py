@@ -176,11 +176,6 @@ def test_each_broken_plugin_is_recorded_and_the_rest_load() -> None:
     assert {"simple-reconnect", "force-reconnect"} <= set(registry.strategies)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: _plugins.py checks plugin_api after instantiating and after the shape checks; "
-    "a plugin for another API version fails with its own TypeError instead (see issue 9 report)",
-)
 @pytest.mark.usefixtures("broken_plugin")
 def test_api_mismatch_is_reported_before_the_plugin_is_built() -> None:
     """A plugin for API 99 whose constructor changed still gets the version error, not a TypeError."""

@@ -47,12 +47,13 @@ class PluginFailure:
 
 def _check_api(obj: object, what: str) -> None:
     api = getattr(obj, "plugin_api", PLUGIN_API_VERSION)
-    if api != PLUGIN_API_VERSION:
+    if isinstance(api, bool) or api != PLUGIN_API_VERSION:
         raise PluginError(f"{what} targets tether plugin API {api!r}; this tether speaks {PLUGIN_API_VERSION}")
 
 
 def check_backend(obj: object, expected_name: str | None = None) -> Backend:
     """`obj` if it satisfies the backend contract; `PluginError` saying what is missing if not."""
+    _check_api(obj, f"backend {getattr(obj, 'name', type(obj).__name__)!r}")
     missing = [
         a for a in ("name", "features", "default_strategies", "validate", "target", "open_link") if not hasattr(obj, a)
     ]
@@ -67,12 +68,12 @@ def check_backend(obj: object, expected_name: str | None = None) -> Backend:
         raise PluginError(f"{obj.name}: features must be tether.Feature values")
     if not inspect.isfunction(getattr(type(obj), "open_link", None)) and not callable(obj.open_link):
         raise PluginError(f"{obj.name}: open_link must be callable")
-    _check_api(obj, f"backend {obj.name!r}")
     return obj
 
 
 def check_strategy(obj: object, expected_name: str | None = None) -> Strategy:
     """`obj` if it satisfies the strategy contract; `PluginError` if not."""
+    _check_api(obj, f"strategy {getattr(obj, 'name', type(obj).__name__)!r}")
     name = getattr(obj, "name", None)
     if not isinstance(name, str) or not name:
         raise PluginError(f"{type(obj).__name__} is not a strategy: it needs a string `name`")
@@ -81,7 +82,6 @@ def check_strategy(obj: object, expected_name: str | None = None) -> Strategy:
         raise PluginError(f"strategy {name!r} must be an async callable taking a RecoveryContext")
     if expected_name is not None and name != expected_name:
         raise PluginError(f"entry point {expected_name!r} loads a strategy named {name!r}")
-    _check_api(obj, f"strategy {name!r}")
     assert isinstance(obj, Strategy)
     return obj
 
@@ -153,7 +153,9 @@ def discover_plugins(*, allow: Iterable[str] | None = None, strict: bool = False
             dist_name = dist.name if dist is not None else "(unknown)"
             version = dist.version if dist is not None else "(unknown)"
             try:
-                obj = check(_instantiate(ep.load()), ep.name)
+                loaded = ep.load()
+                _check_api(loaded, f"plugin {ep.name!r}")  # before building it: its constructor may differ
+                obj = check(_instantiate(loaded), ep.name)
             except Exception as exc:
                 failure = PluginFailure(
                     group=group,

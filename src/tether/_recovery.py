@@ -62,6 +62,7 @@ class RecoveryContext:
         "preserved",
         "previous_attempts",
         "spec",
+        "target",
         "used_strategy",
     )
 
@@ -70,6 +71,7 @@ class RecoveryContext:
         *,
         spec: SessionSpec,
         backend: Backend,
+        target: str,
         disconnect: Disconnect | None,
         attempt: int,
         preserved: PreservedState | None,
@@ -84,6 +86,9 @@ class RecoveryContext:
     ) -> None:
         self.spec = spec
         self.backend_name = backend.name
+        self.target = target
+        """The peer this session connects to (``backend.target(spec)``): what per-target
+        strategies (circuit-breaker) key their state by."""
         self.features: frozenset[Feature] = frozenset(backend.features)
         self.disconnect = disconnect
         """Why this episode began; None for the very first connect."""

@@ -813,6 +813,7 @@ class Supervisor:
         return RecoveryContext(
             spec=spec,
             backend=session.backend,
+            target=session.target,
             disconnect=episode.disconnect if episode else None,
             attempt=number,
             preserved=session.preserved,
