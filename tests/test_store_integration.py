@@ -128,15 +128,17 @@ async def test_secrets_in_a_running_session_never_reach_the_file(tmp_path: Path)
     """Real clock: SQLite runs in a worker thread, which MockClock's autojump cannot see."""
     db = tmp_path / "state" / "tether.sqlite3"
     backend = ScriptedBackend()
-    async with open_sqlite_store(db) as store:
-        async with tether.open_supervisor(registry=core_registry(backend), store=store, durable=True) as sup:
-            await sup.register(tether.SessionSpec(id="a", backend="scripted", options={"cwd": "/"}))
-            await wait_for_status(sup, "a", SessionStatus.CONNECTED)
-            backend.links["a"].report_state(
-                tether.PreservedState(cwd="/", env={"API_TOKEN": "s3cr3t-value", "EDITOR": "vi"})
-            )
-            await sup.force_reconnect("a", "process-restart")
-            assert backend.ledger("a").states[-1].env["API_TOKEN"] == "s3cr3t-value"  # type: ignore[union-attr]
+    async with (
+        open_sqlite_store(db) as store,
+        tether.open_supervisor(registry=core_registry(backend), store=store, durable=True) as sup,
+    ):
+        await sup.register(tether.SessionSpec(id="a", backend="scripted", options={"cwd": "/"}))
+        await wait_for_status(sup, "a", SessionStatus.CONNECTED)
+        backend.links["a"].report_state(
+            tether.PreservedState(cwd="/", env={"API_TOKEN": "s3cr3t-value", "EDITOR": "vi"})
+        )
+        await sup.force_reconnect("a", "process-restart")
+        assert backend.ledger("a").states[-1].env["API_TOKEN"] == "s3cr3t-value"  # type: ignore[union-attr]
     blobs = b"".join(p.read_bytes() for p in db.parent.iterdir())
     assert b"s3cr3t-value" not in blobs
     assert b"EDITOR" in blobs
