@@ -24,10 +24,10 @@ from typing import Any
 import attrs
 import pytest
 import trio
-from tether_ssh import SshBackend
 
 import tether
 from tether.testing import require_peer, wait_until
+from tether_ssh import SshBackend
 
 SBIN_PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
 

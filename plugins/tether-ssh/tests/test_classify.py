@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from tether_ssh import classify_exit, error_for
 
 import tether
+from tether_ssh import classify_exit, error_for
 
 R = tether.DisconnectReason
 BENIGN = "Warning: Permanently added '[127.0.0.1]:2222' (ED25519) to the list of known hosts.\r\n"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+
+import tether
 from tether_ssh import SshBackend, parse_options, remote_command, ssh_argv, tmux_name
 from tether_ssh._command import Markers, shell_launcher
 from tether_ssh._scan import MarkerScanner, Osc7Scanner
-
-import tether
 
 BASE = {"host": "example.org"}
 
@@ -46,6 +46,29 @@ def test_accept_new_only_when_asked_and_keepalive_off() -> None:
     assert not [o for o in opts if o.startswith("ServerAlive")]
 
 
+def test_accept_new_learns_into_a_file_strict_sessions_never_read() -> None:
+    """ssh writes learnt keys into the first UserKnownHostsFile: a sidecar a strict session never reads."""
+    strict = _o(_argv(known_hosts_file="/k/hosts"))
+    assert 'UserKnownHostsFile="/k/hosts"' in strict
+    tofu = _o(_argv(known_hosts_file="/k/hosts", accept_new_host_keys=True))
+    assert 'UserKnownHostsFile="/k/hosts.tether-accepted" "/k/hosts"' in tofu
+    assert not [o for o in _o(_argv()) if o.startswith("UserKnownHostsFile")]  # ssh's config decides
+    default_tofu = _o(_argv(accept_new_host_keys=True))
+    assert (
+        'UserKnownHostsFile="~/.ssh/known_hosts.tether-accepted" "~/.ssh/known_hosts" "~/.ssh/known_hosts2"'
+        in default_tofu
+    )
+
+
+def test_ssh_parses_the_known_hosts_list(tmp_path: object) -> None:
+    """The quoted list survives ssh's own option parser (ssh -G), spaces in paths included."""
+    opts = _o(_argv(known_hosts_file=f"{tmp_path}/a b", accept_new_host_keys=True))
+    (line,) = [o for o in opts if o.startswith("UserKnownHostsFile")]
+    out = subprocess.run(["ssh", "-G", "-F", "/dev/null", "-o", line, "h"], capture_output=True,
+                         text=True, check=True).stdout
+    assert f"userknownhostsfile {tmp_path}/a b.tether-accepted {tmp_path}/a b\n" in out
+
+
 @pytest.mark.parametrize(
     ("options", "path"),
     [
@@ -58,6 +81,7 @@ def test_accept_new_only_when_asked_and_keepalive_off() -> None:
         ({**BASE, "colour": "red"}, "colour"),
         ({**BASE, "accept_new_host_keys": "yes"}, "accept_new_host_keys"),
         ({"host": "-oProxyCommand=evil"}, "host"),
+        ({**BASE, "known_hosts_file": '/k/"x'}, "known_hosts_file"),
     ],
 )
 def test_bad_options_name_the_field(options: dict[str, object], path: str) -> None:

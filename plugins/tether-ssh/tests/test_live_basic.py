@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tether_ssh import SshBackend
-
 import tether
+from tether_ssh import SshBackend
 
 from .conftest import Sshd, run_and_expect, ssh_spec, ssh_supervisor, wait_status
 

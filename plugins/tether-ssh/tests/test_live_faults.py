@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
-from tether_ssh import SshBackend
 
 import tether
 from tether.testing import wait_until
+from tether_ssh import SshBackend
 
 from .conftest import (
     Sshd,
@@ -159,7 +159,27 @@ async def test_unknown_host_key_strict_by_default_accept_new_on_request(sshd: Ss
         await wait_status(sup, "tofu", S.CONNECTED)
         strict = sup.state("strict").last_disconnect
         assert strict is not None and strict.reason is R.HOST_KEY
-        assert "127.0.0.1" in sshd.known_hosts.read_text()
+        assert sshd.known_hosts.read_text() == "", "learnt keys never go where strict sessions look"
+        learnt = sshd.known_hosts.with_name(sshd.known_hosts.name + ".tether-accepted")
+        assert "127.0.0.1" in learnt.read_text()
+
+
+async def test_accept_new_session_never_teaches_a_strict_one(sshd: Sshd) -> None:
+    """Regression: a tofu session learning a key must not make a strict session on the same file trust it.
+
+    Both sessions name the same known_hosts_file. Before the fix the tofu session's ssh wrote
+    the key into that file, so a strict session verifying afterwards (a race in the test above,
+    made certain here by ordering) connected to a key nobody had vouched for.
+    """
+    sshd.known_hosts.write_text("")
+    async with ssh_supervisor(SshBackend()) as sup:
+        await sup.register(ssh_spec(sshd, session_id="tofu", accept_new_host_keys=True))
+        await wait_status(sup, "tofu", S.CONNECTED)
+        await sup.register(ssh_spec(sshd, session_id="strict"))
+        await wait_status(sup, "strict", S.FAILED)
+        strict = sup.state("strict").last_disconnect
+        assert strict is not None and strict.reason is R.HOST_KEY
+        assert sshd.known_hosts.read_text() == "", "the user's file is only read, never written"
 
 
 async def test_frozen_listener_times_out_within_connect_timeout(sshd: Sshd) -> None:

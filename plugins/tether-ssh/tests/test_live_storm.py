@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import trio
-from tether_ssh import SshBackend
 
 import tether
 from tether.testing import wait_until
+from tether_ssh import SshBackend
 
 from .conftest import Sshd, fast_policy, ssh_spec, ssh_supervisor
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import trio
-from tether_ssh import SshBackend, tmux_name
 
 import tether
 from tether.testing import require_peer, wait_until
+from tether_ssh import SshBackend, tmux_name
 
 from .conftest import Sshd, run_and_expect, ssh_spec, ssh_supervisor, wait_status, which
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from tether_ssh import SshBackend
-
 import tether
+from tether_ssh import SshBackend
 
 
 def test_entry_point_loads_the_ssh_backend() -> None:

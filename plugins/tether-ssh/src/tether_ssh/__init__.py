@@ -6,7 +6,8 @@ Backend ``ssh``. Options (``SessionSpec.options``): ``host`` (required),
 ``"tmux"``: run the remote shell in tmux so it survives a drop and
 ``ssh-reconnect`` re-attaches), ``tmux_session``, ``tmux_socket``,
 ``shell_integration`` (OSC 7 cwd reports from bash), ``accept_new_host_keys``
-(default false: an unknown host key fails), ``server_alive_count_max``,
+(default false: an unknown host key fails; when true, keys are learnt into
+``<known_hosts>.tether-accepted``, which strict sessions never read), ``server_alive_count_max``,
 ``env``, ``cwd``, ``term``, ``ssh_path``, ``rows``, ``cols``.
 """
 

@@ -104,6 +104,27 @@ def remote_command(
         return f"{check}; {tmux} kill-session -t ={name} 2>/dev/null; {create}; {passthrough}; {attach}"
     return f"{check}; {exists} || {{ {create}; }}; {passthrough}; {attach}"
 
+ACCEPTED_SUFFIX = ".tether-accepted"
+"""Keys an ``accept_new_host_keys`` session learns go to ``<known_hosts>.tether-accepted``."""
+DEFAULT_USER_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
+"""OpenSSH's own default UserKnownHostsFile."""
+
+
+def known_hosts_files(opts: SshOptions) -> tuple[str, ...] | None:
+    """The UserKnownHostsFile list for this session; None leaves ssh's config in charge.
+
+    A strict session reads only the trusted file(s). An ``accept-new`` session
+    reads the trusted file(s) too, but ssh writes a learnt key into the *first*
+    file listed, so that one is a separate ``.tether-accepted`` file that no
+    strict session ever reads: trust-on-first-use by one session can never make
+    a strict session (sharing the same known_hosts) accept an unvouched key.
+    """
+    trusted = (opts.known_hosts_file,) if opts.known_hosts_file else DEFAULT_USER_KNOWN_HOSTS
+    if not opts.accept_new_host_keys:
+        return trusted if opts.known_hosts_file else None
+    return (trusted[0] + ACCEPTED_SUFFIX, *trusted)
+
+
 def ssh_argv(
     opts: SshOptions, *, connect_timeout: float, keepalive_interval: float, command: str
 ) -> list[str]:
@@ -128,8 +149,9 @@ def ssh_argv(
             "-o", f"ServerAliveInterval={max(1, round(keepalive_interval))}",
             "-o", f"ServerAliveCountMax={opts.server_alive_count_max}",
         ]
-    if opts.known_hosts_file:
-        argv += ["-o", f"UserKnownHostsFile={opts.known_hosts_file}"]
+    files = known_hosts_files(opts)
+    if files is not None:
+        argv += ["-o", "UserKnownHostsFile=" + " ".join(f'"{f}"' for f in files)]
     if opts.identity_file:
         argv += ["-i", opts.identity_file]
     if opts.port is not None:

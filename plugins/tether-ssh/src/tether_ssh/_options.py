@@ -96,6 +96,14 @@ def _str(options: Mapping[str, Any], key: str, *, required: bool = False) -> str
     return value
 
 
+def _path(options: Mapping[str, Any], key: str) -> str | None:
+    """A file name ssh will get inside a double-quoted option value."""
+    value = _str(options, key)
+    if value is not None and any(c in value for c in '"%\n'):
+        raise ConfigError(key, f"must not contain '\"', '%' or a newline, got {value!r}")
+    return value
+
+
 def _bool(options: Mapping[str, Any], key: str, default: bool) -> bool:
     value = options.get(key, default)
     if not isinstance(value, bool):
@@ -168,7 +176,7 @@ def parse_options(options: Mapping[str, Any]) -> SshOptions:
         user=user,
         identity_file=_str(options, "identity_file"),
         extra_options=_extra(options),
-        known_hosts_file=_str(options, "known_hosts_file"),
+        known_hosts_file=_path(options, "known_hosts_file"),
         config_file=_str(options, "config_file"),
         persist=persist,
         tmux_session=tmux_session,
