@@ -102,3 +102,29 @@ async def test_gone_tmux_session_falls_back_to_a_new_shell_in_the_old_cwd(
             raise AssertionError(str(sup.state("s1"))) from None
         await run_and_expect(sup, "s1", "printf 'C%sD\\n' \"$(pwd)\"", f"C{work}D".encode())
         assert _has_session(tmux_socket, tmux_name("s1"))
+
+
+async def test_unregister_kills_the_tmux_session_shutdown_and_reconnect_keep_it(
+    sshd: Sshd, tmux_socket: str
+) -> None:
+    """Unregister ends the remote program; a reconnect or a daemon shutdown leaves it running."""
+    backend = SshBackend()
+    async with ssh_supervisor(backend) as sup:
+        for sid in ("gone", "kept"):
+            await sup.register(ssh_spec(sshd, session_id=sid, persist="tmux", tmux_socket=tmux_socket))
+        for sid in ("gone", "kept"):
+            await wait_status(sup, sid, S.CONNECTED)
+        pane = _tmux(tmux_socket, "list-panes", "-t", tmux_name("kept"), "-F", "#{pane_pid}")
+        await sup.force_reconnect("kept")
+        await wait_status(sup, "kept", S.CONNECTED)
+        assert _has_session(tmux_socket, tmux_name("kept")), "a reconnect must not end the program"
+        assert backend.remote_kills == 0
+
+        with trio.fail_after(10):
+            await sup.unregister("gone")
+        assert not _has_session(tmux_socket, tmux_name("gone")), "unregister must end the tmux session"
+        assert backend.remote_kills == 1
+    # the supervisor shut down with "kept" still registered: its program lives on, same pane
+    assert _has_session(tmux_socket, tmux_name("kept"))
+    assert _tmux(tmux_socket, "list-panes", "-t", tmux_name("kept"), "-F", "#{pane_pid}") == pane
+    assert backend.remote_kills == 1

@@ -27,10 +27,13 @@ from tether import (
     SessionSpec,
 )
 
-from ._command import Markers, remote_command, ssh_argv
+from ._command import Markers, kill_tmux_command, remote_command, ssh_argv
 from ._link import SshLink
 from ._options import SshOptions, parse_options, tmux_name
 from ._pty import open_pty_process
+
+END_GRACE = 2.0
+"""Seconds beyond connect_timeout the tmux kill on unregister may take."""
 
 
 @final
@@ -39,7 +42,8 @@ class SshBackend:
 
     `connecting` and `peak_connecting` count connects between spawning ssh
     and the ready marker (the unauthenticated window that sshd's MaxStartups
-    limits), so a storm's respect for the connect limit can be measured.
+    limits), so a storm's respect for the connect limit can be measured;
+    `remote_kills` counts tmux sessions ended because their session was unregistered.
     """
 
     name = "ssh"
@@ -57,6 +61,7 @@ class SshBackend:
         self.connecting = 0
         self.peak_connecting = 0
         self.connects_started = 0
+        self.remote_kills = 0
 
     def validate(self, spec: SessionSpec) -> None:
         parse_options(spec.options)
@@ -107,8 +112,34 @@ class SshBackend:
         finally:
             if counted:
                 self.connecting -= 1
+            if opts.persist == "tmux" and request.session_ending():
+                await self._end_remote_session(opts, request, state.handle)
         if failure is not None:
             raise failure  # raised outside the nursery, so strategies can catch it by type
+
+    async def _end_remote_session(
+        self, opts: SshOptions, request: LinkRequest, handle: str | None
+    ) -> None:
+        """The session was unregistered: kill its tmux session over a second, short ssh.
+
+        Not through the link's pty (that is the user's program's input). Shielded and
+        bounded, so an unreachable host delays the unregister by at most about
+        connect_timeout; a shutdown, reconnect or crash never gets here (tmux lives on).
+        """
+        if handle is None:
+            return
+        argv = ssh_argv(
+            opts, connect_timeout=request.connect_timeout,
+            keepalive_interval=request.keepalive_interval,
+            command=kill_tmux_command(opts, handle), tty=False,
+        )
+        self.remote_kills += 1
+        with trio.CancelScope(shield=True), trio.move_on_after(request.connect_timeout + END_GRACE):
+            await trio.run_process(
+                argv, stdin=b"", capture_stdout=True, capture_stderr=True, check=False,
+                env={**os.environ, "TERM": opts.term},
+            )
+
 
 def _initial_state(opts: SshOptions, request: LinkRequest) -> PreservedState:
     """The state this connect starts from: the spec's for FRESH, the preserved one otherwise."""

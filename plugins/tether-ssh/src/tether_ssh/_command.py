@@ -67,6 +67,11 @@ def _tmux(opts: SshOptions) -> str:
     return "tmux" + (f" -L {shlex.quote(opts.tmux_socket)}" if opts.tmux_socket else "")
 
 
+def kill_tmux_command(opts: SshOptions, handle: str) -> str:
+    """Remote sh that ends the tmux session `handle` (and the programs in it), if it exists."""
+    return f"{_tmux(opts)} kill-session -t ={shlex.quote(handle)} 2>/dev/null; exit 0"
+
+
 def remote_command(
     opts: SshOptions,
     mode: ConnectMode,
@@ -126,7 +131,12 @@ def known_hosts_files(opts: SshOptions) -> tuple[str, ...] | None:
 
 
 def ssh_argv(
-    opts: SshOptions, *, connect_timeout: float, keepalive_interval: float, command: str
+    opts: SshOptions,
+    *,
+    connect_timeout: float,
+    keepalive_interval: float,
+    command: str,
+    tty: bool = True,
 ) -> list[str]:
     """The ssh client's argv: the user's config still applies; the policy's knobs override it.
 
@@ -134,7 +144,7 @@ def ssh_argv(
     so input is never read as an escape; no ControlMaster, so each link is its
     own connection and its death is this link's death.
     """
-    argv = [opts.ssh_path, "-tt", "-e", "none"]
+    argv = [opts.ssh_path, "-tt" if tty else "-T", "-e", "none"]
     if opts.config_file:
         argv += ["-F", opts.config_file]
     argv += [
