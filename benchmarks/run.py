@@ -88,9 +88,9 @@ def plan(quick: bool, ns: list[int], only: set[str] | None) -> list[tuple[str, s
     tm_max = max(ns) if quick else 10_000  # tracemalloc is slow; bytes/session barely depends on N
     runs: list[tuple[str, str, int, list[str]]] = []
 
-    def at(n: int, keys: list[str]) -> None:
+    def at(n: int, keys: list[str], baselines_first: bool = False) -> None:
         for key in keys:
-            for impl in IMPLS:
+            for impl in IMPLS[::-1] if baselines_first else IMPLS:
                 if key.startswith("cancel-unregister") and impl != "tether":
                     continue
                 if key == "idle-tracemalloc" and n > tm_max:
@@ -119,7 +119,7 @@ def plan(quick: bool, ns: list[int], only: set[str] | None) -> list[tuple[str, s
     # the largest N last, most telling first, so a spent budget skips the least
     if not quick:
         at(ns[-1], ["storm", "idle", "cancel-exit", "cancel-unregister-64", "trickle", "storm-jitter",
-                    "idle-tracemalloc", "cancel-unregister"])
+                    "idle-tracemalloc", "cancel-unregister"], baselines_first=True)
     if only:
         runs = [r for r in runs if r[0].split("-")[0] in only or r[0] in only]
     return runs
@@ -164,7 +164,7 @@ def main() -> None:
             row["result"] = {"error": "skipped: time budget spent"}
             print(f"  {key:18} {impl:14} N={n:<7} skipped (budget)")
         else:
-            row["result"] = run_one(WORKLOAD_OF[key], impl, n, extra, timeout=min(left, 600.0))
+            row["result"] = run_one(WORKLOAD_OF[key], impl, n, extra, timeout=min(left, 360.0))
         results.append(row)
     info["loadavg_end"] = os.getloadavg()
     info["total_s"] = round(time.perf_counter() - start, 1)
