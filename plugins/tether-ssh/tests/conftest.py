@@ -172,6 +172,18 @@ def sshd(tmp_path: Path) -> Iterator[Sshd]:
         server.stop()
 
 
+@pytest.fixture
+def tmux_socket(sshd: Sshd) -> Iterator[str]:
+    """A tmux server socket of this test's own; its server is killed afterwards."""
+    require_peer(which("tmux") is not None, "tmux not installed")
+    name = f"tether-ssh-test-{sshd.port}"
+    try:
+        yield name
+    finally:
+        subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True, check=False)
+        Path(f"/tmp/tmux-{os.geteuid()}/{name}").unlink(missing_ok=True)  # tmux leaves it behind
+
+
 @contextmanager
 def black_hole(port: int) -> Iterator[None]:
     """Drop every packet to or from `port` on lo, both ways, until the block ends.

@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import trio
 
 import tether
-from tether.testing import require_peer, wait_until
+from tether.testing import wait_until
 from tether_ssh import SshBackend, tmux_name
 
-from .conftest import Sshd, run_and_expect, ssh_spec, ssh_supervisor, wait_status, which
+from .conftest import Sshd, run_and_expect, ssh_spec, ssh_supervisor, wait_status
 
 S = tether.SessionStatus
-
-
-@pytest.fixture
-def tmux_socket(sshd: Sshd) -> Iterator[str]:
-    """A tmux server socket of this test's own; its server is killed afterwards."""
-    require_peer(which("tmux") is not None, "tmux not installed")
-    name = f"tether-ssh-test-{sshd.port}"
-    try:
-        yield name
-    finally:
-        subprocess.run(["tmux", "-L", name, "kill-server"], capture_output=True, check=False)
-        Path(f"/tmp/tmux-{os.geteuid()}/{name}").unlink(missing_ok=True)  # tmux leaves it behind
 
 
 def _tmux(socket: str, *args: str) -> str:
