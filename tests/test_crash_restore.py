@@ -119,6 +119,9 @@ async def restore(db, n):
             "history": {sid: [e.number for e in st.history] for sid, st in restored.items()},
             "connected": sum(s.status is tether.SessionStatus.CONNECTED for s in sup.states().values()),
         }
+    stats = store.stats()
+    summary["store"] = {"writes": stats.writes, "rows_written": stats.rows_written,
+                        "rows_skipped": stats.rows_skipped, "quarantined": stats.quarantined}
     print("RESTORED " + json.dumps(summary), flush=True)
 
 
@@ -197,4 +200,5 @@ async def test_sigkill_mid_storm_then_restore(tmp_path: Path, durable: bool) -> 
     # Leaving the second supervisor flushed its final state.
     async with open_sqlite_store(db) as store:
         final = await store.load_all()
-    assert {s.state.status for s in final.snapshots} == {SessionStatus.CONNECTED}
+    statuses = {s.state.status for s in final.snapshots}
+    assert statuses == {SessionStatus.CONNECTED}, ("final flush", summary["store"])
