@@ -78,6 +78,11 @@ class Sshd:
         return self.root / "known_hosts"
 
     @property
+    def home(self) -> Path:
+        """HOME of the remote shells: empty, so no dotfiles of the machine's root run."""
+        return self.root / "home"
+
+    @property
     def config(self) -> Path:
         return self.root / "sshd_config"
 
@@ -91,6 +96,7 @@ class Sshd:
         _keygen(self.client_key)
         (self.root / "authorized_keys").write_text(Path(f"{self.client_key}.pub").read_text())
         self.trust_current_key()
+        self.home.mkdir(exist_ok=True)
         self.config.write_text(
             f"ListenAddress 127.0.0.1:{self.port}\n"
             f"HostKey {self.host_key}\n"
@@ -99,6 +105,11 @@ class Sshd:
             "StrictModes no\nUsePAM no\nPasswordAuthentication no\n"
             "KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
             "ClientAliveInterval 1\nPrintMotd no\nPrintLastLog no\n"
+            # Remote shells get an empty HOME: root's real dotfiles (pyenv init runs
+            # `pyenv rehash`, which takes a lock file) must not run in every login. Tests
+            # kill shells mid-startup; a shell killed inside rehash left the lock behind
+            # and every later login then waited 60 s on it (all live tests timed out).
+            f"SetEnv HOME={self.home}\n"
         )
 
     def trust_current_key(self) -> None:
