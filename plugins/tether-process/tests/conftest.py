@@ -14,10 +14,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-from tether_process import ProcessBackend, TmuxHandle
 
 import tether
 from tether.testing import wait_until
+from tether_process import ProcessBackend, TmuxHandle
 
 CORE_STRATEGIES = (
     tether.SimpleReconnect, tether.SessionRestore, tether.ProcessRestart,

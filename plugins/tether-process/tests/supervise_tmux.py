@@ -11,10 +11,10 @@ import json
 import sys
 
 import trio
-from tether_process import ProcessBackend
 
 import tether
 from tether.testing import wait_until
+from tether_process import ProcessBackend
 
 
 async def main(runtime_dir: str, workdir: str, marker: str) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from tether_process import ProcessBackend, ProcessOptions
 
 import tether
+from tether_process import ProcessBackend, ProcessOptions
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,10 @@ import sys
 
 import pytest
 import trio
-from tether_process import ProcessBackend
 
 import tether
 from tether import ConnectMode, DisconnectReason, SessionStatus
+from tether_process import ProcessBackend
 
 from .conftest import Spec, alive, children, connected, open_fds, wait_for
 
@@ -159,6 +159,25 @@ async def test_unregister_leaks_no_pty_and_no_process(
     assert children() == kids
     assert not alive(grandchild)
     assert backend.links == {}
+
+
+async def test_unregister_ends_a_nohup_job_in_its_own_group(
+    sup: tether.Supervisor, backend: ProcessBackend, spec: Spec
+) -> None:
+    """An interactive bash puts a job in its own process group; nohup makes it ignore SIGHUP.
+    Unregister still returns only once that job is gone (it is in the program's session)."""
+    await sup.register(spec("job", argv=["bash", "--norc", "-i"], shell_integration=False))
+    await connected(sup, "job")
+    shell = backend.links["job"].pid
+    await sup.send("job", b"nohup sleep 300 >/dev/null 2>&1 & echo job=$!\r")
+    await wait_for(lambda: re.search(rb"job=(\d+)", sup.output_history("job")) is not None)
+    match = re.search(rb"job=(\d+)", sup.output_history("job"))
+    assert match is not None
+    job = int(match.group(1))
+    assert alive(job)
+    assert os.getpgid(job) != shell and os.getsid(job) == shell  # another group, same session
+    await sup.unregister("job")
+    assert not alive(job)
 
 
 async def test_two_hundred_sessions_at_once(backend: ProcessBackend, spec: Spec) -> None:

@@ -12,11 +12,11 @@ import time
 
 import pytest
 import trio
-from tether_process import ProcessBackend, TmuxHandle
 
 import tether
 from tether import DisconnectReason, SessionStatus
 from tether.testing import require_peer
+from tether_process import ProcessBackend, TmuxHandle
 
 from .conftest import Spec, alive, children, connected, registry_with, tmux_has, tmux_sockets, wait_for
 

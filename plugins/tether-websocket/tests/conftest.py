@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 import trio
-from tether_websocket import WebSocketBackend
 
 import tether
 from tether.testing import require_peer, wait_until
+from tether_websocket import WebSocketBackend
 
 TOKEN = "tether-test-token-0123456789"
 STARTUP_TIMEOUT = 30.0

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from tether_websocket import Adapter, AdapterRegistry, Frame, RawAdapter, TerminadoAdapter
 
 import tether
+from tether_websocket import Adapter, AdapterRegistry, Frame, RawAdapter, TerminadoAdapter
 
 
 def test_terminado_encodes_stdin_and_size() -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import trio_websocket
-from tether_websocket import disconnect_for_close, reason_for_close
-from tether_websocket._classify import error_for_close, error_for_connect, error_for_status
 
 import tether
 from tether import ConnectMode, DisconnectReason
+from tether_websocket import disconnect_for_close, reason_for_close
+from tether_websocket._classify import error_for_close, error_for_connect, error_for_status
 
 
 @pytest.mark.parametrize(

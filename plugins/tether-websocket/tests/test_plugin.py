@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from tether_websocket import WebSocketBackend
 
 import tether
 from tether import ConnectMode, DisconnectReason, Feature, SessionSpec
+from tether_websocket import WebSocketBackend
 
 
 def test_entry_point_loads() -> None:

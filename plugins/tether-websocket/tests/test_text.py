@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
+import tether
 from tether_websocket import parse_options
 from tether_websocket._osc7 import CwdTracker, restore_line
 from tether_websocket._redact import redact
 from tether_websocket._replay import new_part
-
-import tether
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,8 @@ import trio
 
 from tether import ConfigError, DisconnectReason, LinkError, ReattachUnavailableError
 
+from ._pty import ProcRef, end_session, proc_ref, session_tree, wait_exited
+
 SESSION_NAME = "tether"
 SOCKET_PATH_MAX = 100
 """sun_path holds 108 bytes on Linux; leave room."""
@@ -156,33 +158,30 @@ async def pane_pid(handle: TmuxHandle, env: Mapping[str, str]) -> int | None:
 
 async def kill_server(handle: TmuxHandle, env: Mapping[str, str], program_pid: int | None = None) -> None:
     """End the program for good: its private server, the socket, and (if known) the
-    program's process group, which tmux only sends SIGHUP. Shielded and bounded."""
+    program's session, which tmux only sends SIGHUP. Shielded and bounded; returns
+    once the program and everything it started in its session have exited."""
     with trio.CancelScope(shield=True), trio.move_on_after(COMMAND_TIMEOUT):
+        program = proc_ref(program_pid) if program_pid is not None else None
+        # tmux makes the pane's program a session leader; note its tree before kill-server
+        # orphans it.
+        tree = session_tree(program.pid) if program is not None else []
         if _socket_exists(handle):
             await run(handle, ["kill-server"], env)
-        if program_pid is not None:
-            await _reap_foreign(program_pid)
+        if program is not None:
+            await _reap_foreign(program, tree)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(handle.socket)
 
 
-async def _reap_foreign(pid: int, grace: float = 1.0) -> None:
-    """Wait for a process that is not our child to go (we cannot wait() on it); SIGKILL its group after `grace`."""
-    deadline = trio.current_time() + grace
-    while _alive(pid):
-        if trio.current_time() >= deadline:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)  # tmux made the pane's program a group leader
-            return
-        await trio.sleep(0.02)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat_file:
-            return stat_file.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
-    except OSError:
-        return False
+async def _reap_foreign(program: ProcRef, tree: list[ProcRef], grace: float = 1.0) -> None:
+    """Give a program that is not our child (we cannot wait() on it) `grace` to go after
+    tmux's SIGHUP, SIGKILL what is left of its session, and wait until all of it has exited."""
+    with trio.move_on_after(grace):
+        await wait_exited([program, *tree])
+    for group in {program.pid} | {ref.pgrp for ref in tree}:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(group, signal.SIGKILL)  # tmux made the pane's program a group leader
+    await end_session(program.pid, [program, *tree])
 
 
 def attach_argv(handle: TmuxHandle) -> list[str]:
