@@ -92,6 +92,31 @@ async def test_unregister_kills_the_tmux_session(
     assert children() == kids
 
 
+async def test_force_reconnect_reattaches_to_the_same_program(
+    sup: tether.Supervisor, backend: ProcessBackend, spec: Spec
+) -> None:
+    """A forced reconnect of a tmux session closes only the client: session-restore
+    re-attaches to the same program (same pid, shell state kept); unregister still ends it."""
+    await sup.register(spec(argv=["bash"], persist="tmux", cwd="/tmp"))
+    await connected(sup, "p1")
+    await sup.send("p1", b"KEPT=forced\r")
+    await wait_for(lambda: (sup.state("p1").preserved or tether.PreservedState()).last_command == "KEPT=forced")
+    link = backend.links["p1"]
+    pid, handle = link.pid, handle_of(sup, "p1")
+    with trio.fail_after(20):
+        attempt = await sup.force_reconnect("p1")
+    assert attempt is not None and attempt.used_strategy == "session-restore"
+    await connected(sup, "p1")
+    assert backend.links["p1"] is not link
+    assert backend.links["p1"].pid == pid and alive(pid)
+    assert handle_of(sup, "p1") == handle
+    await sup.send("p1", b"echo value=$KEPT\r")
+    await wait_for(lambda: b"value=forced" in sup.output_history("p1"))
+    await sup.unregister("p1")
+    assert not tmux_has(handle)
+    assert not alive(pid)
+
+
 async def test_supervisor_shutdown_leaves_the_program_running(
     backend: ProcessBackend, spec: Spec, runtime_dir: str
 ) -> None:

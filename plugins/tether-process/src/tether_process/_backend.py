@@ -8,15 +8,14 @@ session never has two programs.
 
 When does closing a link end a tmux program? A crash of tether runs no code,
 so the program survives it. A link that ended (client dropped, program
-exited, probe failed) or is torn down by cancellation (the supervisor
-shutting down) leaves the program for session-restore. Only a healthy link
-let go of on purpose — ``unregister`` (and, until the core says which is
-which, a forced reconnect) — ends it. See `_ends_program`.
+exited, probe failed), a forced reconnect, or a link torn down by
+cancellation (the supervisor shutting down) leaves the program for
+session-restore. Only ``unregister`` (``LinkRequest.session_ending``) ends
+it. See `_ends_program`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -231,16 +230,8 @@ def _tmux_failure(exc: OSError) -> LinkError:
 def _ends_program(request: LinkRequest, link: ProcessLink) -> bool:
     """Whether leaving this (tmux) link on a normal exit should end its program.
 
-    With the core's ``session_ending`` flag (requested), exactly on unregister.
-    Until then: when tether lets go of a healthy link without being cancelled
-    (unregister, or a forced reconnect, which then restarts the program in its
-    preserved cwd). A cancelled exit is the supervisor shutting down: the
-    program is kept, like after a crash.
+    Exactly when the session is being unregistered (``request.session_ending``).
+    A forced reconnect, a dropped or failed link and a supervisor shutdown keep
+    the program, so session-restore re-attaches to it; a crash runs no code at all.
     """
-    if link.tmux is None:
-        return False
-    ending = getattr(request, "session_ending", None)
-    if callable(ending):
-        return bool(ending())
-    return link.healthy and trio.current_effective_deadline() != -math.inf
-
+    return link.tmux is not None and request.session_ending()
