@@ -684,7 +684,7 @@ class Supervisor:
         ctx: RecoveryContext | None = None
         held: Attempt | None = None
         drop: Disconnect | None = None
-        error: BaseException | None = None
+        failure: Disconnect | None = None  # kept as a value: holding the exception would make a GC cycle
         try:
             with trio.CancelScope(deadline=started + timeout + backstop_grace(timeout)) as attempt_scope:
                 ctx = self._context(session, episode, number, attempt_scope)
@@ -709,21 +709,21 @@ class Supervisor:
                     else:
                         await ctx.close_link(None)
                 except Exception as exc:
-                    error = exc
+                    failure = classify(exc)
         finally:
-            cancelled = held is None and error is None and not attempt_scope.cancelled_caught
+            cancelled = held is None and failure is None and not attempt_scope.cancelled_caught
             if force is not None and not force.done.is_set() and cancelled:
                 force.resolve(None, SessionNotFoundError(spec.id))
         if held is not None:
-            if error is not None and drop is None:
-                drop = classify(error)
+            if failure is not None and drop is None:
+                drop = failure
             if drop is None and not session.stopping:
                 drop = Disconnect(DisconnectReason.BACKEND_ERROR, "link closed without a reason")
             return _Held(held, drop)
         if attempt_scope.cancelled_caught:
             why = Disconnect(DisconnectReason.TIMEOUT, f"attempt ran past connect_timeout ({timeout}s)")
-        elif error is not None:
-            why = classify(error)
+        elif failure is not None:
+            why = failure
         else:  # stopping while connecting
             why = Disconnect(DisconnectReason.FORCED, "stopped")
         attempt = Attempt(
