@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import stat
 import sys
@@ -13,6 +14,7 @@ import trio
 
 import tether
 from tether import ConnectMode, DisconnectReason, SessionStatus
+from tether.testing import require_peer
 from tether_process import ProcessBackend
 
 from .conftest import Spec, alive, children, connected, open_fds, wait_for
@@ -101,18 +103,22 @@ def _write_script(path: str) -> str:
     return path
 
 
+@pytest.mark.parametrize("persist", ["none", "tmux"])
 @pytest.mark.parametrize("case", ["missing", "not-executable", "bad-cwd"])
 async def test_program_that_cannot_start_is_spawn_failed(
-    sup: tether.Supervisor, spec: Spec, tmp_path: os.PathLike[str], case: str
+    sup: tether.Supervisor, spec: Spec, tmp_path: os.PathLike[str], case: str, persist: str
 ) -> None:
-    """No such file, not executable, bad cwd: a typed SPAWN_FAILED, retried per policy, then failed."""
+    """No such file, not executable, bad cwd: a typed SPAWN_FAILED, retried per policy, then failed.
+    With tmux too, where the program is started by tmux's shell and would only exit 127."""
+    if persist == "tmux":
+        require_peer(shutil.which("tmux") is not None, "tmux not installed")
     script = _write_script(os.path.join(str(tmp_path), "script"))
     options = {
         "missing": {"argv": ["/nonexistent/tether-prog"]},
         "not-executable": {"argv": [script]},
         "bad-cwd": {"argv": ["/bin/true"], "cwd": "/nonexistent/dir"},
     }[case]
-    await sup.register(spec(policy={"max_retries": 2}, **options))
+    await sup.register(spec(policy={"max_retries": 2}, persist=persist, **options))
     await wait_for(lambda: sup.state("p1").status is SessionStatus.FAILED)
     state = sup.state("p1")
     assert state.last_disconnect is not None

@@ -39,7 +39,7 @@ from . import _tmux
 from ._integration import integrate, shell_kind
 from ._link import ProcessLink
 from ._options import ProcessOptions
-from ._pty import PtyProcess, spawn_on_pty, terminate
+from ._pty import PtyProcess, check_startable, spawn_on_pty, terminate
 from ._tmux import TmuxHandle
 
 DEFAULT_STRATEGIES: Mapping[DisconnectReason, str] = {
@@ -212,6 +212,7 @@ class ProcessBackend:
             if not await _tmux.has_session(old, plan.env):
                 raise _tmux.reattach_error(old)
             return old, None
+        check_startable(plan.argv, cwd=plan.cwd, env=plan.env)  # tmux would only report an exit
         if old is not None and _tmux.socket_is_private(old.socket):
             await _tmux.kill_server(old, plan.env)  # the new program replaces it
         sockets = _tmux.private_dir(os.path.join(self.runtime_dir(), "tmux"))

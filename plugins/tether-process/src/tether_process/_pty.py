@@ -11,6 +11,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import shutil
 import signal
 import struct
 import termios
@@ -51,6 +52,25 @@ def spawn_failure(exc: OSError, program: str, cwd: str | None) -> LinkError:
     what = f"working directory {cwd!r}" if cwd is not None and exc.filename == cwd else f"program {program!r}"
     problem = os.strerror(exc.errno) if exc.errno else str(exc)
     return LinkError(f"cannot start {what}: {problem}", reason=DisconnectReason.SPAWN_FAILED)
+
+
+def check_startable(argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str]) -> None:
+    """Raise `LinkError(SPAWN_FAILED)` as `spawn_on_pty` would, without starting anything.
+
+    For programs another process starts (tmux runs them through ``sh -c exec``,
+    where a missing program is only an exit status 127 after the connect).
+    """
+    program = argv[0]
+    if cwd is not None and not os.path.isdir(cwd):
+        raise spawn_failure(FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), cwd), program, cwd)
+    if "/" in program:
+        path: str | None = program
+    else:
+        path = shutil.which(program, mode=os.F_OK, path=env.get("PATH", os.defpath))
+    if path is None or not os.path.isfile(path):
+        raise spawn_failure(FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program), program, cwd)
+    if not os.access(path, os.X_OK):
+        raise spawn_failure(PermissionError(errno.EACCES, os.strerror(errno.EACCES), program), program, cwd)
 
 
 async def spawn_on_pty(
