@@ -5,6 +5,9 @@ Real time, small delays: each test bounds itself with ``fail_after``.
 
 from __future__ import annotations
 
+import urllib.error
+import urllib.request
+
 import trio
 
 import tether
@@ -188,3 +191,41 @@ async def test_network_cut_reattaches_to_the_same_shell(
     assert noticed < 5.0  # ping every 1 s, 2 s pong timeout (FAULTS.md measured 3.5 s)
     assert state.preserved is not None and state.preserved.handle == handle
     assert state.episode is not None and state.episode.attempts[-1].used_strategy == "ssh-reconnect"
+
+
+def _terminal_status(server: JupyterServer, name: str) -> int:
+    request = urllib.request.Request(
+        f"{server.base_url}api/terminals/{name}", headers={"Authorization": f"token {server.token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+async def test_unregister_deletes_the_terminal_tether_made(
+    supervisor: tether.Supervisor, shared_jupyter: JupyterServer
+) -> None:
+    """A forced reconnect and a supervisor shutdown keep the server's shell; unregister
+    (LinkRequest.session_ending) deletes it. A terminal the spec names is never deleted."""
+    with trio.fail_after(30):
+        await supervisor.register(SessionSpec(
+            id="gone", backend="websocket", options=shared_jupyter.options(), policy=quick_policy()
+        ))
+        await supervisor.register(SessionSpec(
+            id="named", backend="websocket", options=shared_jupyter.options(terminal="users_own"),
+            policy=quick_policy(),
+        ))
+        for sid in ("gone", "named"):
+            await wait_status(supervisor, sid, SessionStatus.CONNECTED)
+        name = supervisor.state("gone").preserved.handle  # type: ignore[union-attr]
+        assert name and await trio.to_thread.run_sync(_terminal_status, shared_jupyter, name) == 200
+        before = await run_command(supervisor, "gone", "echo PID=$$", "PID")
+        await supervisor.force_reconnect("gone")
+        await wait_status(supervisor, "gone", SessionStatus.CONNECTED)
+        assert await run_command(supervisor, "gone", "echo PID=$$", "PID") == before
+        for sid in ("gone", "named"):
+            await supervisor.unregister(sid)
+        assert await trio.to_thread.run_sync(_terminal_status, shared_jupyter, name) == 404
+        assert await trio.to_thread.run_sync(_terminal_status, shared_jupyter, "users_own") == 200

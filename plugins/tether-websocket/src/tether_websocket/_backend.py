@@ -22,7 +22,8 @@ creating it if missing). REATTACH connects to the preserved terminal name:
 the shell kept running, and the server's replay is de-duplicated against
 tether's history; a 404 means the server lost it (`ReattachUnavailableError`).
 RESTART makes a new terminal and restores cwd and env by typing
-``export ...; cd ...`` into it.
+``export ...; cd ...`` into it. Unregistering a session (``LinkRequest.session_ending``)
+deletes the Jupyter terminal tether made for it; one named by ``terminal`` is left alone.
 
 Default strategies. A dropped WebSocket (network, timeout, failed ping,
 orderly close) usually leaves the terminal running, but not after a server
@@ -31,8 +32,10 @@ both cases need in one connect each: re-attach if the name still exists,
 else restart with the preserved state (it applies to any REMOTE backend,
 despite its name). ``session-restore`` alone would fail for good after a
 server restart; ``force-reconnect`` would spend up to five connects per
-attempt against a server that is down. A dead shell (``["disconnect", 1]``)
-maps to ``process-restart``.
+attempt against a server that is down. A forced reconnect maps to it too: the
+core default (``simple-reconnect``, a FRESH connect) would make a new terminal
+and leave the old shell running on the server, unreachable. A dead shell
+(``["disconnect", 1]``) maps to ``process-restart``.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ DEFAULT_STRATEGIES: Mapping[DisconnectReason, str] = {
     DisconnectReason.HEALTH_CHECK: "ssh-reconnect",
     DisconnectReason.REMOTE_CLOSED: "ssh-reconnect",
     DisconnectReason.BACKEND_ERROR: "ssh-reconnect",
+    DisconnectReason.FORCED: "ssh-reconnect",
     DisconnectReason.PROCESS_EXIT: "process-restart",
 }
 
@@ -108,7 +112,8 @@ class WebSocketBackend:
         if ping_interval is None:
             ping_interval = request.keepalive_interval
         what = "connecting to the terminal"
-        connected = False
+        connected = ending = False
+        handle = ""
         try:
             with trio.fail_at(request.deadline):
                 url, handle, fresh_shell = await self._locate(options, request)
@@ -132,12 +137,17 @@ class WebSocketBackend:
                     connected = True
                     try:
                         yield link
+                        ending = request.session_ending()
                     finally:
                         nursery.cancel_scope.cancel()
         except Exception as exc:
             if connected:
                 raise
             raise error_for_connect(_leaf(exc), what, mode=request.mode, redact=options.redact) from None
+        if ending and options.jupyter and options.terminal is None:
+            # Unregistered: end the shell tether made, or it runs on the server forever. A
+            # terminal the spec names may be the user's own and is left alone.
+            await _jupyter.delete_terminal(options, handle, bound=min(request.connect_timeout, 5.0))
 
     async def _locate(self, options: WebSocketOptions, request: LinkRequest) -> tuple[str, str, bool]:
         """The WebSocket URL, the handle to preserve, and whether the shell there is new."""

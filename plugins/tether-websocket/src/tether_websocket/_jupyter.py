@@ -73,3 +73,20 @@ async def terminal_exists(options: WebSocketOptions, name: str, *, mode: Connect
     if response.status != 200:
         raise error_for_status(response.status, what, mode=mode)
     return True
+
+
+DELETE_TIMEOUT = 5.0
+
+
+async def delete_terminal(options: WebSocketOptions, name: str, *, bound: float = DELETE_TIMEOUT) -> bool:
+    """``DELETE /api/terminals/NAME``: end the shell on the server. Best effort, shielded and
+    bounded (cleanup must never wedge a session); True if the server confirmed (204) or had
+    already lost it (404)."""
+    url = api_url(options, f"api/terminals/{quote(name, safe='')}")
+    with trio.CancelScope(shield=True), trio.move_on_after(bound):
+        try:
+            response = await request("DELETE", url, headers=auth_headers(options))
+        except Exception:  # a server that is down or gone has nothing left to delete
+            return False
+        return response.status in (200, 204, 404)
+    return False
