@@ -421,3 +421,14 @@ async def test_a_typed_error_raised_inside_a_backend_nursery_keeps_its_type(
         attempt = await sup.force_reconnect("s1", "ssh-reconnect")
         assert attempt is not None and attempt.success
         assert backend.ledger("s1").modes[-1] is tether.ConnectMode.RESTART
+
+
+async def test_freeze_gc_takes_start_up_objects_out_of_collections(sup: tether.Supervisor, spec: SpecFactory) -> None:
+    import gc
+
+    await sup.register_many([spec(f"g{i}") for i in range(50)])
+    try:
+        sup.freeze_gc()
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

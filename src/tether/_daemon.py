@@ -117,6 +117,7 @@ async def run_daemon(
                 )
             )
             logger.info("supervising %d sessions", len(supervisor.session_ids))
+            supervisor.freeze_gc()  # start-up objects live as long as their sessions: keep them out of GC walks
             for problem in supervisor.restore_errors:
                 logger.error("not restored: %s", problem)
             nursery = await stack.enter_async_context(trio.open_nursery())
