@@ -41,6 +41,7 @@ METRICS = [
     ("storm: CPU seconds", "storm", "cpu_s", 1, ""),
     ("storm: peak RSS (MB)", "storm", "peak_rss_mb", 1, ""),
     ("storm: GC seconds (whole process)", "storm", "gc_s_total", 1, ""),
+    ("storm: attempts that hit connect_timeout (loop starved > 15 s)", "storm", "spurious_timeouts", 1, ""),
     ("storm, full jitter: overhead (s)", "storm-jitter", "overhead_s", 1, ""),
     ("storm, full jitter: peak connects per 10 ms", "storm-jitter", "peak_connects_per_10ms", 1, ""),
     ("storm, no jitter: peak connects per 10 ms", "storm", "peak_connects_per_10ms", 1, ""),
@@ -170,8 +171,10 @@ def targets(doc: dict) -> list[str]:
     rss = [v for v in rss if v is not None]
     verdict("100,000 sessions in one process < 600 MB RSS", None if not rss else max(rss) < 600,
             f"idle RSS / storm peak RSS at N=100,000: {', '.join(_fmt(v) for v in rss) or 'not run'} MB")
-    p99 = _val(_get(doc, "trickle", "tether", big), "p99_ms")
-    verdict(f"p99 drop -> first attempt <= 2 ms (N={big:,})", None if p99 is None else p99 <= 2, f"{_fmt(p99)} ms")
+    tn = max((n for n in doc["ns"] if _val(_get(doc, "trickle", "tether", n), "p99_ms") is not None), default=big)
+    p99 = _val(_get(doc, "trickle", "tether", tn), "p99_ms")
+    verdict(f"p99 drop -> first attempt <= 2 ms (largest N measured: {tn:,})", None if p99 is None else p99 <= 2,
+            f"{_fmt(p99)} ms")
     for key, label in (("cancel-exit", "leaving the context"), ("cancel-unregister-64", "unregister, 64 tasks"),
                        ("cancel-unregister", "unregister, sequential")):
         c = _val(_get(doc, key, "tether", 100_000), "cancel_s")

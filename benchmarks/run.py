@@ -82,7 +82,13 @@ def run_one(workload: str, impl: str, n: int, extra: list[str], timeout: float) 
     return res
 
 
-def plan(quick: bool, ns: list[int], only: set[str] | None) -> list[tuple[str, str, int, list[str]]]:
+LARGEST_ORDER = ["storm", "idle", "cancel-exit", "cancel-unregister-64", "trickle", "storm-jitter",
+                 "idle-tracemalloc", "cancel-unregister"]
+
+
+def plan(
+    quick: bool, ns: list[int], only: set[str] | None, largest_order: list[str] = LARGEST_ORDER
+) -> list[tuple[str, str, int, list[str]]]:
     """(key, impl, n, extra args) in priority order: the most telling measurements first."""
     idle_args = ["--idle-scale", "0.1"] if quick else []
     tm_max = max(ns) if quick else 10_000  # tracemalloc is slow; bytes/session barely depends on N
@@ -118,8 +124,7 @@ def plan(quick: bool, ns: list[int], only: set[str] | None) -> list[tuple[str, s
         runs.append(("snapshots", "tether", 1_000 if quick else 20_000, []))
     # the largest N last, most telling first, so a spent budget skips the least
     if not quick:
-        at(ns[-1], ["storm", "idle", "cancel-exit", "cancel-unregister-64", "trickle", "storm-jitter",
-                    "idle-tracemalloc", "cancel-unregister"], baselines_first=True)
+        at(ns[-1], largest_order, baselines_first=True)
     if only:
         runs = [r for r in runs if r[0].split("-")[0] in only or r[0] in only]
     return runs
@@ -140,6 +145,8 @@ def main() -> None:
     ap.add_argument("--ns", help="comma-separated session counts (default 1000,10000,100000; quick 500,2000)")
     ap.add_argument("--only", help="comma-separated workloads: storm,idle,cancel,trickle,events")
     ap.add_argument("--budget", type=float, default=None, help="seconds; later runs are skipped past it")
+    ap.add_argument("--largest-order", help="comma-separated run keys for the largest N, in order")
+    ap.add_argument("--run-timeout", type=float, default=360.0, help="seconds per subprocess")
     ap.add_argument("--note", default="", help="free text recorded with the machine (e.g. 'shared machine')")
     args = ap.parse_args()
     ns = [int(x) for x in args.ns.split(",")] if args.ns else ([300, 1000] if args.quick else [1000, 10_000, 100_000])
@@ -153,7 +160,7 @@ def main() -> None:
     info["mode"] = "quick" if args.quick else "full"
     print(f"tether benchmark ({info['mode']}): {info['cpu']} x{info['logical_cpus']}, "
           f"Python {info['python']}, trio {info['trio']}, load {info['loadavg_start']}")
-    runs = plan(args.quick, ns, only)
+    runs = plan(args.quick, ns, only, args.largest_order.split(",") if args.largest_order else LARGEST_ORDER)
     results: list[dict] = []
     start = time.perf_counter()
     for key, impl, n, extra in runs:
@@ -164,7 +171,7 @@ def main() -> None:
             row["result"] = {"error": "skipped: time budget spent"}
             print(f"  {key:18} {impl:14} N={n:<7} skipped (budget)")
         else:
-            row["result"] = run_one(WORKLOAD_OF[key], impl, n, extra, timeout=min(left, 360.0))
+            row["result"] = run_one(WORKLOAD_OF[key], impl, n, extra, timeout=min(left, args.run_timeout))
         results.append(row)
     info["loadavg_end"] = os.getloadavg()
     info["total_s"] = round(time.perf_counter() - start, 1)
