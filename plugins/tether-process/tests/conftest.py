@@ -42,6 +42,13 @@ def tmux_sockets(runtime_dir: str) -> list[str]:
     return [os.path.join(directory, n) for n in os.listdir(directory) if n.endswith(".sock")]
 
 
+@pytest.fixture(autouse=True)
+def _hermetic_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shells started here must not run the developer's ~/.bashrc: it may do slow, stateful
+    things (``pyenv rehash`` takes a lock file), and these tests kill shells mid-startup."""
+    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+
+
 @pytest.fixture
 def runtime_dir() -> Iterator[str]:
     """A short private dir (tmux socket paths must fit in 108 bytes); tmux leftovers are killed."""
