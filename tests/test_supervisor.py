@@ -432,3 +432,41 @@ async def test_freeze_gc_takes_start_up_objects_out_of_collections(sup: tether.S
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+async def test_register_many_is_all_or_nothing(sup: tether.Supervisor, spec: SpecFactory) -> None:
+    with pytest.raises(tether.ConfigError, match=r"options\.probe"):
+        await sup.register_many([spec("a1"), spec("a2", options={"probe": "maybe"})])
+    assert sup.states() == {}
+    with pytest.raises(tether.DuplicateSessionError):
+        await sup.register_many([spec("a1"), spec("a1")])
+    assert await sup.register_many([spec("a1"), spec("a2")]) == ["a1", "a2"]
+
+
+async def test_unregister_many_waits_once_for_all(
+    sup: tether.Supervisor, backend: ScriptedBackend, spec: SpecFactory, autojump_clock: object
+) -> None:
+    ids = await sup.register_many([spec(f"u{i}") for i in range(100)])
+    await wait_until(lambda: all(s.status is SessionStatus.CONNECTED for s in sup.states().values()))
+    with trio.fail_after(0.001):
+        await sup.unregister_many(ids)
+    assert sup.states() == {}
+    assert sum(backend.ledger(i).open_links for i in ids) == 0
+
+
+async def test_managed_gc_policy_restores_the_collector_on_exit(backend: ScriptedBackend) -> None:
+    import gc
+
+    assert gc.isenabled()
+    async with tether.open_supervisor(registry=core_registry(backend), gc_policy="managed"):
+        assert not gc.isenabled()
+    assert gc.isenabled()
+
+
+async def test_shutdown_does_not_report_sessions_as_unregistered(backend: ScriptedBackend, spec: SpecFactory) -> None:
+    """They are stopped, not unregistered: a store brings them back on the next start."""
+    async with tether.open_supervisor(registry=core_registry(backend)) as sup:
+        await sup.register(spec())
+        await wait_for_status(sup, "s1", SessionStatus.CONNECTED)
+        sub = sup.subscribe(types=["session.unregistered"])
+    assert sub.get_nowait() is None

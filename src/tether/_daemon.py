@@ -114,6 +114,7 @@ async def run_daemon(
                     registry=options.registry, backends=options.backends, store=store,
                     durable=options.store.durable, flush_interval=options.store.flush_interval,
                     sessions=options.sessions, on_restore=_RestoreProgress(options.progress),
+                    gc_policy="managed",
                 )
             )
             logger.info("supervising %d sessions", len(supervisor.session_ids))

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, final
+from typing import Any, Literal, final
 
 import attrs
 import trio
@@ -76,6 +76,12 @@ _FINAL_FLUSH_SECONDS = 10.0
 """How long leaving the supervisor may spend writing the last snapshots."""
 _RETRY_FAILED_FLUSH = 1.0
 """Seconds between tries while the store keeps failing."""
+_YOUNG_GC_SECONDS = 1.0
+_FULL_GC_EVERY = 300
+"""Under gc_policy="managed": a full collection every this many young ones (five minutes)."""
+_GRACEFUL_EXIT_SECONDS = 0.5
+"""On exit, woken sessions get this long to end by themselves before the nursery is cancelled.
+Ending normally costs a fraction of unwinding a Cancelled through each session's frames."""
 
 
 @attrs.frozen
@@ -130,6 +136,7 @@ class Supervisor:
         self._deleted: set[str] = set()
         self._held: list[tuple[type[Event], dict[str, Any]]] = []
         self._flush_wanted = trio.Event()
+        self._all_finished: trio.Event | None = None
         self.restore_errors: list[TetherError] = []
         """Snapshots that could not be restored at start (each names its session); kept in the store."""
 
@@ -150,12 +157,36 @@ class Supervisor:
         ``supervisor-restart`` (force-reconnect: re-attach first).
         """
         await trio.lowlevel.checkpoint()
-        return self._register_now(spec, preserved=preserved, restore=restore, history=history)
+        return self._register_now(spec, preserved=preserved, restore=restore, history=history).view()
 
-    async def register_many(self, specs: Iterable[SessionSpec]) -> list[SessionState]:
-        """Register many sessions with a single checkpoint (bulk start-up, restores)."""
+    async def register_many(self, specs: Iterable[SessionSpec]) -> list[str]:
+        """Register many sessions with a single checkpoint (bulk start-up); returns their ids.
+
+        All are validated first: if one spec is bad, none is registered.
+        """
         await trio.lowlevel.checkpoint()
-        return [self._register_now(spec) for spec in specs]
+        batch = list(specs)
+        ids = [spec.id for spec in batch]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise DuplicateSessionError(dup)
+        checked = [self._check_spec(spec) for spec in batch]
+        for spec, backend_and_target in zip(batch, checked, strict=True):
+            self._register_now(spec, checked=backend_and_target)
+        return ids
+
+    async def unregister_many(self, session_ids: Iterable[str]) -> None:
+        """Stop many sessions at once and wait until all have ended (one wait, not one per session)."""
+        sessions = [self._get(sid) for sid in session_ids]
+        for session in sessions:
+            session.unregistering = True
+            self._stop(session)
+        for session in sessions:
+            if not session.finished:
+                if session.done is None:
+                    session.done = trio.Event()
+                await session.done.wait()
+        await trio.lowlevel.checkpoint()
 
     async def unregister(self, session_id: str) -> None:
         """Stop supervising: cancel the session's task, close its link, and wait until it has."""
@@ -249,14 +280,8 @@ class Supervisor:
 
     # -- registration ------------------------------------------------------------------------
 
-    def _register_now(
-        self,
-        spec: SessionSpec,
-        *,
-        preserved: PreservedState | None = None,
-        restore: SessionState | None = None,
-        history: bytes = b"",
-    ) -> SessionState:
+    def _check_spec(self, spec: SessionSpec) -> tuple[Backend, str]:
+        """The spec's backend and target, or the error that names what is wrong with it."""
         if self._closed:
             raise SupervisorClosedError("the supervisor is closed")
         if spec.id in self._sessions:
@@ -277,6 +302,18 @@ class Supervisor:
             raise ConfigError(f"options.{exc.path}" if exc.path else "options", exc.problem) from exc
         except Exception as exc:
             raise ConfigError("options", f"backend {backend.name!r} rejected the spec: {exc}") from exc
+        return backend, target
+
+    def _register_now(
+        self,
+        spec: SessionSpec,
+        *,
+        preserved: PreservedState | None = None,
+        restore: SessionState | None = None,
+        history: bytes = b"",
+        checked: tuple[Backend, str] | None = None,
+    ) -> Session:
+        backend, target = checked if checked is not None else self._check_spec(spec)
         session = Session(spec, backend, target, self._timers, self._output_limit)
         if preserved is not None:
             session.preserved = preserved
@@ -296,7 +333,7 @@ class Supervisor:
         )
         self._changed(session)
         self._nursery.start_soon(self._run, session, name=f"tether session {spec.id}")
-        return session.view()
+        return session
 
     def _resume_record(self, session: Session, restore: SessionState) -> None:
         session.restored = restore.status
@@ -341,8 +378,18 @@ class Supervisor:
 
     def _shutdown(self) -> None:
         self._closed = True
-        for session in self._sessions.values():
+        self._all_finished = trio.Event()
+        if not self._sessions:
+            self._all_finished.set()
+        for session in list(self._sessions.values()):
             self._stop(session)
+
+    async def _wait_finished(self, limit: float) -> None:
+        """Let woken sessions end on their own (no Cancelled to unwind), up to `limit` seconds."""
+        if self._all_finished is None:
+            return
+        with trio.CancelScope(shield=True), trio.move_on_after(limit):
+            await self._all_finished.wait()
 
     # -- the session task ----------------------------------------------------------------------
 
@@ -373,7 +420,10 @@ class Supervisor:
                 self._flush_wanted.set()
             self._stats.moved(session.status, None)
             self._limiter_ref(session.target, -1)
-            self._report(SessionUnregistered, session_id=session.spec.id)
+            if not self._closed:  # on shutdown sessions are not unregistered: they come back next start
+                self._report(SessionUnregistered, session_id=session.spec.id)
+            if not self._sessions and self._all_finished is not None:
+                self._all_finished.set()
         if session.done is not None:
             session.done.set()
 
@@ -972,6 +1022,15 @@ class Supervisor:
             self._changed(session)
 
 
+async def _collect_garbage() -> None:
+    """The managed GC policy: young generations every second, a full collection every few minutes."""
+    ticks = 0
+    while True:
+        await trio.sleep(_YOUNG_GC_SECONDS)
+        ticks += 1
+        gc.collect(2 if ticks % _FULL_GC_EVERY == 0 else 1)
+
+
 @asynccontextmanager
 async def open_supervisor(
     *,
@@ -987,6 +1046,7 @@ async def open_supervisor(
     flush_interval: float = 0.5,
     sessions: Iterable[SessionSpec] = (),
     on_restore: Callable[[int, int], None] | None = None,
+    gc_policy: Literal["default", "managed"] = "default",
 ) -> AsyncIterator[Supervisor]:
     """Run a supervisor for the duration of the ``async with`` block.
 
@@ -1004,7 +1064,16 @@ async def open_supervisor(
     flushed on exit. `durable` commits each transition before its event is
     published (group commit: many sessions share one transaction).
     `on_restore(done, total)` reports progress while thousands come back.
+
+    ``gc_policy="managed"`` turns the cyclic garbage collector's automatic
+    runs off while the supervisor runs and collects the young generations
+    once a second and everything every few minutes instead: with 100,000
+    sessions the automatic full collections were most of a storm's cost
+    (benchmarks/FINDINGS.md). It is process-wide, so it is opt-in for the
+    library and on in the daemon.
     """
+    if gc_policy not in ("default", "managed"):
+        raise ConfigError("gc_policy", f"must be 'default' or 'managed', got {gc_policy!r}")
     if flush_interval < 0:
         raise ConfigError("flush_interval", f"must be >= 0, got {flush_interval}")
     if connect_limit is not None and connect_limit < 1:
@@ -1040,6 +1109,10 @@ async def open_supervisor(
                 flush_interval=flush_interval,
             )
             await nursery.start(supervisor._timers.run)
+            gc_was_enabled = gc.isenabled()
+            if gc_policy == "managed":
+                gc.disable()
+                nursery.start_soon(_collect_garbage)
             if store is not None:
                 await nursery.start(supervisor._flusher)
             try:
@@ -1050,7 +1123,10 @@ async def open_supervisor(
                     with trio.CancelScope(shield=True), trio.move_on_after(_FINAL_FLUSH_SECONDS):
                         await supervisor.flush()
                 supervisor._shutdown()
+                await supervisor._wait_finished(_GRACEFUL_EXIT_SECONDS)
                 nursery.cancel_scope.cancel()
+                if gc_policy == "managed" and gc_was_enabled:
+                    gc.enable()
     except BaseExceptionGroup as group:
         single = single_error(group)
         if single is None:
