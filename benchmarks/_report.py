@@ -138,7 +138,7 @@ def render(doc: dict, out: Path) -> str:
                     k = f"{mode}_batch{batch}"
                     lines.append(f"| {mode} | {batch} | {_fmt(snap.get(k + '_rows_per_s'))} | "
                                  f"{_fmt(snap.get(k + '_bytes_per_row'))} |")
-    lines += ["", "## Targets", ""] + targets(doc)
+    lines += ["", "## Targets", "", *targets(doc)]
     if doc.get("todo"):
         lines += ["", "## TODO", ""] + [f"- {t}" for t in doc["todo"]]
     errors = [r for r in doc["runs"] if "error" in r["result"]]
@@ -210,12 +210,12 @@ def plots(doc: dict, out: Path) -> None:
     for name, series in specs.items():
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         for key, field, scale, label in series:
-            for impl, color in zip(IMPLS, ("tab:red", "tab:blue", "tab:green")):
+            for impl, color in zip(IMPLS, ("tab:red", "tab:blue", "tab:green"), strict=False):
                 pts = [(n, _val(_get(doc, key, impl, n), field, scale)) for n in doc["ns"]]
                 pts = [(n, v) for n, v in pts if v is not None and v > 0]
                 if pts:
                     style = "-o" if series[0][0] == key and series[0][3] == label else "--s"
-                    ax.plot(*zip(*pts), style, color=color, label=f"{impl} ({label})")
+                    ax.plot(*zip(*pts, strict=True), style, color=color, label=f"{impl} ({label})")
         ax.set_xscale("log")
         if name != "idle.png":
             ax.set_yscale("log")

@@ -152,7 +152,7 @@ def tether_main(args: argparse.Namespace) -> dict:
         if args.tracemalloc:
             tracemalloc.start()
         t0 = time.perf_counter()
-        cm = tether.open_supervisor(backends=[backend], connect_limit=connect_limit)
+        cm = tether.open_supervisor(backends=[backend], connect_limit=connect_limit, gc_policy=args.gc_policy)
         sup = await cm.__aenter__()
         exc_info: tuple = (None, None, None)
         try:
@@ -641,7 +641,7 @@ def events_ws_main(args: argparse.Namespace) -> dict:
     buffer = 10_000
 
     async def main() -> None:
-        async with tether.open_supervisor(backends=[ScriptedBackend()], connect_limit=None) as sup:
+        async with tether.open_supervisor(backends=[ScriptedBackend()], connect_limit=None) as sup:  # noqa: SIM117
             async with trio.open_nursery() as nursery:
                 port = await nursery.start(
                     functools.partial(serve_events, token=None), sup,
@@ -712,7 +712,7 @@ def snapshots_main(args: argparse.Namespace) -> dict:
     async def main() -> None:
         policy = tether.ReconnectPolicy(health_check_interval=0.0, keepalive_interval=0.0)
         specs = [tether.SessionSpec(id=f"s{i}", backend="scripted", policy=policy) for i in range(n)]
-        async with tether.open_supervisor(backends=[ScriptedBackend()], connect_limit=None) as sup:
+        async with tether.open_supervisor(backends=[ScriptedBackend()], connect_limit=None) as sup:  # noqa: SIM117
             await sup.register_many(specs)
             while sup.stats().sessions_by_status.get("connected", 0) < n:
                 await trio.sleep(0.01)
@@ -733,7 +733,6 @@ def snapshots_main(args: argparse.Namespace) -> dict:
                         key = f"{'durable' if durable else 'default'}_batch{batch}"
                         out[f"{key}_rows_per_s"] = len(rows) / dt
                         out[f"{key}_bytes_per_row"] = st.bytes_per_session
-            sup.bus  # keep the supervisor alive until here
 
     trio.run(main)
     return out
@@ -749,6 +748,10 @@ def main() -> None:
     p.add_argument("--gc-freeze", action="store_true", help="gc.collect(); gc.freeze() once all are up")
     p.add_argument("--gc-off", action="store_true", help="gc.disable() once all are up")
     p.add_argument("--connect-limit", type=int, default=0, help="0 = None (no limiter)")
+    p.add_argument(
+        "--gc-policy", default="managed", choices=("managed", "default"),
+        help="tether's open_supervisor(gc_policy=...): managed is what the daemon runs with",
+    )
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--subscribers", type=int, default=1)
     p.add_argument("--idle-scale", type=float, default=1.0, help="scale the probe interval and idle windows")

@@ -177,7 +177,7 @@ def main() -> None:
     info["total_s"] = round(time.perf_counter() - start, 1)
     doc = {"machine": info, "ns": ns, "runs": results, "todo": todo_items()}
     (out / "results.json").write_text(json.dumps(doc, indent=1))
-    from _report import render  # noqa: PLC0415 (keeps matplotlib out of the workers)
+    from _report import render
 
     md = render(doc, out)
     (out / "results.md").write_text(md)

@@ -125,8 +125,11 @@ class RecoveryContext:
             await self.close_link(None)
         timeout = self._backend_timeout()
         if self._limiter is not None:
-            self._scope.deadline = math.inf  # queueing for a slot is not connecting
-            await self._limiter.acquire_on_behalf_of(self)
+            try:  # the common, uncontended case costs no trip through the scheduler
+                self._limiter.acquire_on_behalf_of_nowait(self)
+            except trio.WouldBlock:
+                self._scope.deadline = math.inf  # queueing for a slot is not connecting
+                await self._limiter.acquire_on_behalf_of(self)
         try:
             deadline = trio.current_time() + timeout
             self._scope.deadline = deadline + backstop_grace(timeout)
