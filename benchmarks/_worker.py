@@ -712,7 +712,7 @@ def snapshots_main(args: argparse.Namespace) -> dict:
     async def main() -> None:
         policy = tether.ReconnectPolicy(health_check_interval=0.0, keepalive_interval=0.0)
         specs = [tether.SessionSpec(id=f"s{i}", backend="scripted", policy=policy) for i in range(n)]
-        async with tether.open_supervisor(backends=[ScriptedBackend()], connect_limit=None) as sup:  # noqa: SIM117
+        async with tether.open_supervisor(backends=[ScriptedBackend()], connect_limit=None) as sup:
             await sup.register_many(specs)
             while sup.stats().sessions_by_status.get("connected", 0) < n:
                 await trio.sleep(0.01)
