@@ -47,9 +47,7 @@ from ._store import (
     CorruptStoreError,
     LoadReport,
     StoreError,
-    StoreStats,
-    _Counters,
-    _Quarantine,
+    _Bookkeeping,
     decode_snapshot,
     encode_snapshot,
 )
@@ -95,7 +93,7 @@ def default_store_path() -> Path:
 
 
 @final
-class SqliteStore:
+class SqliteStore(_Bookkeeping):
     """A `SnapshotStore` in one SQLite file. Construction does no I/O; `open` (or first use) does.
 
     Prefer `open_sqlite_store`, which opens it, reports a bad file at once and
@@ -118,8 +116,7 @@ class SqliteStore:
         self._lock = trio.Lock()
         self._conn: sqlite3.Connection | None = None
         self._closed = False
-        self._counters = _Counters()
-        self._quarantine = _Quarantine()
+        super().__init__()
 
     # -- the store protocol -------------------------------------------------------------------
 
@@ -168,18 +165,6 @@ class SqliteStore:
                 await self._in_thread(conn.close)
             else:
                 await trio.lowlevel.checkpoint()
-
-    def stats(self) -> StoreStats:
-        return self._counters.freeze(len(self._quarantine.ids))
-
-    @property
-    def quarantined(self) -> frozenset[str]:
-        """Ids whose rows failed to load and are left untouched."""
-        return frozenset(self._quarantine.ids)
-
-    def release(self, session_ids: Iterable[str]) -> None:
-        """Allow writes to overwrite (and deletes to remove) these quarantined rows again."""
-        self._quarantine.release(session_ids)
 
     # -- worker-thread side -------------------------------------------------------------------
 
@@ -317,10 +302,7 @@ class SqliteStore:
     ) -> tuple[int, int]:
         """Returns (bytes encoded, rows left alone because they hold a newer schema)."""
         # Encode everything first: a bad snapshot must fail the batch before the transaction starts.
-        rows = [
-            (s.spec.id, SNAPSHOT_SCHEMA_VERSION, encode_snapshot(s, self._patterns), s.saved_at)
-            for s in snapshots
-        ]
+        rows = [(s.spec.id, SNAPSHOT_SCHEMA_VERSION, encode_snapshot(s, self._patterns), s.saved_at) for s in snapshots]
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -334,8 +316,9 @@ class SqliteStore:
             raise self._fail(f"writing {len(rows)} snapshots and {len(deleted)} deletions failed: {exc}") from exc
         guarded = len(rows) - changed
         if guarded:
-            logger.warning("%d snapshots not written: their rows hold a newer schema than %d", guarded,
-                           SNAPSHOT_SCHEMA_VERSION)
+            logger.warning(
+                "%d snapshots not written: their rows hold a newer schema than %d", guarded, SNAPSHOT_SCHEMA_VERSION
+            )
         return sum(len(row[2]) for row in rows), guarded
 
 
@@ -353,9 +336,7 @@ async def open_sqlite_store(
     raises `StoreError` here, before anything is written, unless
     `move_aside_corrupt` is set.
     """
-    store = SqliteStore(
-        path, secret_patterns=secret_patterns, durable=durable, move_aside_corrupt=move_aside_corrupt
-    )
+    store = SqliteStore(path, secret_patterns=secret_patterns, durable=durable, move_aside_corrupt=move_aside_corrupt)
     await store.open()
     try:
         yield store

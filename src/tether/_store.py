@@ -213,22 +213,21 @@ class _Quarantine:
         self.ids: set[str] = set()
         self._warned: set[str] = set()
 
-    def split(self, snapshots: Sequence[SessionSnapshot], deleted: Sequence[str]) -> tuple[
-        list[SessionSnapshot], list[str], int
-    ]:
+    def split(
+        self, snapshots: Sequence[SessionSnapshot], deleted: Sequence[str]
+    ) -> tuple[list[SessionSnapshot], list[str], int]:
         if not self.ids:
             return list(snapshots), list(deleted), 0
         keep = [s for s in snapshots if s.spec.id not in self.ids]
         drop = [d for d in deleted if d not in self.ids]
-        skipped = [s.spec.id for s in snapshots if s.spec.id in self.ids] + [
-            d for d in deleted if d in self.ids
-        ]
+        skipped = [s.spec.id for s in snapshots if s.spec.id in self.ids] + [d for d in deleted if d in self.ids]
         for sid in skipped:
             if sid not in self._warned:
                 self._warned.add(sid)
                 logger.warning(
                     "not writing session %r: its stored snapshot could not be read and is kept as it "
-                    "is (release it to overwrite)", sid,
+                    "is (release it to overwrite)",
+                    sid,
                 )
         return keep, drop, len(skipped)
 
@@ -238,8 +237,28 @@ class _Quarantine:
             self._warned.discard(sid)
 
 
+class _Bookkeeping:
+    """What every store keeps besides its rows: counters and the quarantine of unreadable ids."""
+
+    def __init__(self) -> None:
+        self._counters = _Counters()
+        self._quarantine = _Quarantine()
+
+    def stats(self) -> StoreStats:
+        return self._counters.freeze(len(self._quarantine.ids))
+
+    @property
+    def quarantined(self) -> frozenset[str]:
+        """Ids whose rows failed to load and are left untouched."""
+        return frozenset(self._quarantine.ids)
+
+    def release(self, session_ids: Iterable[str]) -> None:
+        """Allow writes to overwrite (and deletes to remove) these quarantined rows again."""
+        self._quarantine.release(session_ids)
+
+
 @final
-class MemoryStore:
+class MemoryStore(_Bookkeeping):
     """A store in a dict: for tests and benchmarks, and the reference for what a store must do.
 
     Keeps the JSON text a real store would write, so every snapshot makes the
@@ -251,9 +270,8 @@ class MemoryStore:
         """Session id -> JSON text. Tests may plant bad rows here."""
         self.last_fencing_token: int | None = None
         self._patterns = tuple(secret_patterns)
-        self._counters = _Counters()
-        self._quarantine = _Quarantine()
         self._closed = False
+        super().__init__()
 
     async def load_all(self) -> LoadReport:
         await trio.lowlevel.checkpoint()
@@ -292,18 +310,6 @@ class MemoryStore:
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()
         self._closed = True
-
-    def stats(self) -> StoreStats:
-        return self._counters.freeze(len(self._quarantine.ids))
-
-    @property
-    def quarantined(self) -> frozenset[str]:
-        """Ids whose rows failed to load and are left untouched."""
-        return frozenset(self._quarantine.ids)
-
-    def release(self, session_ids: Iterable[str]) -> None:
-        """Allow writes to overwrite (and deletes to remove) these quarantined rows again."""
-        self._quarantine.release(session_ids)
 
     def _check_open(self) -> None:
         if self._closed:
