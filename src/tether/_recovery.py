@@ -12,7 +12,7 @@ import math
 import sys
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Any, final
 
 import trio
 
@@ -28,6 +28,10 @@ if sys.version_info < (3, 11):  # pragma: no cover
 
 if TYPE_CHECKING:
     from ._contract import Backend, Strategy
+
+
+def _spent(*_: object) -> Any:
+    raise RuntimeError("this recovery context's attempt is over")
 
 
 def backstop_grace(connect_timeout: float) -> float:
@@ -153,6 +157,16 @@ class RecoveryContext:
         self._opened = opened
         self._live = link
         return link
+
+    def settle(self) -> None:
+        """The attempt succeeded: forget what only the attempt needed (closures, the history
+        copy), so a held link keeps nothing but its own context alive."""
+        self.history = b""
+        self.previous_attempts = ()
+        self._strategies = {}
+        self._make_request = _spent
+        self._on_strategy = _spent
+        self._on_replay = _spent
 
     async def close_link(self, exc: BaseException | None) -> bool:
         """Leave the live link's context, handing it `exc` as ``async with`` would.

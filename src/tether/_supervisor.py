@@ -762,6 +762,7 @@ class Supervisor:
                             success=True,
                             used_strategy=ctx.used_strategy or label,
                         )
+                        ctx.settle()
                         self._on_connected(session, link, held, episode, force)
                         drop = await self._hold(session, link)
                         attempt_scope.deadline = trio.current_time() + timeout  # bound the close
@@ -825,6 +826,8 @@ class Supervisor:
         spec = session.spec
         entry = self._limiters.get(session.target)
 
+        history = bytes(session.output)  # one copy per attempt, shared by the context and its requests
+
         def make_request(mode: ConnectMode, state: PreservedState | None, deadline: float) -> LinkRequest:
             session.generation += 1
             session.pending_drop = None
@@ -848,7 +851,7 @@ class Supervisor:
                 spec=spec,
                 mode=mode,
                 state=state,
-                history=bytes(session.output),
+                history=history,
                 deadline=deadline,
                 connect_timeout=spec.policy.connect_timeout,
                 keepalive_interval=spec.policy.keepalive_interval,
@@ -879,7 +882,7 @@ class Supervisor:
             disconnect=episode.disconnect if episode else None,
             attempt=number,
             preserved=session.preserved,
-            history=bytes(session.output),
+            history=history,
             previous_attempts=tuple(episode.attempts) if episode else (),
             strategies=self.registry.strategies,
             attempt_scope=scope,
