@@ -84,6 +84,14 @@ _GRACEFUL_EXIT_SECONDS = 0.5
 Ending normally costs a fraction of unwinding a Cancelled through each session's frames."""
 
 
+@attrs.define
+class _TargetLimit:
+    """The connect limit of one target, kept while any session uses that target."""
+
+    limiter: trio.CapacityLimiter
+    sessions: int = 0
+
+
 @attrs.frozen
 class _Held:
     """The attempt connected; the link was held until it ended (or we were told to stop)."""
@@ -122,7 +130,7 @@ class Supervisor:
         self.registry = registry
         self.bus = bus
         self._connect_limit = connect_limit
-        self._limiters: dict[str, list[Any]] = {}
+        self._limiters: dict[str, _TargetLimit] = {}
         self._rng = rng
         self._output_limit = output_history_bytes
         self._sessions: dict[str, Session] = {}
@@ -355,9 +363,9 @@ class Supervisor:
             return
         entry = self._limiters.get(target)
         if entry is None:
-            entry = self._limiters[target] = [trio.CapacityLimiter(self._connect_limit), 0]
-        entry[1] += delta
-        if entry[1] <= 0:
+            entry = self._limiters[target] = _TargetLimit(trio.CapacityLimiter(self._connect_limit))
+        entry.sessions += delta
+        if entry.sessions <= 0:
             del self._limiters[target]
 
     def _get(self, session_id: str) -> Session:
@@ -886,7 +894,7 @@ class Supervisor:
             previous_attempts=tuple(episode.attempts) if episode else (),
             strategies=self.registry.strategies,
             attempt_scope=scope,
-            limiter=entry[0] if entry is not None else None,
+            limiter=entry.limiter if entry is not None else None,
             make_request=make_request,
             on_strategy=on_strategy,
             on_replay=on_replay,
