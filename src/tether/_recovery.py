@@ -158,7 +158,7 @@ class RecoveryContext:
         self._live = link
         return link
 
-    def settle(self) -> None:
+    def _settle(self) -> None:
         """The attempt succeeded: forget what only the attempt needed (closures, the history
         copy), so a held link keeps nothing but its own context alive."""
         self.history = b""

@@ -770,7 +770,7 @@ class Supervisor:
                             success=True,
                             used_strategy=ctx.used_strategy or label,
                         )
-                        ctx.settle()
+                        ctx._settle()
                         self._on_connected(session, link, held, episode, force)
                         drop = await self._hold(session, link)
                         attempt_scope.deadline = trio.current_time() + timeout  # bound the close
