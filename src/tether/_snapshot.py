@@ -164,9 +164,10 @@ def redact_command(command: str, patterns: Iterable[str] = DEFAULT_SECRET_PATTER
     secret passed as a bare argument.
     """
     regex = _matcher(patterns)
-    if regex is None:
-        return command
+    return command if regex is None else _redact_assignments(command, regex)
 
+
+def _redact_assignments(command: str, regex: re.Pattern[str]) -> str:
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
         return f"{name}={REDACTED}" if regex.search(name) else match.group(0)
@@ -217,8 +218,30 @@ def snapshot_to_dict(
 
     Pass ``secret_patterns=()`` to skip redaction (tests, in-memory use only).
     """
-    body: dict[str, Any] = _CONVERTER.unstructure(redact_snapshot(snapshot, secret_patterns), SessionSnapshot)
+    body: dict[str, Any] = _CONVERTER.unstructure(snapshot, SessionSnapshot)
+    regex = _matcher(secret_patterns)
+    if regex is not None:
+        _redact_body(body, regex)
     return {"schema": SNAPSHOT_SCHEMA_VERSION, **body}
+
+
+def _redact_body(body: dict[str, Any], regex: re.Pattern[str]) -> None:
+    """`redact_snapshot`, applied to the fresh dicts the converter just built.
+
+    Same result as unstructuring a redacted snapshot, without building (and
+    validating) four new attrs objects per write: only new values are assigned
+    into dicts the converter created, nothing the caller holds is touched.
+    """
+    spec = body["spec"]
+    spec["options"] = _redact_tree(spec["options"], regex)
+    preserved = body["state"].get("preserved")
+    if preserved is not None:
+        for field in ("env", "extra"):
+            preserved[field] = {
+                name: (REDACTED if regex.search(name) else value) for name, value in preserved[field].items()
+            }
+        if preserved.get("last_command") is not None:
+            preserved["last_command"] = _redact_assignments(preserved["last_command"], regex)
 
 
 def _guess_id(data: Mapping[str, Any]) -> str:
