@@ -129,10 +129,7 @@ class SqliteStore(_Bookkeeping):
         async with self._lock:
             conn = await self._ensure_open()
             snapshots, errors = await self._in_thread(lambda: self._load_sync(conn))
-            for error in errors:
-                self._quarantine.ids.add(error.session_id)
-            self._counters.loaded(len(snapshots), len(errors))
-            return LoadReport(tuple(snapshots), tuple(errors))
+            return self._loaded(snapshots, errors)
 
     async def write(
         self,

@@ -244,6 +244,13 @@ class _Bookkeeping:
         self._counters = _Counters()
         self._quarantine = _Quarantine()
 
+    def _loaded(self, snapshots: Sequence[SessionSnapshot], errors: Sequence[SnapshotError]) -> LoadReport:
+        """Quarantine every row that failed, count the load, and report it."""
+        for error in errors:
+            self._quarantine.ids.add(error.session_id)
+        self._counters.loaded(len(snapshots), len(errors))
+        return LoadReport(tuple(snapshots), tuple(errors))
+
     def stats(self) -> StoreStats:
         return self._counters.freeze(len(self._quarantine.ids))
 
@@ -283,9 +290,7 @@ class MemoryStore(_Bookkeeping):
                 snapshots.append(decode_snapshot(sid, text))
             except SnapshotError as exc:
                 errors.append(exc)
-                self._quarantine.ids.add(sid)
-        self._counters.loaded(len(snapshots), len(errors))
-        return LoadReport(tuple(snapshots), tuple(errors))
+        return self._loaded(snapshots, errors)
 
     async def write(
         self,
