@@ -138,8 +138,8 @@ class _Feed:
         self.lags += 1
         if self.lags > self._settings.max_lags:
             return None
-        recent = self._supervisor.bus.recent(lagged.missed_from - 1)
-        resync = bool(recent) and recent[0].seq == lagged.missed_from
+        bus = self._supervisor.bus
+        resync = bus.oldest_seq <= lagged.missed_from <= bus.last_seq  # the ring still holds what was missed
         if resync:
             self.sub.close()
             self.sub = self._subscribe(lagged.missed_from - 1)
