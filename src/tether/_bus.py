@@ -37,7 +37,6 @@ class Subscription:
         self._missed = 0
         self._closed = False
         self._reads = 0
-        self.delivered = 0
 
     def _offer(self, event: Event) -> None:
         if self._missed_from is not None or len(self._buffer) >= self._limit:
@@ -60,7 +59,6 @@ class Subscription:
     def get_nowait(self) -> Event | Lagged | None:
         """The next item, or None when nothing is buffered."""
         if self._buffer:
-            self.delivered += 1
             return self._buffer.popleft()
         if self._missed_from is not None:
             marker = Lagged(missed_from=self._missed_from, missed=self._missed)
@@ -122,14 +120,12 @@ class EventBus:
         self._ring: deque[Event] = deque(maxlen=ring_size)
         self._subscribers: set[Subscription] = set()
         self.last_seq = 0
-        self.published = 0
 
     def publish(self, cls: type[_E], /, **fields: Any) -> _E:
         """Build an event with the next sequence number and deliver it. Never blocks."""
         self.last_seq += 1
         event = cls(seq=self.last_seq, at=time.time(), **fields)
         self._ring.append(event)
-        self.published += 1
         for sub in self._subscribers:
             if sub.filter.matches(event):
                 sub._offer(event)

@@ -127,7 +127,7 @@ class RecoveryContext:
             state = self.preserved
         if self._opened is not None:  # one live link per attempt: a second connect replaces the first
             await self.close_link(None)
-        timeout = self._backend_timeout()
+        timeout = self.spec.policy.connect_timeout
         if self._limiter is not None:
             try:  # the common, uncontended case costs no trip through the scheduler
                 self._limiter.acquire_on_behalf_of_nowait(self)
@@ -193,7 +193,8 @@ class RecoveryContext:
             raise UnknownStrategyError(name, self._strategies) from None
         if announce:
             self._on_strategy(name)
-        self._scope.deadline = trio.current_time() + self._backend_timeout() + backstop_grace(self._backend_timeout())
+        timeout = self.spec.policy.connect_timeout
+        self._scope.deadline = trio.current_time() + timeout + backstop_grace(timeout)
         link = await strategy(self)
         if self.used_strategy is None:
             self.used_strategy = name
@@ -203,9 +204,6 @@ class RecoveryContext:
         """Send the output history to subscribers again (state-recovery)."""
         if self.history:
             self._on_replay(self.history)
-
-    def _backend_timeout(self) -> float:
-        return self.spec.policy.connect_timeout
 
     async def _probe_new_link(self, link: Link, deadline: float) -> None:
         with trio.move_on_at(deadline) as probe_scope:
@@ -217,6 +215,6 @@ class RecoveryContext:
                 raise LinkError(f"probe after connect failed: {exc!r}", reason=DisconnectReason.HEALTH_CHECK) from exc
         if probe_scope.cancelled_caught:
             raise LinkError(
-                f"probe after connect timed out after {self._backend_timeout()}s",
+                f"probe after connect timed out after {self.spec.policy.connect_timeout}s",
                 reason=DisconnectReason.TIMEOUT,
             )

@@ -39,7 +39,6 @@ class TimerQueue:
         self._heap: list[tuple[float, int, TimerEntry]] = []
         self._counter = itertools.count()
         self._scope: trio.CancelScope | None = None
-        self.fired = 0
 
     def __len__(self) -> int:
         return len(self._heap)
@@ -64,7 +63,6 @@ class TimerQueue:
                 callback = entry.callback
                 if callback is not None:
                     entry.callback = None
-                    self.fired += 1
                     callback()
             with trio.CancelScope(deadline=heap[0][0] if heap else math.inf) as scope:
                 self._scope = scope
