@@ -215,7 +215,7 @@ def tether_main(args: argparse.Namespace) -> dict:
         out["drop_loop_s"] = time.perf_counter() - t0
         with trio.fail_after(600):
             while sup.stats().successful_reconnections < n:
-                await trio.sleep(0.002)
+                await trio.sleep(0.02)
         stats = sup.stats()
         done = stats.last_reconnection or time.time()
         out["storm_wall_s"] = done - wall0
@@ -395,7 +395,7 @@ def asyncio_main(args: argparse.Namespace) -> dict:
                 drop(s, FAILS)
             out["drop_loop_s"] = time.perf_counter() - t1
             while state["recovered"] < n:
-                await asyncio.sleep(0.002)
+                await asyncio.sleep(0.02)
             out["storm_wall_s"] = state["last_ok"] - wall0
             out["overhead_s"] = state["last_ok"] - wall0 - IDEAL_STORM
             out["cpu_s"] = cpu() - c0
@@ -522,7 +522,7 @@ def trio_floor_main(args: argparse.Namespace) -> dict:
                 storm.set()
                 out["drop_loop_s"] = time.perf_counter() - t1
                 while state["recovered"] < n:
-                    await trio.sleep(0.002)
+                    await trio.sleep(0.02)
                 out["storm_wall_s"] = state["last_ok"] - wall0
                 out["overhead_s"] = state["last_ok"] - wall0 - IDEAL_STORM
                 out["cpu_s"] = cpu() - c0

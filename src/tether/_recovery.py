@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, final
 
 import trio
 
 from ._classify import single_error
-from ._contract import ConnectMode, Feature, Link, LinkRequest
+from ._contract import ConnectMode, Feature, Link
 from ._errors import LinkError, UnknownStrategyError
+from ._hooks import SPENT, AttemptHooks, SpentHooks
 from ._reasons import Disconnect, DisconnectReason
 from ._spec import SessionSpec
 from ._state import Attempt, PreservedState
@@ -28,10 +29,6 @@ if sys.version_info < (3, 11):  # pragma: no cover
 
 if TYPE_CHECKING:
     from ._contract import Backend, Strategy
-
-
-def _spent(*_: object) -> Any:
-    raise RuntimeError("this recovery context's attempt is over")
 
 
 def backstop_grace(connect_timeout: float) -> float:
@@ -44,17 +41,26 @@ def backstop_grace(connect_timeout: float) -> float:
     return max(0.05, connect_timeout * 0.1)
 
 
+_DEADLINE_SLACK = 0.001
+"""Re-arming a backstop that is already this close to the new deadline is skipped: in the
+common case `run_strategy` and `connect` arm it back to back, and each write to a cancel
+scope's deadline costs trio a trip through its deadline heap."""
+
+
+def _arm(scope: trio.CancelScope, deadline: float) -> None:
+    if abs(scope.deadline - deadline) > _DEADLINE_SLACK:
+        scope.deadline = deadline
+
+
 @final
 class RecoveryContext:
     """Given to a strategy for one attempt: the session's facts and `connect`."""
 
     __slots__ = (
         "_backend",
+        "_hooks",
         "_limiter",
         "_live",
-        "_make_request",
-        "_on_replay",
-        "_on_strategy",
         "_opened",
         "_scope",
         "_strategies",
@@ -84,9 +90,7 @@ class RecoveryContext:
         strategies: Mapping[str, Strategy],
         attempt_scope: trio.CancelScope,
         limiter: trio.CapacityLimiter | None,
-        make_request: Callable[[ConnectMode, PreservedState | None, float], LinkRequest],
-        on_strategy: Callable[[str], None],
-        on_replay: Callable[[bytes], None],
+        hooks: AttemptHooks | SpentHooks,
     ) -> None:
         self.spec = spec
         self.backend_name = backend.name
@@ -107,9 +111,7 @@ class RecoveryContext:
         self._strategies = strategies
         self._scope = attempt_scope
         self._limiter = limiter
-        self._make_request = make_request
-        self._on_strategy = on_strategy
-        self._on_replay = on_replay
+        self._hooks = hooks
         self._live: Link | None = None
         self._opened: AbstractAsyncContextManager[Link] | None = None
 
@@ -136,8 +138,8 @@ class RecoveryContext:
                 await self._limiter.acquire_on_behalf_of(self)
         try:
             deadline = trio.current_time() + timeout
-            self._scope.deadline = deadline + backstop_grace(timeout)
-            request = self._make_request(mode, state, deadline)
+            _arm(self._scope, deadline + backstop_grace(timeout))
+            request = self._hooks.make_request(mode, state, deadline)
             opened = self._backend.open_link(request)
             try:
                 link = await opened.__aenter__()
@@ -164,9 +166,7 @@ class RecoveryContext:
         self.history = b""
         self.previous_attempts = ()
         self._strategies = {}
-        self._make_request = _spent
-        self._on_strategy = _spent
-        self._on_replay = _spent
+        self._hooks = SPENT
 
     async def close_link(self, exc: BaseException | None) -> bool:
         """Leave the live link's context, handing it `exc` as ``async with`` would.
@@ -192,9 +192,9 @@ class RecoveryContext:
         except KeyError:
             raise UnknownStrategyError(name, self._strategies) from None
         if announce:
-            self._on_strategy(name)
+            self._hooks.strategy_started(name)
         timeout = self.spec.policy.connect_timeout
-        self._scope.deadline = trio.current_time() + timeout + backstop_grace(timeout)
+        _arm(self._scope, trio.current_time() + timeout + backstop_grace(timeout))
         link = await strategy(self)
         if self.used_strategy is None:
             self.used_strategy = name
@@ -203,7 +203,7 @@ class RecoveryContext:
     def replay_history(self) -> None:
         """Send the output history to subscribers again (state-recovery)."""
         if self.history:
-            self._on_replay(self.history)
+            self._hooks.replay(self.history)
 
     async def _probe_new_link(self, link: Link, deadline: float) -> None:
         with trio.move_on_at(deadline) as probe_scope:

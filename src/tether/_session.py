@@ -10,6 +10,7 @@ import codecs
 import math
 import time
 from collections import deque
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 import attrs
@@ -141,7 +142,8 @@ class Session:
         self.timers = timers
         self.status = SessionStatus.CONNECTING
         self.status_since = time.time()
-        self.scope = trio.CancelScope()
+        self.scope: trio.CancelScope | None = None
+        """The cancel scope of the attempt in progress (it also holds the link); None between attempts."""
         self.episode: EpisodeRecord | None = None
         self.history: tuple[Episode, ...] = ()
         """Past episodes, newest last; a tuple, since it changes once per episode (a deque costs 600 B)."""
@@ -181,21 +183,23 @@ class Session:
         """A drop, a forced reconnect or a stop is waiting to be handled."""
         return self.stopping or self.force is not None or self.pending_drop is not None
 
-    async def park(self, deadline: float) -> None:
-        """Wait until `deadline` (trio time) or a signal; may return early, callers re-check."""
+    def park(self, deadline: float) -> Awaitable[None]:
+        """Wait until `deadline` (trio time) or a signal; may return early, callers re-check.
+
+        Not a coroutine itself: it arms the wake-up and hands back trio's own
+        awaitable, so a parked session holds one frame fewer and no closure.
+        """
         if self.has_signal():
-            await trio.lowlevel.checkpoint()
-            return
+            return trio.lowlevel.checkpoint()  # noqa: ASYNC105 -- the caller awaits it
         if deadline != math.inf:
             self._entry = self.timers.schedule(deadline, self.wake)
         self._task = trio.lowlevel.current_task()
+        return trio.lowlevel.wait_task_rescheduled(self._abort)  # noqa: ASYNC105 -- the caller awaits it
 
-        def abort(_: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
-            self._task = None
-            self._drop_timer()
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
+    def _abort(self, _: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+        self._task = None
+        self._drop_timer()
+        return trio.lowlevel.Abort.SUCCEEDED
 
     def wake(self) -> None:
         """Reschedule the parked session task, if it is parked."""

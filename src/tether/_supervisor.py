@@ -26,7 +26,7 @@ import trio
 from ._backoff import retry_delay
 from ._bus import EventBus, Subscription
 from ._classify import classify, describe_error, single_error
-from ._contract import Backend, ConnectMode, Link, LinkRequest, Strategy
+from ._contract import Backend, ConnectMode, Link, Strategy
 from ._errors import (
     ConfigError,
     DuplicateSessionError,
@@ -47,11 +47,10 @@ from ._events import (
     SessionConnected,
     SessionDisconnected,
     SessionFailed,
-    SessionOutput,
     SessionRegistered,
     SessionUnregistered,
-    StrategyAttempted,
 )
+from ._hooks import AttemptHooks
 from ._plugins import STRATEGIES_GROUP, PluginRegistry, discover_plugins
 from ._policy import DEFAULT_STRATEGIES
 from ._reasons import Disconnect, DisconnectReason
@@ -381,8 +380,9 @@ class Supervisor:
         session.stopping = True
         if session.parked:
             session.wake()
-        else:
+        elif session.scope is not None:
             session.scope.cancel()
+        # else: between awaits; the loop sees `stopping` before it next waits or connects
 
     def _shutdown(self) -> None:
         self._closed = True
@@ -403,8 +403,7 @@ class Supervisor:
 
     async def _run(self, session: Session) -> None:
         try:
-            with session.scope:
-                await self._lifecycle(session)
+            await self._lifecycle(session)
         except Exception as exc:  # a bug must cost one session, never the supervisor
             logger.exception("session %s crashed inside tether", session.spec.id)
             self._fail(session, Disconnect(DisconnectReason.BACKEND_ERROR, f"tether bug: {exc!r}"))
@@ -694,9 +693,7 @@ class Supervisor:
             self.bus.publish(cls, **fields)
         return True
 
-    async def _restore(
-        self, sessions: Iterable[SessionSpec], progress: Callable[[int, int], None] | None
-    ) -> None:
+    async def _restore(self, sessions: Iterable[SessionSpec], progress: Callable[[int, int], None] | None) -> None:
         """Load every snapshot and resume those sessions; `sessions` given now win over stored specs."""
         given = {spec.id: spec for spec in sessions}
         stored: dict[str, SessionSnapshot] = {}
@@ -756,7 +753,12 @@ class Supervisor:
         drop: Disconnect | None = None
         failure: Disconnect | None = None  # kept as a value: holding the exception would make a GC cycle
         try:
-            with trio.CancelScope() as attempt_scope:  # ctx.connect / run_strategy arm its deadline
+            # One scope per attempt: connect_timeout (ctx.connect / run_strategy arm its deadline),
+            # the bound on closing the link, and `_stop` cancelling a busy session.
+            with trio.CancelScope() as attempt_scope:
+                session.scope = attempt_scope
+                if session.stopping:
+                    attempt_scope.cancel()
                 ctx = self._context(session, episode, number, attempt_scope)
                 try:
                     try:
@@ -782,8 +784,9 @@ class Supervisor:
                 except Exception as exc:
                     failure = classify(exc)
         finally:
-            cancelled = held is None and failure is None and not attempt_scope.cancelled_caught
-            if force is not None and not force.done.is_set() and cancelled:
+            session.scope = None
+            stopped = session.stopping or not attempt_scope.cancelled_caught
+            if force is not None and not force.done.is_set() and held is None and failure is None and stopped:
                 force.resolve(None, SessionNotFoundError(spec.id))
         if held is not None:
             if failure is not None and drop is None:
@@ -791,12 +794,12 @@ class Supervisor:
             if drop is None and not session.stopping:
                 drop = Disconnect(DisconnectReason.BACKEND_ERROR, "link closed without a reason")
             return _Held(held, drop)
-        if attempt_scope.cancelled_caught:
-            why = Disconnect(DisconnectReason.TIMEOUT, f"attempt ran past connect_timeout ({timeout}s)")
-        elif failure is not None:
-            why = failure
-        else:  # stopping while connecting
+        if session.stopping:  # stopped while connecting: nothing to record, the loop ends
             why = Disconnect(DisconnectReason.FORCED, "stopped")
+        elif attempt_scope.cancelled_caught:
+            why = Disconnect(DisconnectReason.TIMEOUT, f"attempt ran past connect_timeout ({timeout}s)")
+        else:
+            why = failure or Disconnect(DisconnectReason.BACKEND_ERROR, "the attempt ended without a link")
         attempt = Attempt(
             number=number,
             strategy=label,
@@ -807,9 +810,10 @@ class Supervisor:
             reason=why.reason,
             used_strategy=ctx.used_strategy if ctx is not None else None,
         )
-        self._on_missed(session, attempt, episode)
-        if force is not None:
-            force.resolve(attempt)
+        if not session.stopping:
+            self._on_missed(session, attempt, episode)
+            if force is not None:
+                force.resolve(attempt)
         return _Missed(attempt, why)
 
     async def _run_strategy(self, ctx: RecoveryContext, strategy_name: str | None) -> Link:
@@ -835,54 +839,6 @@ class Supervisor:
         entry = self._limiters.get(session.target)
 
         history = bytes(session.output)  # one copy per attempt, shared by the context and its requests
-
-        def make_request(mode: ConnectMode, state: PreservedState | None, deadline: float) -> LinkRequest:
-            session.generation += 1
-            session.pending_drop = None
-            generation = session.generation
-
-            def report_closed(disconnect: Disconnect) -> None:
-                if session.generation == generation and session.pending_drop is None:
-                    session.pending_drop = disconnect
-                    session.wake()
-
-            def report_output(data: bytes) -> None:
-                if session.generation == generation and data:
-                    self.bus.publish(SessionOutput, session_id=spec.id, data=session.add_output(data))
-
-            def report_state(new_state: PreservedState) -> None:
-                if session.generation == generation and spec.policy.preserve_state:
-                    session.preserved = new_state
-                    self._changed(session)
-
-            return LinkRequest(
-                spec=spec,
-                mode=mode,
-                state=state,
-                history=history,
-                deadline=deadline,
-                connect_timeout=spec.policy.connect_timeout,
-                keepalive_interval=spec.policy.keepalive_interval,
-                report_closed=report_closed,
-                report_output=report_output,
-                report_state=report_state,
-                session_ending=lambda: session.unregistering,
-            )
-
-        def on_strategy(name: str) -> None:
-            if episode is not None and number > 0:
-                self._report(
-                    StrategyAttempted,
-                    session_id=spec.id,
-                    episode=episode.number,
-                    attempt=number,
-                    strategy=name,
-                )
-
-        def on_replay(history: bytes) -> None:
-            text = history.decode("utf-8", errors="replace")
-            self.bus.publish(SessionOutput, session_id=spec.id, data=text, replay=True)
-
         return RecoveryContext(
             spec=spec,
             backend=session.backend,
@@ -895,9 +851,7 @@ class Supervisor:
             strategies=self.registry.strategies,
             attempt_scope=scope,
             limiter=entry.limiter if entry is not None else None,
-            make_request=make_request,
-            on_strategy=on_strategy,
-            on_replay=on_replay,
+            hooks=AttemptHooks(self, session, episode, number, history),
         )
 
     def _on_connected(

@@ -1,0 +1,124 @@
+"""The callbacks one attempt hands out: to its `RecoveryContext` and to each link it opens.
+
+Slotted objects with bound methods rather than closures: an attempt used to
+allocate six functions and their cells, and a held link kept four of them
+alive for as long as it lived (benchmarks/FINDINGS.md). A link's reporter
+carries the generation it was opened in, so a late report from a link that
+has since been replaced is ignored.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, final
+
+from ._contract import ConnectMode, LinkRequest
+from ._events import SessionOutput, StrategyAttempted
+from ._reasons import Disconnect
+from ._state import PreservedState
+
+if TYPE_CHECKING:
+    from ._session import EpisodeRecord, Session
+    from ._supervisor import Supervisor
+
+
+@final
+class LinkReporter:
+    """What one link reports through: its drop, its output and its state changes."""
+
+    __slots__ = ("_generation", "_session", "_supervisor")
+
+    def __init__(self, supervisor: Supervisor, session: Session, generation: int) -> None:
+        self._supervisor = supervisor
+        self._session = session
+        self._generation = generation
+
+    def closed(self, disconnect: Disconnect) -> None:
+        session = self._session
+        if session.generation == self._generation and session.pending_drop is None:
+            session.pending_drop = disconnect
+            session.wake()
+
+    def output(self, data: bytes) -> None:
+        session = self._session
+        if session.generation == self._generation and data:
+            self._supervisor.bus.publish(SessionOutput, session_id=session.spec.id, data=session.add_output(data))
+
+    def state(self, new_state: PreservedState) -> None:
+        session = self._session
+        if session.generation == self._generation and session.spec.policy.preserve_state:
+            session.preserved = new_state
+            self._supervisor._changed(session)
+
+    def session_ending(self) -> bool:
+        return self._session.unregistering
+
+
+@final
+class AttemptHooks:
+    """What a `RecoveryContext` calls back into the supervisor for, during one attempt."""
+
+    __slots__ = ("_episode", "_history", "_number", "_session", "_supervisor")
+
+    def __init__(
+        self, supervisor: Supervisor, session: Session, episode: EpisodeRecord | None, number: int, history: bytes
+    ) -> None:
+        self._supervisor = supervisor
+        self._session = session
+        self._episode = episode
+        self._number = number
+        self._history = history
+
+    def make_request(self, mode: ConnectMode, state: PreservedState | None, deadline: float) -> LinkRequest:
+        """A request for a new link; from here on, reports from the previous link are ignored."""
+        session = self._session
+        session.generation += 1
+        session.pending_drop = None
+        reporter = LinkReporter(self._supervisor, session, session.generation)
+        policy = session.spec.policy
+        return LinkRequest(
+            spec=session.spec,
+            mode=mode,
+            state=state,
+            history=self._history,
+            deadline=deadline,
+            connect_timeout=policy.connect_timeout,
+            keepalive_interval=policy.keepalive_interval,
+            report_closed=reporter.closed,
+            report_output=reporter.output,
+            report_state=reporter.state,
+            session_ending=reporter.session_ending,
+        )
+
+    def strategy_started(self, name: str) -> None:
+        episode = self._episode
+        if episode is not None and self._number > 0:
+            self._supervisor._report(
+                StrategyAttempted,
+                session_id=self._session.spec.id,
+                episode=episode.number,
+                attempt=self._number,
+                strategy=name,
+            )
+
+    def replay(self, history: bytes) -> None:
+        text = history.decode("utf-8", errors="replace")
+        self._supervisor.bus.publish(SessionOutput, session_id=self._session.spec.id, data=text, replay=True)
+
+
+@final
+class SpentHooks:
+    """Stands in for `AttemptHooks` once the attempt is over, so a held link keeps nothing else alive."""
+
+    __slots__ = ()
+
+    def make_request(self, mode: ConnectMode, state: PreservedState | None, deadline: float) -> LinkRequest:
+        raise RuntimeError("this recovery context's attempt is over")
+
+    def strategy_started(self, name: str) -> None:
+        raise RuntimeError("this recovery context's attempt is over")
+
+    def replay(self, history: bytes) -> None:
+        raise RuntimeError("this recovery context's attempt is over")
+
+
+SPENT = SpentHooks()
