@@ -35,6 +35,7 @@ IDLE_SETTLE = 5.0
 IDLE_WINDOW = 10.0
 TRICKLE_RATE = 1000
 TRICKLE_SECONDS = 10.0
+TRICKLE_SETTLE = 2.0  # seconds at rest after bring-up, so the trickle measures steady state, not bring-up's tail
 
 PROC = psutil.Process()
 
@@ -231,6 +232,7 @@ def tether_main(args: argparse.Namespace) -> dict:
         out["expected_attempts"] = n * (FAILS + 1)
 
     async def trickle(sup: tether.Supervisor, backend: TimedBackend) -> None:
+        await trio.sleep(TRICKLE_SETTLE)
         total = int(TRICKLE_RATE * TRICKLE_SECONDS)
         c0 = cpu()
         start = time.perf_counter()
@@ -403,6 +405,7 @@ def asyncio_main(args: argparse.Namespace) -> dict:
             out["connects"] = len(connect_times)
             out["peak_connects_per_10ms"], out["mean_connects_per_busy_10ms"] = buckets_peak(connect_times)
         elif w == "trickle":
+            await asyncio.sleep(TRICKLE_SETTLE)
             total = int(TRICKLE_RATE * TRICKLE_SECONDS)
             c0, start, i = cpu(), time.perf_counter(), 0
             while i < total:
@@ -532,6 +535,7 @@ def trio_floor_main(args: argparse.Namespace) -> dict:
                     connect_times
                 )
             elif w == "trickle":
+                await trio.sleep(TRICKLE_SETTLE)
                 total = int(TRICKLE_RATE * TRICKLE_SECONDS)
                 c0, start, i = cpu(), time.perf_counter(), 0
                 while i < total:

@@ -17,7 +17,7 @@ import random
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from typing import Any, Literal, final
 
 import attrs
@@ -50,6 +50,7 @@ from ._events import (
     SessionRegistered,
     SessionUnregistered,
 )
+from ._gc import ManagedCollector
 from ._hooks import AttemptHooks
 from ._plugins import STRATEGIES_GROUP, PluginRegistry, discover_plugins
 from ._policy import DEFAULT_STRATEGIES
@@ -75,9 +76,6 @@ _FINAL_FLUSH_SECONDS = 10.0
 """How long leaving the supervisor may spend writing the last snapshots."""
 _RETRY_FAILED_FLUSH = 1.0
 """Seconds between tries while the store keeps failing."""
-_YOUNG_GC_SECONDS = 1.0
-_FULL_GC_EVERY = 300
-"""Under gc_policy="managed": a full collection every this many young ones (five minutes)."""
 _GRACEFUL_EXIT_SECONDS = 0.5
 """On exit, woken sessions get this long to end by themselves before the nursery is cancelled.
 Ending normally costs a fraction of unwinding a Cancelled through each session's frames."""
@@ -412,6 +410,7 @@ class Supervisor:
 
     def _finish(self, session: Session) -> None:
         session.finished = True
+        session.link = None  # the link's reporter points back at the session: no cycle for the GC to find
         if session.episode is not None and session.episode.outcome is EpisodeOutcome.ONGOING:
             session.episode.outcome = EpisodeOutcome.ABANDONED
             session.episode.ended_at = time.time()
@@ -987,15 +986,6 @@ class Supervisor:
             self._changed(session)
 
 
-async def _collect_garbage() -> None:
-    """The managed GC policy: young generations every second, a full collection every few minutes."""
-    ticks = 0
-    while True:
-        await trio.sleep(_YOUNG_GC_SECONDS)
-        ticks += 1
-        gc.collect(2 if ticks % _FULL_GC_EVERY == 0 else 1)
-
-
 @asynccontextmanager
 async def open_supervisor(
     *,
@@ -1031,11 +1021,11 @@ async def open_supervisor(
     `on_restore(done, total)` reports progress while thousands come back.
 
     ``gc_policy="managed"`` turns the cyclic garbage collector's automatic
-    runs off while the supervisor runs and collects the young generations
-    once a second and everything every few minutes instead: with 100,000
-    sessions the automatic full collections were most of a storm's cost
-    (benchmarks/FINDINGS.md). It is process-wide, so it is opt-in for the
-    library and on in the daemon.
+    runs off while the supervisor runs and collects only when the number of
+    live objects keeps growing (see `tether._gc`): with 100,000 sessions the
+    automatic collections were most of a storm's cost and all of the
+    drop-to-reconnect tail (benchmarks/FINDINGS.md). It is process-wide, so it
+    is opt-in for the library and on in the daemon.
     """
     if gc_policy not in ("default", "managed"):
         raise ConfigError("gc_policy", f"must be 'default' or 'managed', got {gc_policy!r}")
@@ -1061,37 +1051,36 @@ async def open_supervisor(
             error=failure.error,
         )
     try:
-        async with trio.open_nursery() as nursery:
-            supervisor = Supervisor(
-                nursery,
-                registry,
-                bus=bus,
-                connect_limit=connect_limit,
-                rng=random.Random(seed),
-                output_history_bytes=output_history_bytes,
-                store=store,
-                durable=durable,
-                flush_interval=flush_interval,
-            )
-            await nursery.start(supervisor._timers.run)
-            gc_was_enabled = gc.isenabled()
-            if gc_policy == "managed":
-                gc.disable()
-                nursery.start_soon(_collect_garbage)
-            if store is not None:
-                await nursery.start(supervisor._flusher)
-            try:
-                await supervisor._restore(sessions, on_restore)
-                yield supervisor
-            finally:
+        with ExitStack() as stack:  # the managed collector is restored however the nursery ends
+            async with trio.open_nursery() as nursery:
+                supervisor = Supervisor(
+                    nursery,
+                    registry,
+                    bus=bus,
+                    connect_limit=connect_limit,
+                    rng=random.Random(seed),
+                    output_history_bytes=output_history_bytes,
+                    store=store,
+                    durable=durable,
+                    flush_interval=flush_interval,
+                )
+                await nursery.start(supervisor._timers.run)
+                collector = ManagedCollector() if gc_policy == "managed" else None
+                if collector is not None:
+                    stack.enter_context(collector)
+                    nursery.start_soon(collector.run)
                 if store is not None:
-                    with trio.CancelScope(shield=True), trio.move_on_after(_FINAL_FLUSH_SECONDS):
-                        await supervisor.flush()
-                supervisor._shutdown()
-                await supervisor._wait_finished(_GRACEFUL_EXIT_SECONDS)
-                nursery.cancel_scope.cancel()
-                if gc_policy == "managed" and gc_was_enabled:
-                    gc.enable()
+                    await nursery.start(supervisor._flusher)
+                try:
+                    await supervisor._restore(sessions, on_restore)
+                    yield supervisor
+                finally:
+                    if store is not None:
+                        with trio.CancelScope(shield=True), trio.move_on_after(_FINAL_FLUSH_SECONDS):
+                            await supervisor.flush()
+                    supervisor._shutdown()
+                    await supervisor._wait_finished(_GRACEFUL_EXIT_SECONDS)
+                    nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         single = single_error(group)
         if single is None:
