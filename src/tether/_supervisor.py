@@ -1,11 +1,13 @@
 """The supervisor: one nursery, one task per session, one retry loop per session, ever.
 
-Each session task runs `_lifecycle` inside its own cancel scope: connect,
-hold the link (parked until it closes, a probe is due or a signal arrives),
-classify a drop, back off, reconnect, or end failed. Signals (a drop report,
-a forced reconnect, a stop) only set a flag and wake the parked task, so a
-second drop report or a force during backoff can never start a second chain
-(flaw 3). Waiting is done on one shared timer heap, not a sleep per session.
+Each session task runs `_run`: connect, hold the link (parked until it
+closes, a probe is due or a signal arrives), classify a drop, back off,
+reconnect, or end failed. Each attempt, and the link it holds, gets one cancel
+scope: its connect_timeout, the bound on closing, and what `_stop` cancels.
+Signals (a drop report, a forced reconnect, a stop) only set a flag and wake
+the parked task, so a second drop report or a force during backoff can never
+start a second chain (flaw 3). Waiting is done on one shared timer heap, not a
+sleep per session.
 """
 
 from __future__ import annotations
@@ -400,8 +402,38 @@ class Supervisor:
     # -- the session task ----------------------------------------------------------------------
 
     async def _run(self, session: Session) -> None:
+        """The session task: connect, hold, recover, until stopped. Written as one function
+        (not a wrapper around the loop) because every frame is kept for every session."""
         try:
-            await self._lifecycle(session)
+            policy = session.spec.policy
+            drop: Disconnect | None
+            if session.restored in (SessionStatus.FAILED, SessionStatus.DISCONNECTED):
+                self._set_status(session, session.restored)  # stays down until someone forces it
+                if not await self._wait_for_force(session):
+                    return
+                drop = Disconnect(DisconnectReason.FORCED, "revived by force_reconnect")
+            elif session.restored is not None:
+                drop = Disconnect(DisconnectReason.SUPERVISOR_RESTART, "tether restarted")
+                self._set_status(session, SessionStatus.RECONNECTING)
+            else:
+                outcome = await self._try(session, None, 0, force=self._take_force(session))
+                if session.stopping:
+                    return
+                drop = outcome.drop if isinstance(outcome, _Held) else outcome.disconnect
+                assert drop is not None
+            while not session.stopping:
+                episode = self._on_drop(session, drop)
+                if not policy.enabled or not policy.auto_reconnect:
+                    self._set_status(session, SessionStatus.DISCONNECTED)
+                    if not await self._wait_for_force(session):
+                        return
+                    if not policy.enabled:
+                        drop = await self._single_manual_attempt(session, episode)
+                        continue
+                next_drop = await self._recover(session, episode)
+                if next_drop is None:
+                    return
+                drop = next_drop
         except Exception as exc:  # a bug must cost one session, never the supervisor
             logger.exception("session %s crashed inside tether", session.spec.id)
             self._fail(session, Disconnect(DisconnectReason.BACKEND_ERROR, f"tether bug: {exc!r}"))
@@ -432,37 +464,6 @@ class Supervisor:
                 self._all_finished.set()
         if session.done is not None:
             session.done.set()
-
-    async def _lifecycle(self, session: Session) -> None:
-        policy = session.spec.policy
-        drop: Disconnect | None
-        if session.restored in (SessionStatus.FAILED, SessionStatus.DISCONNECTED):
-            self._set_status(session, session.restored)  # stays down until someone forces it
-            if not await self._wait_for_force(session):
-                return
-            drop = Disconnect(DisconnectReason.FORCED, "revived by force_reconnect")
-        elif session.restored is not None:
-            drop = Disconnect(DisconnectReason.SUPERVISOR_RESTART, "tether restarted")
-            self._set_status(session, SessionStatus.RECONNECTING)
-        else:
-            outcome = await self._try(session, None, 0, force=self._take_force(session))
-            if session.stopping:
-                return
-            drop = outcome.drop if isinstance(outcome, _Held) else outcome.disconnect
-            assert drop is not None
-        while not session.stopping:
-            episode = self._on_drop(session, drop)
-            if not policy.enabled or not policy.auto_reconnect:
-                self._set_status(session, SessionStatus.DISCONNECTED)
-                if not await self._wait_for_force(session):
-                    return
-                if not policy.enabled:
-                    drop = await self._single_manual_attempt(session, episode)
-                    continue
-            next_drop = await self._recover(session, episode)
-            if next_drop is None:
-                return
-            drop = next_drop
 
     async def _recover(self, session: Session, episode: EpisodeRecord) -> Disconnect | None:
         """The retry loop of one episode; returns the next drop, or None when stopping."""
@@ -774,7 +775,8 @@ class Supervisor:
                         ctx._settle()
                         self._on_connected(session, link, held, episode, force)
                         drop = await self._hold(session, link)
-                        attempt_scope.deadline = trio.current_time() + timeout  # bound the close
+                        if not self._closed:  # bound the close; on shutdown the exit's grace period does
+                            attempt_scope.deadline = trio.current_time() + timeout
                     except BaseException as exc:
                         if not await ctx.close_link(exc):
                             raise
@@ -922,8 +924,7 @@ class Supervisor:
         next_probe = now + probe_every * self._rng.uniform(0.5, 1.0) if probe_every else math.inf
         next_keep = now + keep_every if keep_every else math.inf
         while True:
-            if session.stopping:
-                self._refresh_state(session, link)
+            if session.stopping:  # no refresh: nothing reads a stopping session's state (the last flush is done)
                 return None
             if session.pending_drop is not None:
                 self._refresh_state(session, link)
