@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, final
 from ._contract import ConnectMode, LinkRequest
 from ._events import SessionOutput, StrategyAttempted
 from ._reasons import Disconnect
-from ._state import PreservedState
+from ._state import Attempt, PreservedState
 
 if TYPE_CHECKING:
     from ._session import EpisodeRecord, Session
@@ -59,14 +59,22 @@ class AttemptHooks:
 
     __slots__ = ("_episode", "_history", "_number", "_session", "_supervisor")
 
-    def __init__(
-        self, supervisor: Supervisor, session: Session, episode: EpisodeRecord | None, number: int, history: bytes
-    ) -> None:
+    def __init__(self, supervisor: Supervisor, session: Session, episode: EpisodeRecord | None, number: int) -> None:
         self._supervisor = supervisor
         self._session = session
         self._episode = episode
         self._number = number
-        self._history = history
+        self._history: bytes | None = None
+
+    def history(self) -> bytes:
+        """The output history, copied on first use and shared by the context and its requests
+        (a full 64 KiB history copied on every attempt would cost more than the attempt)."""
+        if self._history is None:
+            self._history = bytes(self._session.output)
+        return self._history
+
+    def previous_attempts(self) -> tuple[Attempt, ...]:
+        return tuple(self._episode.attempts) if self._episode is not None else ()
 
     def make_request(self, mode: ConnectMode, state: PreservedState | None, deadline: float) -> LinkRequest:
         """A request for a new link; from here on, reports from the previous link are ignored."""
@@ -79,7 +87,7 @@ class AttemptHooks:
             spec=session.spec,
             mode=mode,
             state=state,
-            history=self._history,
+            history=self.history(),
             deadline=deadline,
             connect_timeout=policy.connect_timeout,
             keepalive_interval=policy.keepalive_interval,
@@ -110,6 +118,12 @@ class SpentHooks:
     """Stands in for `AttemptHooks` once the attempt is over, so a held link keeps nothing else alive."""
 
     __slots__ = ()
+
+    def history(self) -> bytes:
+        return b""
+
+    def previous_attempts(self) -> tuple[Attempt, ...]:
+        return ()
 
     def make_request(self, mode: ConnectMode, state: PreservedState | None, deadline: float) -> LinkRequest:
         raise RuntimeError("this recovery context's attempt is over")

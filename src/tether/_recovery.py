@@ -68,9 +68,7 @@ class RecoveryContext:
         "backend_name",
         "disconnect",
         "features",
-        "history",
         "preserved",
-        "previous_attempts",
         "spec",
         "target",
         "used_strategy",
@@ -85,8 +83,6 @@ class RecoveryContext:
         disconnect: Disconnect | None,
         attempt: int,
         preserved: PreservedState | None,
-        history: bytes,
-        previous_attempts: tuple[Attempt, ...],
         strategies: Mapping[str, Strategy],
         attempt_scope: trio.CancelScope,
         limiter: trio.CapacityLimiter | None,
@@ -97,15 +93,13 @@ class RecoveryContext:
         self.target = target
         """The peer this session connects to (``backend.target(spec)``): what per-target
         strategies (circuit-breaker) key their state by."""
-        self.features: frozenset[Feature] = frozenset(backend.features)
+        features = backend.features
+        self.features: frozenset[Feature] = features if type(features) is frozenset else frozenset(features)
         self.disconnect = disconnect
         """Why this episode began; None for the very first connect."""
         self.attempt = attempt
         """1-based attempt number within the episode (0 for the first connect)."""
         self.preserved = preserved
-        self.history = history
-        self.previous_attempts = previous_attempts
-        """This episode's earlier attempts, oldest first."""
         self.used_strategy: str | None = None
         self._backend = backend
         self._strategies = strategies
@@ -114,6 +108,16 @@ class RecoveryContext:
         self._hooks = hooks
         self._live: Link | None = None
         self._opened: AbstractAsyncContextManager[Link] | None = None
+
+    @property
+    def history(self) -> bytes:
+        """Output seen so far (bounded), copied once per attempt and only if asked for."""
+        return self._hooks.history()
+
+    @property
+    def previous_attempts(self) -> tuple[Attempt, ...]:
+        """This episode's earlier attempts, oldest first."""
+        return self._hooks.previous_attempts()
 
     @property
     def live_link(self) -> Link | None:
@@ -163,8 +167,6 @@ class RecoveryContext:
     def _settle(self) -> None:
         """The attempt succeeded: forget what only the attempt needed (closures, the history
         copy), so a held link keeps nothing but its own context alive."""
-        self.history = b""
-        self.previous_attempts = ()
         self._strategies = {}
         self._hooks = SPENT
 
@@ -202,8 +204,9 @@ class RecoveryContext:
 
     def replay_history(self) -> None:
         """Send the output history to subscribers again (state-recovery)."""
-        if self.history:
-            self._hooks.replay(self.history)
+        history = self.history
+        if history:
+            self._hooks.replay(history)
 
     async def _probe_new_link(self, link: Link, deadline: float) -> None:
         with trio.move_on_at(deadline) as probe_scope:

@@ -838,8 +838,6 @@ class Supervisor:
     ) -> RecoveryContext:
         spec = session.spec
         entry = self._limiters.get(session.target)
-
-        history = bytes(session.output)  # one copy per attempt, shared by the context and its requests
         return RecoveryContext(
             spec=spec,
             backend=session.backend,
@@ -847,12 +845,10 @@ class Supervisor:
             disconnect=episode.disconnect if episode else None,
             attempt=number,
             preserved=session.preserved,
-            history=history,
-            previous_attempts=tuple(episode.attempts) if episode else (),
             strategies=self.registry.strategies,
             attempt_scope=scope,
             limiter=entry.limiter if entry is not None else None,
-            hooks=AttemptHooks(self, session, episode, number, history),
+            hooks=AttemptHooks(self, session, episode, number),
         )
 
     def _on_connected(
