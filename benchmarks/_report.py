@@ -116,14 +116,18 @@ def render(doc: dict, out: Path) -> str:
     if ws_rows:
         lines += ["", "Over the WebSocket server (`/events`) on loopback; clients run in the same process and",
                   "trio loop as the server, so this is a lower bound:", "",
-                  "| subscribers | events | events/s | frames delivered/s | lagged frames |", "|---|---|---|---|---|"]
+                  "`batch` 0 is one event per frame (the default); 100 is `/events?batch=100`, a JSON array of",
+                  "up to 100 waiting events per frame.", "",
+                  "| subscribers | batch | events | events/s | events delivered/s | frames/s | lagged |",
+                  "|---|---|---|---|---|---|---|"]
         for row in ws_rows:
             r = row["result"]
             if "error" in r:
-                lines.append(f"| {row['args'][-1]} | {row['n']} | error: {r['error'][:80]} | | |")
+                lines.append(f"| {row['args'][-1]} | | {row['n']} | error: {r['error'][:80]} | | | |")
             else:
-                lines.append(f"| {r['subscribers']} | {r['events']:,} | {_fmt(r['ws_events_per_s'])} | "
-                             f"{_fmt(r['ws_deliveries_per_s'])} | {r['lagged_frames']} |")
+                lines.append(f"| {r['subscribers']} | {r.get('batch', 0)} | {r['events']:,} | "
+                             f"{_fmt(r['ws_events_per_s'])} | {_fmt(r['ws_deliveries_per_s'])} | "
+                             f"{_fmt(r.get('ws_frames_per_s', r['ws_deliveries_per_s']))} | {r['lagged_frames']} |")
     snap = next((row["result"] for row in doc["runs"] if row["key"] == "snapshots"), None)
     if snap:
         lines += ["", "## Snapshots to SQLite (`SqliteStore.write`)", ""]

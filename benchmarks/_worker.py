@@ -641,7 +641,9 @@ def events_ws_main(args: argparse.Namespace) -> dict:
     from tether.testing import ScriptedBackend
 
     subs_n, total = args.subscribers, args.n
-    out: dict = {"subscribers": subs_n, "events": total, "note": "clients share the server's process and trio loop"}
+    batch = args.batch
+    out: dict = {"subscribers": subs_n, "events": total, "batch": batch,
+                 "note": "clients share the server's process and trio loop"}
     buffer = 10_000
 
     async def main() -> None:
@@ -653,20 +655,25 @@ def events_ws_main(args: argparse.Namespace) -> dict:
                 )
                 counts = [0] * subs_n
                 lagged = [0]
+                frames = [0]
                 ready = [0]
                 all_ready = trio.Event()
 
                 async def client(i: int) -> None:
-                    async with open_websocket_url(f"ws://127.0.0.1:{port}/events?type=reconnect.*") as ws:
+                    query = "type=reconnect.*" + (f"&batch={batch}" if batch else "")
+                    async with open_websocket_url(f"ws://127.0.0.1:{port}/events?{query}") as ws:
                         ready[0] += 1
                         if ready[0] == subs_n:
                             all_ready.set()
                         while counts[i] < total:
                             msg = await ws.get_message()
-                            if '"lagged"' in msg[:40]:
-                                lagged[0] += 1
-                            else:
-                                counts[i] += 1
+                            frames[0] += 1
+                            items = json.loads(msg) if batch else [json.loads(msg)]
+                            for item in items:
+                                if item["type"] == "lagged":
+                                    lagged[0] += 1
+                                else:
+                                    counts[i] += 1
 
                 async with trio.open_nursery() as clients:
                     for i in range(subs_n):
@@ -675,9 +682,9 @@ def events_ws_main(args: argparse.Namespace) -> dict:
                     while sup.bus.subscriber_count < subs_n:
                         await trio.sleep(0.01)
                     t0 = time.perf_counter()
-                    batch = 200
-                    for start in range(0, total, batch):
-                        for k in range(start, min(total, start + batch)):
+                    chunk = 200
+                    for start in range(0, total, chunk):
+                        for k in range(start, min(total, start + chunk)):
                             sup.bus.publish(
                                 tether.ReconnectStarted, session_id="s1", episode=1, attempt=k,
                                 strategy="simple-reconnect",
@@ -688,6 +695,7 @@ def events_ws_main(args: argparse.Namespace) -> dict:
                 dt = time.perf_counter() - t0
                 out["ws_events_per_s"] = total / dt
                 out["ws_deliveries_per_s"] = sum(counts) / dt
+                out["ws_frames_per_s"] = frames[0] / dt
                 out["lagged_frames"] = lagged[0]
                 nursery.cancel_scope.cancel()
 
@@ -758,6 +766,7 @@ def main() -> None:
     )
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--subscribers", type=int, default=1)
+    p.add_argument("--batch", type=int, default=0, help="events-ws: ?batch=N (0 = one event per frame)")
     p.add_argument("--idle-scale", type=float, default=1.0, help="scale the probe interval and idle windows")
     p.add_argument("--trickle-seconds", type=float, default=10.0)
     args = p.parse_args()

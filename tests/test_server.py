@@ -81,7 +81,9 @@ async def test_handshake_without_token_is_401_and_wrong_token_403(served: tuple[
             assert (await _json(ws))["id"] == 1
 
 
-@pytest.mark.parametrize("query", ["since=-1", "since=abc", "since=999", "bogus=1", "session="])
+@pytest.mark.parametrize(
+    "query", ["since=-1", "since=abc", "since=999", "bogus=1", "session=", "batch=0", "batch=1001", "batch=x"]
+)
 async def test_bad_query_is_400(served: tuple[Supervisor, str], query: str) -> None:
     """A bad since= (or unknown parameter) is refused in the handshake."""
     _, url = served
@@ -107,6 +109,28 @@ async def test_filters_and_resume_since(served: tuple[Supervisor, str]) -> None:
             third = await _json(ws)
             assert third["type"] == "session.output" and third["data"] == "for us"
             assert third["seq"] > second["seq"]
+
+
+async def test_batch_sends_what_is_waiting_as_one_array_in_order(served: tuple[Supervisor, str]) -> None:
+    """?batch=N: each frame is a JSON array of up to N events; nothing is lost or reordered."""
+    supervisor, url = served
+    with trio.fail_after(10):
+        await supervisor.register(SessionSpec(id="a", backend="scripted"))
+        for i in range(25):
+            supervisor.bus.publish(SessionOutput, session_id="a", data=f"line {i}")
+        last = supervisor.bus.last_seq
+        async with open_websocket_url(f"{url}/events?since=0&batch=10", extra_headers=AUTH) as ws:
+            frames: list[list[dict[str, Any]]] = []
+            while not frames or frames[-1][-1]["seq"] < last:
+                frame = json.loads(await ws.get_message())
+                assert isinstance(frame, list) and 1 <= len(frame) <= 10
+                frames.append(frame)
+            seqs = [event["seq"] for frame in frames for event in frame]
+            assert seqs == list(range(1, seqs[-1] + 1))
+            assert len(frames) >= 3  # 27 or more events in frames of at most 10
+            supervisor.bus.publish(SessionOutput, session_id="a", data="live")
+            live = json.loads(await ws.get_message())
+            assert [event["data"] for event in live] == ["live"]  # a lone event is not held back
 
 
 async def test_control_commands_and_typed_errors(served: tuple[Supervisor, str]) -> None:

@@ -245,6 +245,10 @@ def _print_status(result: dict[str, Any]) -> None:
     console.print(summary)
 
 
+WATCH_BATCH = 100
+"""`tether watch` takes up to this many waiting events per frame, so it keeps up with a storm."""
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -259,7 +263,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     async def session() -> None:
         nonlocal last_seq, shown, failures
-        query: dict[str, Any] = {"session": args.session, "type": args.type}
+        query: dict[str, Any] = {"session": args.session, "type": args.type, "batch": str(WATCH_BATCH)}
         if last_seq is not None:
             query["since"] = str(last_seq)
         async with connect(endpoint, "/events", query) as ws:
@@ -267,14 +271,16 @@ def cmd_watch(args: argparse.Namespace) -> int:
                 logger.info("reconnected to %s", endpoint.url)
             failures = 0
             while args.count is None or shown < args.count:
-                data = json.loads(await ws.get_message())
-                if isinstance(data.get("seq"), int):
-                    last_seq = data["seq"]
-                shown += 1
-                if args.json:
-                    print(json.dumps(data), flush=True)
-                else:
-                    console.print(render(data))
+                for data in json.loads(await ws.get_message()):
+                    if args.count is not None and shown >= args.count:
+                        break
+                    if isinstance(data.get("seq"), int):
+                        last_seq = data["seq"]
+                    shown += 1
+                    if args.json:
+                        print(json.dumps(data), flush=True)
+                    else:
+                        console.print(render(data))
 
     async def loop() -> int:
         nonlocal last_seq, failures

@@ -41,7 +41,9 @@ CLOSE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN = 1013
 """A subscriber that kept lagging: reconnect and resume with ``since=``."""
 
-_EVENTS_QUERY = frozenset({"session", "type", "since", "token"})
+_EVENTS_QUERY = frozenset({"session", "type", "since", "token", "batch"})
+MAX_BATCH = 1000
+"""Most events one /events frame may carry (``?batch=N``)."""
 _CONTROL_QUERY = frozenset({"token"})
 
 
@@ -79,6 +81,9 @@ class EventsQuery:
     session_ids: tuple[str, ...]
     types: tuple[str, ...]
     since: int | None
+    batch: int = 0
+    """0: one event per frame (a JSON object). N >= 1: every frame is a JSON array of up to N
+    items, as many as are waiting: a subscriber that keeps up still gets each event at once."""
 
 
 def parse_events_query(query: Mapping[str, list[str]], last_seq: int) -> EventsQuery:
@@ -97,7 +102,13 @@ def parse_events_query(query: Mapping[str, list[str]], last_seq: int) -> EventsQ
     for name in ("session", "type"):
         if any(not v for v in query.get(name, [])):
             raise HandshakeRejected(400, "bad-query", f"{name} must not be empty")
-    return EventsQuery(tuple(query.get("session", [])), tuple(query.get("type", [])), since)
+    batch = 0
+    if "batch" in query:
+        raw = query["batch"][-1]
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_BATCH:
+            raise HandshakeRejected(400, "bad-batch", f"batch must be a number from 1 to {MAX_BATCH}, got {raw!r}")
+        batch = int(raw)
+    return EventsQuery(tuple(query.get("session", [])), tuple(query.get("type", [])), since, batch)
 
 
 def check_token(
@@ -126,6 +137,7 @@ class _Feed:
         self._settings = settings
         self.sub = self._subscribe(query.since)
         self.lags = 0
+        self.batch = query.batch
 
     def _subscribe(self, since: int | None) -> Subscription:
         return self._supervisor.subscribe(
@@ -208,24 +220,36 @@ class EventServer:
             feed.close()
 
     async def _write_events(self, ws: WebSocketConnection, feed: _Feed, peer: str) -> None:
+        batch = feed.batch
         while True:
             try:
-                item: Event | Lagged = await feed.sub.get()
+                item: Event | Lagged | None = await feed.sub.get()
             except trio.EndOfChannel:
                 return
-            if isinstance(item, Lagged):
-                message = feed.on_lag(item)
+            messages: list[Mapping[str, Any]] = []
+            while item is not None:
+                message = self._message(feed, item, peer)
                 if message is None:
-                    logger.info("dropping subscriber %s: lagged %d times in a row", peer, feed.lags - 1)
                     with trio.move_on_after(1):
                         await ws.aclose(CLOSE_TRY_AGAIN, "subscriber too slow; reconnect with since=")
                     return
-            else:
-                message = event_to_dict(item)
-            if not await self._send(ws, _dumps(message), peer):
+                messages.append(message)
+                item = feed.sub.get_nowait() if len(messages) < batch else None
+            text = "[" + ",".join(map(_dumps, messages)) + "]" if batch else _dumps(messages[0])
+            if not await self._send(ws, text, peer):
                 return
             if feed.sub.pending == 0:
                 feed.lags = 0  # caught up
+
+    @staticmethod
+    def _message(feed: _Feed, item: Event | Lagged, peer: str) -> Mapping[str, Any] | None:
+        """The JSON object for `item`; None when the subscriber has lagged too often and must go."""
+        if not isinstance(item, Lagged):
+            return event_to_dict(item)
+        message = feed.on_lag(item)
+        if message is None:
+            logger.info("dropping subscriber %s: lagged %d times in a row", peer, feed.lags - 1)
+        return message
 
     async def _send(self, ws: WebSocketConnection, text: str, peer: str) -> bool:
         """False when the client is gone or too slow to take one frame."""
