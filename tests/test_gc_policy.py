@@ -75,6 +75,25 @@ def test_managed_collector_walks_young_objects_and_collects_fully_once_live_obje
     assert gc.isenabled()
 
 
+def test_managed_collector_defers_young_collections_while_busy_without_counting_growth_twice(
+    collector_off: None,
+) -> None:
+    with ManagedCollector(full_floor=30_000, full_ratio=1.0) as collector:
+        collector._alive_after_full = 0
+        collector.tick()
+        kept = [[i] for i in range(20_000)]
+        collector.tick(busy=True)
+        collector.tick(busy=True)  # the same 20,000 seen again: not growth
+        assert (collector.stats.young, collector.stats.deferred, collector.stats.full) == (1, 2, 0)
+        assert 20_000 <= collector._grown_since_full < 25_000
+        collector.tick()  # slack again: the deferred young collection runs
+        assert (collector.stats.young, collector.stats.full) == (2, 0)
+        kept += [[i] for i in range(15_000)]
+        collector.tick(busy=True)  # 35,000 grown > 30,000: a full collection even while busy
+        assert collector.stats.full == 1
+        del kept
+
+
 def test_managed_collector_frees_a_cycle_from_the_young_generation(collector_off: None) -> None:
     class Node:
         pass
