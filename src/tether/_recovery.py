@@ -165,8 +165,8 @@ class RecoveryContext:
         return link
 
     def _settle(self) -> None:
-        """The attempt succeeded: forget what only the attempt needed (closures, the history
-        copy), so a held link keeps nothing but its own context alive."""
+        """The attempt succeeded: forget what only the attempt needed (its hooks, which hold the
+        history copy, and the strategy table), so a held link keeps little but its own context."""
         self._strategies = {}
         self._hooks = SPENT
 
