@@ -259,7 +259,9 @@ def tether_main(args: argparse.Namespace) -> dict:
 
     async def cancel_unregister(sup: tether.Supervisor) -> None:
         c0, t0 = cpu(), time.perf_counter()
-        if args.workers <= 1:
+        if args.workers == 0:  # the bulk API: stop all, wait once
+            await sup.unregister_many(ids)
+        elif args.workers == 1:
             for sid in ids:
                 await sup.unregister(sid)
         else:
@@ -764,7 +766,7 @@ def main() -> None:
         "--gc-policy", default="managed", choices=("managed", "default"),
         help="tether's open_supervisor(gc_policy=...): managed is what the daemon runs with",
     )
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="cancel-unregister: tasks calling unregister; 0 = unregister_many")
     p.add_argument("--subscribers", type=int, default=1)
     p.add_argument("--batch", type=int, default=0, help="events-ws: ?batch=N (0 = one event per frame)")
     p.add_argument("--idle-scale", type=float, default=1.0, help="scale the probe interval and idle windows")
