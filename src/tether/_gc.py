@@ -35,7 +35,7 @@ import trio
 @final
 @attrs.define
 class GcStats:
-    """What the managed policy did; for the benchmarks and the curious."""
+    """What the managed policy did (the tests read it to see which rule fired)."""
 
     young: int = 0
     deferred: int = 0
