@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 import stat
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,45 @@ async def test_reopened_store_loads_what_was_written(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA application_id").fetchone() == (APPLICATION_ID,)
     assert conn.execute("SELECT schema FROM sessions WHERE id = 'a'").fetchone() == (1,)
     conn.close()
+
+
+async def test_a_second_writer_is_refused_while_the_first_has_the_file_open(tmp_path: Path) -> None:
+    path = tmp_path / DB_FILENAME
+    async with open_sqlite_store(path) as first:
+        await first.write([snap("a")])
+        with pytest.raises(StoreError, match=rf"in use by process {os.getpid()}\b.*two writers") as info:
+            async with open_sqlite_store(path):
+                pass
+        assert str(path) in str(info.value)
+        await first.write([snap("b")])  # the refusal cost the first writer nothing
+    async with open_sqlite_store(path) as second:  # closed: the next one may open it
+        assert [s.spec.id for s in (await second.load_all()).snapshots] == ["a", "b"]
+
+
+async def test_a_writer_killed_with_sigkill_leaves_no_stale_lock(tmp_path: Path) -> None:
+    path = tmp_path / DB_FILENAME
+    holder = (
+        "import sys, trio\n"
+        "from tether import open_sqlite_store\n"
+        "async def main():\n"
+        "    async with open_sqlite_store(sys.argv[1]):\n"
+        "        print('open', flush=True)\n"
+        "        await trio.sleep_forever()\n"
+        "trio.run(main)\n"
+    )
+    with trio.fail_after(60):
+        process = await trio.lowlevel.open_process([sys.executable, "-c", holder, str(path)], stdout=-1)
+        assert process.stdout is not None
+        try:
+            assert (await process.stdout.receive_some(100)).startswith(b"open")
+            with pytest.raises(StoreError, match=rf"in use by process {process.pid}\b"):
+                async with open_sqlite_store(path):
+                    pass
+        finally:
+            process.kill()
+            await process.wait()
+        async with open_sqlite_store(path) as store:
+            assert (await store.load_all()).snapshots == ()
 
 
 async def test_directory_is_private_and_files_are_0600(tmp_path: Path) -> None:

@@ -15,6 +15,10 @@ Why these choices:
   flusher is write-behind anyway, so an fsync per batch would buy little.
   ``durable=True`` selects ``synchronous=FULL`` (fsync the WAL on every
   commit) for users who need a commit to survive power loss too.
+- One writer: opening takes an exclusive `flock` on ``<name>.lock`` (the
+  kernel drops it when the holder dies, SIGKILL included), so a second
+  daemon on the same file is refused with a `StoreError` naming the first
+  one's pid instead of silently overwriting its sessions.
 - Secrets: snapshots are redacted before encoding; the directory is 0700
   and the database 0600 (SQLite gives its -wal and -shm files the database
   file's mode, and we tighten any we find).
@@ -42,6 +46,7 @@ from typing import TypeVar, final
 import platformdirs
 import trio
 
+from ._ownerlock import LockHeldError, OwnerLock
 from ._snapshot import DEFAULT_SECRET_PATTERNS, SNAPSHOT_SCHEMA_VERSION, SessionSnapshot, SnapshotError
 from ._store import (
     CorruptStoreError,
@@ -116,6 +121,7 @@ class SqliteStore(_Bookkeeping):
         self._lock = trio.Lock()
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        self._owner = OwnerLock(self._side(".lock"))
         super().__init__()
 
     # -- the store protocol -------------------------------------------------------------------
@@ -162,6 +168,7 @@ class SqliteStore(_Bookkeeping):
                 await self._in_thread(conn.close)
             else:
                 await trio.lowlevel.checkpoint()
+            self._owner.release()
 
     # -- worker-thread side -------------------------------------------------------------------
 
@@ -178,14 +185,25 @@ class SqliteStore(_Bookkeeping):
     def _open_sync(self) -> sqlite3.Connection:
         self._prepare_files()
         try:
-            return self._connect_checked()
-        except CorruptStoreError as exc:
-            if not self.move_aside_corrupt:
-                raise
-            moved = self._move_aside()
-            logger.warning("%s; moved it aside to %s and started an empty store", exc, moved)
-            self._prepare_files()
-            return self._connect_checked()
+            self._owner.acquire()
+        except LockHeldError as exc:
+            raise StoreError(
+                str(self.path),
+                f"in use by {exc.holder} (lock {exc.path}): two writers would overwrite each other's sessions",
+            ) from None
+        try:
+            try:
+                return self._connect_checked()
+            except CorruptStoreError as exc:
+                if not self.move_aside_corrupt:
+                    raise
+                moved = self._move_aside()
+                logger.warning("%s; moved it aside to %s and started an empty store", exc, moved)
+                self._prepare_files()
+                return self._connect_checked()
+        except BaseException:
+            self._owner.release()
+            raise
 
     def _prepare_files(self) -> None:
         """Private directory and file modes before SQLite creates anything."""
