@@ -17,7 +17,7 @@ from .conftest import core_registry
 
 
 @pytest.fixture
-def collector_off() -> Iterator[None]:
+def restore_collector() -> Iterator[None]:
     """Leave the collector as we found it, whatever the test does."""
     was = gc.isenabled()
     try:
@@ -29,7 +29,7 @@ def collector_off() -> Iterator[None]:
             gc.enable()
 
 
-async def test_storms_of_reconnects_leave_no_cyclic_garbage(backend: ScriptedBackend, collector_off: None) -> None:
+async def test_storms_of_reconnects_leave_no_cyclic_garbage(backend: ScriptedBackend, restore_collector: None) -> None:
     """Everything a failed or successful attempt allocates is freed by reference counting.
 
     If this fails, the managed policy (which only walks young objects) would
@@ -57,7 +57,7 @@ async def test_storms_of_reconnects_leave_no_cyclic_garbage(backend: ScriptedBac
 
 
 def test_managed_collector_walks_young_objects_and_collects_fully_once_live_objects_doubled(
-    collector_off: None,
+    restore_collector: None,
 ) -> None:
     with ManagedCollector(full_floor=10_000, full_ratio=1.0) as collector:
         assert not gc.isenabled()
@@ -76,7 +76,7 @@ def test_managed_collector_walks_young_objects_and_collects_fully_once_live_obje
 
 
 def test_managed_collector_defers_young_collections_while_busy_without_counting_growth_twice(
-    collector_off: None,
+    restore_collector: None,
 ) -> None:
     with ManagedCollector(full_floor=30_000, full_ratio=1.0) as collector:
         collector._alive_after_full = 0
@@ -94,7 +94,7 @@ def test_managed_collector_defers_young_collections_while_busy_without_counting_
         del kept
 
 
-def test_managed_collector_frees_a_cycle_from_the_young_generation(collector_off: None) -> None:
+def test_managed_collector_frees_a_cycle_from_the_young_generation(restore_collector: None) -> None:
     class Node:
         pass
 

@@ -786,8 +786,10 @@ class Supervisor:
                     failure = classify(exc)
         finally:
             session.scope = None
-            stopped = session.stopping or not attempt_scope.cancelled_caught
-            if force is not None and not force.done.is_set() and held is None and failure is None and stopped:
+            # No attempt will answer the force if the session is stopping, or if a cancel from
+            # outside (the nursery, at exit) is unwinding through here.
+            abandoned = session.stopping or not attempt_scope.cancelled_caught
+            if force is not None and not force.done.is_set() and held is None and failure is None and abandoned:
                 force.resolve(None, SessionNotFoundError(spec.id))
         if held is not None:
             if failure is not None and drop is None:
@@ -920,7 +922,7 @@ class Supervisor:
         next_probe = now + probe_every * self._rng.uniform(0.5, 1.0) if probe_every else math.inf
         next_keep = now + keep_every if keep_every else math.inf
         while True:
-            if session.stopping:  # no refresh: nothing reads a stopping session's state (the last flush is done)
+            if session.stopping:  # no refresh: shutdown has flushed already, unregister deletes the snapshot
                 return None
             if session.pending_drop is not None:
                 self._refresh_state(session, link)
