@@ -452,14 +452,17 @@ class Supervisor:
             session.force = None
         if self._sessions.get(session.spec.id) is session:
             del self._sessions[session.spec.id]
-            if self._store is not None and not self._closed:
-                self._dirty.discard(session.spec.id)
-                self._deleted.add(session.spec.id)
-                self._flush_wanted.set()
+            # Only unregister deletes a snapshot. A session that ends any other way (shutdown, a
+            # cancel from outside reaching its task before `_shutdown` ran, a bug) comes back on the
+            # next start with everything it had.
+            if session.unregistering:
+                if self._store is not None:
+                    self._dirty.discard(session.spec.id)
+                    self._deleted.add(session.spec.id)
+                    self._flush_wanted.set()
+                self._report(SessionUnregistered, session_id=session.spec.id)
             self._stats.moved(session.status, None)
             self._limiter_ref(session.target, -1)
-            if not self._closed:  # on shutdown sessions are not unregistered: they come back next start
-                self._report(SessionUnregistered, session_id=session.spec.id)
             if not self._sessions and self._all_finished is not None:
                 self._all_finished.set()
         if session.done is not None:
