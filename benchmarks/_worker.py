@@ -639,7 +639,7 @@ def events_ws_main(args: argparse.Namespace) -> dict:
     from trio_websocket import open_websocket_url
 
     import tether
-    from tether._server import ServerSettings, serve_events
+    from tether.server._server import ServerSettings, serve_events
     from tether.testing import ScriptedBackend
 
     subs_n, total = args.subscribers, args.n
@@ -716,8 +716,8 @@ def snapshots_main(args: argparse.Namespace) -> dict:
     import trio
 
     import tether
-    from tether._snapshot import SessionSnapshot
-    from tether._sqlite_store import open_sqlite_store
+    from tether.store._codec import SessionSnapshot
+    from tether.store._sqlite import open_sqlite_store
     from tether.testing import ScriptedBackend
 
     n = args.n

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from tether._timers import TimerQueue
+from tether.engine._timers import TimerQueue
 
 ROUNDS = 4  # a storm session: three backoffs, four attempts
 

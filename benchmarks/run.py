@@ -177,7 +177,7 @@ def main() -> None:
         results.append(row)
     info["loadavg_end"] = os.getloadavg()
     info["total_s"] = round(time.perf_counter() - start, 1)
-    doc = {"machine": info, "ns": ns, "runs": results, "todo": todo_items()}
+    doc = {"machine": info, "ns": ns, "runs": results}
     (out / "results.json").write_text(json.dumps(doc, indent=1))
     from _report import render
 
@@ -185,19 +185,6 @@ def main() -> None:
     (out / "results.md").write_text(md)
     print()
     print(md)
-
-
-def todo_items() -> list[str]:
-    items = []
-    src = HERE.parent / "src" / "tether"
-    if not (src / "_server.py").exists():
-        items.append("events over the WebSocket server on loopback: src/tether/_server.py does not exist yet "
-                     "(TODO: add a `events-ws` workload once it lands)")
-    if not (src / "_sqlite_store.py").exists():
-        items.append("snapshots persisted to SQLite (batched and durable): src/tether/_sqlite_store.py does not "
-                     "exist yet (TODO: add a `snapshots` workload once it lands); target >= 20,000 changes/s "
-                     "is UNMEASURED")
-    return items
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ import pytest
 import trio
 
 import tether
-from tether._sqlite_store import open_sqlite_store
-from tether._state import SessionStatus
+from tether.rules._state import SessionStatus
+from tether.store._sqlite import open_sqlite_store
 
 SESSIONS = 1_000
 
@@ -42,7 +42,7 @@ WORKER = r'''
 import json, sys
 import trio
 import tether
-from tether._sqlite_store import open_sqlite_store
+from tether.store._sqlite import open_sqlite_store
 from tether.testing import ScriptedBackend, wait_until
 
 STRATEGIES = (

@@ -10,7 +10,7 @@ import pytest
 import trio
 
 import tether
-from tether._gc import ManagedCollector
+from tether.engine._gc import ManagedCollector
 from tether.testing import ScriptedBackend, wait_until
 
 from .conftest import core_registry

@@ -15,7 +15,7 @@ import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 from tether import SessionOutput, SessionSpec, Supervisor, open_supervisor
-from tether._server import ServerSettings, serve_events
+from tether.server._server import ServerSettings, serve_events
 from tether.testing import ScriptedBackend
 
 # trio-websocket 0.12's *client* never closes its socket when the server rejects the handshake

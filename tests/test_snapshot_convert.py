@@ -10,11 +10,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tether import _snapshot
-from tether._errors import ConfigError
-from tether._policy import Jitter, ReconnectPolicy
-from tether._reasons import Disconnect, DisconnectReason
-from tether._snapshot import (
+from tether.rules._errors import ConfigError
+from tether.rules._policy import Jitter, ReconnectPolicy
+from tether.rules._reasons import Disconnect, DisconnectReason
+from tether.rules._spec import SessionSpec
+from tether.rules._state import Attempt, Episode, EpisodeOutcome, PreservedState, SessionState, SessionStatus
+from tether.store import _codec as _snapshot
+from tether.store._codec import (
     DEFAULT_SECRET_PATTERNS,
     MIGRATIONS,
     REDACTED,
@@ -31,8 +33,6 @@ from tether._snapshot import (
     snapshot_from_dict,
     snapshot_to_dict,
 )
-from tether._spec import SessionSpec
-from tether._state import Attempt, Episode, EpisodeOutcome, PreservedState, SessionState, SessionStatus
 
 # -- strategies -------------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import tether
-from tether._snapshot import make_snapshot_converter, redact_snapshot
+from tether.store._codec import make_snapshot_converter, redact_snapshot
 
 
 def _snapshot() -> tether.SessionSnapshot:

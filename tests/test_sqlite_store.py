@@ -21,11 +21,13 @@ import attrs
 import pytest
 import trio
 
-from tether._policy import ReconnectPolicy
-from tether._reasons import Disconnect, DisconnectReason
-from tether._snapshot import MIGRATIONS, SessionSnapshot, SnapshotError, snapshot_to_dict
-from tether._spec import SessionSpec
-from tether._sqlite_store import (
+from tether.rules._policy import ReconnectPolicy
+from tether.rules._reasons import Disconnect, DisconnectReason
+from tether.rules._spec import SessionSpec
+from tether.rules._state import Attempt, Episode, PreservedState, SessionState, SessionStatus
+from tether.store._codec import MIGRATIONS, SessionSnapshot, SnapshotError, snapshot_to_dict
+from tether.store._memory import CorruptStoreError, LoadReport, MemoryStore, SnapshotStore, StoreError
+from tether.store._sqlite import (
     APPLICATION_ID,
     DB_FILENAME,
     SqliteStore,
@@ -33,8 +35,6 @@ from tether._sqlite_store import (
     default_store_path,
     open_sqlite_store,
 )
-from tether._state import Attempt, Episode, PreservedState, SessionState, SessionStatus
-from tether._store import CorruptStoreError, LoadReport, MemoryStore, SnapshotStore, StoreError
 
 SECRET = "s3cr3t-value"
 

@@ -10,8 +10,8 @@ import trio
 
 import tether
 from tether import DisconnectReason, EpisodeOutcome, SessionStatus
-from tether._sqlite_store import open_sqlite_store
-from tether._store import MemoryStore
+from tether.store._memory import MemoryStore
+from tether.store._sqlite import open_sqlite_store
 from tether.testing import ScriptedBackend, wait_for_status, wait_until
 
 from .conftest import core_registry, drain

@@ -1,5 +1,5 @@
 """``python -m tether``: the same as the ``tether`` command."""
 
-from ._cli import main
+from .cli._main import main
 
 raise SystemExit(main())

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import trio
 
-from .._state import SessionStatus
-from .._supervisor import Supervisor
+from ..engine._supervisor import Supervisor
+from ..rules._state import SessionStatus
 from ._scripted import Ledger, Script, ScriptedBackend, ScriptedLink
 from .contract import (
     BackendContract,

@@ -18,11 +18,11 @@ from typing import Any, final
 import attrs
 import trio
 
-from .._contract import ConnectMode, Feature, LinkRequest
-from .._errors import ConfigError, LinkError, ReattachUnavailableError
-from .._reasons import Disconnect, DisconnectReason
-from .._spec import SessionSpec
-from .._state import PreservedState
+from ..contract._plugin import ConnectMode, Feature, LinkRequest
+from ..rules._errors import ConfigError, LinkError, ReattachUnavailableError
+from ..rules._reasons import Disconnect, DisconnectReason
+from ..rules._spec import SessionSpec
+from ..rules._state import PreservedState
 
 _ALL_FEATURES = frozenset(Feature)
 _OPTIONS: dict[str, type | tuple[type, ...]] = {

@@ -42,17 +42,10 @@ import attrs
 import trio
 import trio.testing
 
-from .._classify import classify
-from .._contract import ConnectMode, Feature, Link, LinkRequest
-from .._errors import LinkError
-from .._events import ReconnectFailed, ReconnectSucceeded
-from .._plugins import PluginRegistry, check_backend, check_strategy
-from .._policy import Jitter, ReconnectPolicy
-from .._reasons import Disconnect, DisconnectReason
-from .._recovery import backstop_grace
-from .._spec import SessionSpec
-from .._state import PreservedState, SessionStatus
-from .._strategies import (
+from ..contract._plugin import ConnectMode, Feature, Link, LinkRequest
+from ..engine._plugins import PluginRegistry, check_backend, check_strategy
+from ..engine._recovery import backstop_grace
+from ..engine._strategies import (
     ForceReconnect,
     ProcessRestart,
     SessionRestore,
@@ -60,12 +53,19 @@ from .._strategies import (
     SshReconnect,
     StateRecovery,
 )
-from .._supervisor import open_supervisor
+from ..engine._supervisor import open_supervisor
+from ..rules._classify import classify
+from ..rules._errors import LinkError
+from ..rules._events import ReconnectFailed, ReconnectSucceeded
+from ..rules._policy import Jitter, ReconnectPolicy
+from ..rules._reasons import Disconnect, DisconnectReason
+from ..rules._spec import SessionSpec
+from ..rules._state import PreservedState, SessionStatus
 from ._scripted import ScriptedBackend
 
 if TYPE_CHECKING:
-    from .._contract import Backend, Strategy
-    from .._supervisor import Supervisor
+    from ..contract._plugin import Backend, Strategy
+    from ..engine._supervisor import Supervisor
 
 
 @attrs.define(eq=False)

@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import attrs
 
-from ._reasons import Disconnect, DisconnectReason
-from ._spec import SessionSpec
-from ._state import PreservedState
+from ..rules._reasons import Disconnect, DisconnectReason
+from ..rules._spec import SessionSpec
+from ..rules._state import PreservedState
 
 if TYPE_CHECKING:
-    from ._recovery import RecoveryContext
+    from ..engine._recovery import RecoveryContext
 
 PLUGIN_API_VERSION = 1
 """Bumped when the contract changes incompatibly. A plugin may set

@@ -19,10 +19,10 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
-from ._errors import ConfigError
-from ._plugins import PluginRegistry
-from ._policy import ReconnectPolicy
-from ._spec import SessionSpec
+from ..engine._plugins import PluginRegistry
+from ..rules._errors import ConfigError
+from ..rules._policy import ReconnectPolicy
+from ..rules._spec import SessionSpec
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -16,19 +16,19 @@ from typing import TYPE_CHECKING, final
 
 import trio
 
-from ._classify import single_error
-from ._contract import ConnectMode, Feature, Link
-from ._errors import LinkError, UnknownStrategyError
+from ..contract._plugin import ConnectMode, Feature, Link
+from ..rules._classify import single_error
+from ..rules._errors import LinkError, UnknownStrategyError
+from ..rules._reasons import Disconnect, DisconnectReason
+from ..rules._spec import SessionSpec
+from ..rules._state import Attempt, PreservedState
 from ._hooks import SPENT, AttemptHooks, SpentHooks
-from ._reasons import Disconnect, DisconnectReason
-from ._spec import SessionSpec
-from ._state import Attempt, PreservedState
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
 if TYPE_CHECKING:
-    from ._contract import Backend, Strategy
+    from ..contract._plugin import Backend, Strategy
 
 
 def backstop_grace(connect_timeout: float) -> float:

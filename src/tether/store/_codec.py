@@ -25,11 +25,11 @@ import attrs
 import cattrs
 from cattrs.v import format_exception
 
-from ._errors import ConfigError, TetherError
-from ._policy import Jitter
-from ._reasons import DisconnectReason
-from ._spec import SessionSpec
-from ._state import EpisodeOutcome, PreservedState, SessionState, SessionStatus
+from ..rules._errors import ConfigError, TetherError
+from ..rules._policy import Jitter
+from ..rules._reasons import DisconnectReason
+from ..rules._spec import SessionSpec
+from ..rules._state import EpisodeOutcome, PreservedState, SessionState, SessionStatus
 
 SNAPSHOT_SCHEMA_VERSION = 1
 """Version of the dict layout written by this tether. Bump it with a `MIGRATIONS` entry."""

@@ -46,9 +46,8 @@ from typing import TypeVar, final
 import platformdirs
 import trio
 
-from ._ownerlock import LockHeldError, OwnerLock
-from ._snapshot import DEFAULT_SECRET_PATTERNS, SNAPSHOT_SCHEMA_VERSION, SessionSnapshot, SnapshotError
-from ._store import (
+from ._codec import DEFAULT_SECRET_PATTERNS, SNAPSHOT_SCHEMA_VERSION, SessionSnapshot, SnapshotError
+from ._memory import (
     CorruptStoreError,
     LoadReport,
     StoreError,
@@ -56,6 +55,7 @@ from ._store import (
     decode_snapshot,
     encode_snapshot,
 )
+from ._ownerlock import LockHeldError, OwnerLock
 
 logger = logging.getLogger("tether.store")
 

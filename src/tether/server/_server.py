@@ -20,13 +20,13 @@ import attrs
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
 
+from ..engine._bus import Subscription
+from ..engine._supervisor import Supervisor
+from ..rules._errors import ConfigError
+from ..rules._events import Event, Lagged
+from ..rules._wire import event_to_dict
 from . import _control as control
 from ._auth import is_loopback, token_from_request, token_matches
-from ._bus import Subscription
-from ._convert import event_to_dict
-from ._errors import ConfigError
-from ._events import Event, Lagged
-from ._supervisor import Supervisor
 
 logger = logging.getLogger("tether.server")
 

@@ -19,14 +19,14 @@ from typing import Any
 import attrs
 import trio
 
-from ._auth import ensure_state_dir
-from ._client import DAEMON_FILE, write_daemon_file
+from ..contract._plugin import Backend
+from ..engine._plugins import PluginRegistry
+from ..engine._supervisor import Supervisor, open_supervisor
+from ..rules._spec import SessionSpec
+from ..server._auth import ensure_state_dir
+from ..server._client import DAEMON_FILE, write_daemon_file
+from ..server._server import ServerSettings, serve_events
 from ._config import StoreConfig
-from ._contract import Backend
-from ._plugins import PluginRegistry
-from ._server import ServerSettings, serve_events
-from ._spec import SessionSpec
-from ._supervisor import Supervisor, open_supervisor
 
 logger = logging.getLogger("tether.daemon")
 
@@ -54,7 +54,7 @@ async def _open_store(options: DaemonOptions) -> AsyncIterator[Any]:
     if not options.store.enabled:
         yield None
         return
-    from ._sqlite_store import DB_FILENAME, open_sqlite_store
+    from ..store._sqlite import DB_FILENAME, open_sqlite_store
 
     path = Path(options.store.path) if options.store.path else options.state_dir / DB_FILENAME
     async with open_sqlite_store(path, durable=options.store.durable) as store:

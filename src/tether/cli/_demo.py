@@ -13,14 +13,14 @@ from collections.abc import Callable
 
 import trio
 
-from ._convert import event_to_dict
-from ._plugins import PluginRegistry
-from ._policy import ReconnectPolicy
-from ._reasons import DisconnectReason
+from ..engine._plugins import PluginRegistry
+from ..engine._supervisor import Supervisor
+from ..rules._policy import ReconnectPolicy
+from ..rules._reasons import DisconnectReason
+from ..rules._spec import SessionSpec
+from ..rules._wire import event_to_dict
+from ..testing import ScriptedBackend
 from ._render import render
-from ._spec import SessionSpec
-from ._supervisor import Supervisor
-from .testing import ScriptedBackend
 
 DEMO_POLICY = ReconnectPolicy(
     base_delay=0.5, max_delay=4.0, multiplier=2.0, max_retries=4, health_check_interval=3.0,

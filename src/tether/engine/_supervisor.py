@@ -25,11 +25,10 @@ from typing import Any, Literal, final
 import attrs
 import trio
 
-from ._backoff import retry_delay
-from ._bus import EventBus, Subscription
-from ._classify import classify, describe_error, single_error
-from ._contract import Backend, ConnectMode, Link, Strategy
-from ._errors import (
+from ..contract._plugin import Backend, ConnectMode, Link, Strategy
+from ..rules._backoff import retry_delay
+from ..rules._classify import classify, describe_error, single_error
+from ..rules._errors import (
     ConfigError,
     DuplicateSessionError,
     LinkError,
@@ -37,7 +36,7 @@ from ._errors import (
     SupervisorClosedError,
     TetherError,
 )
-from ._events import (
+from ..rules._events import (
     Event,
     HealthCheckFailed,
     PluginFailed,
@@ -52,18 +51,19 @@ from ._events import (
     SessionRegistered,
     SessionUnregistered,
 )
+from ..rules._policy import DEFAULT_STRATEGIES
+from ..rules._reasons import Disconnect, DisconnectReason
+from ..rules._spec import SessionSpec
+from ..rules._state import Attempt, EpisodeOutcome, PreservedState, SessionState, SessionStatus
+from ..rules._stats import StatsRecorder, SupervisorStats
+from ..store._codec import SessionSnapshot, SnapshotError, drop_redacted
+from ..store._memory import SnapshotStore
+from ._bus import EventBus, Subscription
 from ._gc import ManagedCollector
 from ._hooks import AttemptHooks
 from ._plugins import STRATEGIES_GROUP, PluginRegistry, discover_plugins
-from ._policy import DEFAULT_STRATEGIES
-from ._reasons import Disconnect, DisconnectReason
 from ._recovery import RecoveryContext
 from ._session import EpisodeRecord, ForceRequest, Session
-from ._snapshot import SessionSnapshot, SnapshotError, drop_redacted
-from ._spec import SessionSpec
-from ._state import Attempt, EpisodeOutcome, PreservedState, SessionState, SessionStatus
-from ._stats import StatsRecorder, SupervisorStats
-from ._store import SnapshotStore
 from ._timers import TimerQueue
 
 if sys.version_info < (3, 11):  # pragma: no cover

@@ -15,8 +15,8 @@ from typing import Any, TypeVar, final
 
 import trio
 
-from ._events import Event, Lagged
-from ._filters import EventFilter
+from ..rules._events import Event, Lagged
+from ..rules._filters import EventFilter
 
 _E = TypeVar("_E", bound=Event)
 _YIELD_EVERY = 64

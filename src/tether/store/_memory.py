@@ -29,8 +29,8 @@ from typing import Protocol, final, runtime_checkable
 import attrs
 import trio
 
-from ._errors import TetherError
-from ._snapshot import (
+from ..rules._errors import TetherError
+from ._codec import (
     DEFAULT_SECRET_PATTERNS,
     SessionSnapshot,
     SnapshotError,

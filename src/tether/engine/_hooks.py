@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, final
 
-from ._contract import ConnectMode, LinkRequest
-from ._events import SessionOutput, StrategyAttempted
-from ._reasons import Disconnect
-from ._state import Attempt, PreservedState
+from ..contract._plugin import ConnectMode, LinkRequest
+from ..rules._events import SessionOutput, StrategyAttempted
+from ..rules._reasons import Disconnect
+from ..rules._state import Attempt, PreservedState
 
 if TYPE_CHECKING:
     from ._session import EpisodeRecord, Session

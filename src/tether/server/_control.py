@@ -19,8 +19,9 @@ import attrs
 import cattrs
 import trio
 
-from ._config import InvalidConfigError, structure_session
-from ._errors import (
+from ..cli._config import InvalidConfigError, structure_session
+from ..engine._supervisor import Supervisor
+from ..rules._errors import (
     ConfigError,
     DuplicateSessionError,
     LinkError,
@@ -29,10 +30,9 @@ from ._errors import (
     UnknownBackendError,
     UnknownStrategyError,
 )
-from ._spec import SessionSpec
-from ._state import Attempt, SessionState
-from ._stats import SupervisorStats
-from ._supervisor import Supervisor
+from ..rules._spec import SessionSpec
+from ..rules._state import Attempt, SessionState
+from ..rules._stats import SupervisorStats
 
 RequestId = str | int | None
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import final
 
-from ._contract import ConnectMode, Feature, Link
-from ._errors import LinkError, ReattachUnavailableError, StrategyNotApplicableError
-from ._reasons import DisconnectReason
+from ..contract._plugin import ConnectMode, Feature, Link
+from ..rules._errors import LinkError, ReattachUnavailableError, StrategyNotApplicableError
+from ..rules._reasons import DisconnectReason
 from ._recovery import RecoveryContext
 
 

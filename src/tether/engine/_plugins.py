@@ -15,8 +15,8 @@ from typing import Any, final
 import attrs
 import importlib_metadata
 
-from ._contract import PLUGIN_API_VERSION, Backend, Feature, Strategy
-from ._errors import PluginError, UnknownBackendError, UnknownStrategyError
+from ..contract._plugin import PLUGIN_API_VERSION, Backend, Feature, Strategy
+from ..rules._errors import PluginError, UnknownBackendError, UnknownStrategyError
 
 BACKENDS_GROUP = "tether.backends"
 STRATEGIES_GROUP = "tether.strategies"

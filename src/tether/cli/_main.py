@@ -20,10 +20,14 @@ import attrs
 import trio
 from trio_websocket import ConnectionClosed, ConnectionRejected
 
-from . import __version__
-from ._auth import is_loopback, load_or_create_token, read_token, state_dir
-from ._backoff import retry_delay
-from ._client import AuthRejectedError, CannotConnectError, Endpoint, connect, daemon_url, rejection_type
+from .. import __version__
+from ..engine._plugins import BACKENDS_GROUP, STRATEGIES_GROUP, PluginRegistry, discover_plugins
+from ..rules._backoff import retry_delay
+from ..rules._errors import ConfigError, TetherError
+from ..rules._policy import ReconnectPolicy
+from ..server._auth import is_loopback, load_or_create_token, read_token, state_dir
+from ..server._client import AuthRejectedError, CannotConnectError, Endpoint, connect, daemon_url, rejection_type
+from ..server._server import ServerSettings
 from ._config import (
     InvalidConfigError,
     StoreConfig,
@@ -32,11 +36,7 @@ from ._config import (
     check_with_plugins,
     load_config,
 )
-from ._errors import ConfigError, TetherError
 from ._logging import add_secret, setup_logging
-from ._plugins import BACKENDS_GROUP, STRATEGIES_GROUP, PluginRegistry, discover_plugins
-from ._policy import ReconnectPolicy
-from ._server import ServerSettings
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from ._contract import Backend
-from ._reasons import Disconnect
-from ._spec import SessionSpec
-from ._state import Attempt, Episode, EpisodeOutcome, PreservedState, SessionState, SessionStatus
+from ..contract._plugin import Backend
+from ..rules._reasons import Disconnect
+from ..rules._spec import SessionSpec
+from ..rules._state import Attempt, Episode, EpisodeOutcome, PreservedState, SessionState, SessionStatus
 from ._timers import TimerEntry, TimerQueue
 
 if TYPE_CHECKING:
-    from ._contract import Link
+    from ..contract._plugin import Link
 
 ATTEMPTS_KEPT = 50
 """Attempts kept per episode; `attempts_made` still counts every one (flaw 2)."""
