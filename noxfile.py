@@ -7,7 +7,7 @@ from pathlib import Path
 import nox
 import tomllib
 
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["lint", "typecheck", "imports", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 ROOT = Path(__file__).parent
@@ -42,12 +42,20 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over the core and every plugin's package."""
+    """mypy --strict over the core and every plugin's package, as Python 3.10 (the oldest we support)."""
     _install_all(session)
-    session.install("mypy")
+    session.install("mypy", "exceptiongroup", "tomli")  # what 3.10 imports instead of the 3.11 builtins
     session.run("mypy", "-p", "tether")
     for plugin in PLUGINS:
-        session.run("mypy", "--strict", str(plugin / "src"))
+        session.run("mypy", "--strict", "--python-version", "3.10", str(plugin / "src"))
+
+
+@nox.session
+def imports(session: nox.Session) -> None:
+    """The import contract (pyproject.toml, [tool.importlinter]): layers, pure rules, no backend in the core."""
+    _install_all(session)
+    session.install("import-linter")
+    session.run("lint-imports")
 
 
 @nox.session

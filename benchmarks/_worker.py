@@ -639,7 +639,8 @@ def events_ws_main(args: argparse.Namespace) -> dict:
     from trio_websocket import open_websocket_url
 
     import tether
-    from tether.server._server import ServerSettings, serve_events
+    from tether.server._server import serve_events
+    from tether.server._settings import ServerSettings
     from tether.testing import ScriptedBackend
 
     subs_n, total = args.subscribers, args.n
@@ -716,7 +717,7 @@ def snapshots_main(args: argparse.Namespace) -> dict:
     import trio
 
     import tether
-    from tether.store._codec import SessionSnapshot
+    from tether.rules._snapshots import SessionSnapshot
     from tether.store._sqlite import open_sqlite_store
     from tether.testing import ScriptedBackend
 

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from tether import ConfigError, ReconnectPolicy, discover_plugins
-from tether.cli._config import InvalidConfigError, check_with_plugins, load_config, parse_config, structure_session
+from tether.cli._config import check_with_plugins, load_config, parse_config
+from tether.rules._errors import InvalidConfigError
+from tether.rules._structure import structure_session
 
 
 def _problems(data: dict[str, object]) -> list[str]:

@@ -15,7 +15,8 @@ import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
 from tether import SessionOutput, SessionSpec, Supervisor, open_supervisor
-from tether.server._server import ServerSettings, serve_events
+from tether.server._server import serve_events
+from tether.server._settings import ServerSettings
 from tether.testing import ScriptedBackend
 
 # trio-websocket 0.12's *client* never closes its socket when the server rejects the handshake

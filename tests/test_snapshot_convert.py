@@ -10,29 +10,46 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tether.rules._errors import ConfigError
+from tether.rules._errors import ConfigError, SnapshotError
 from tether.rules._policy import Jitter, ReconnectPolicy
 from tether.rules._reasons import Disconnect, DisconnectReason
+from tether.rules._secrets import (
+    DEFAULT_SECRET_PATTERNS,
+    REDACTED,
+    drop_redacted,
+    redact_command,
+    redact_env,
+    redact_options,
+)
+from tether.rules._snapshots import SessionSnapshot
 from tether.rules._spec import SessionSpec
 from tether.rules._state import Attempt, Episode, EpisodeOutcome, PreservedState, SessionState, SessionStatus
 from tether.store import _codec as _snapshot
 from tether.store._codec import (
-    DEFAULT_SECRET_PATTERNS,
     MIGRATIONS,
-    REDACTED,
     SNAPSHOT_SCHEMA_VERSION,
-    SessionSnapshot,
-    SnapshotError,
-    drop_redacted,
     make_snapshot_converter,
     migrate,
-    redact_command,
-    redact_env,
-    redact_options,
-    redact_snapshot,
     snapshot_from_dict,
     snapshot_to_dict,
 )
+
+
+def redact_snapshot(snapshot: SessionSnapshot) -> SessionSnapshot:
+    """The reference meaning of redaction, on the objects: what a store must read back."""
+    spec = attrs.evolve(snapshot.spec, options=redact_options(snapshot.spec.options))
+    state = snapshot.state
+    if state.preserved is not None:
+        preserved = state.preserved
+        preserved = attrs.evolve(
+            preserved,
+            env=redact_env(preserved.env),
+            extra=redact_env(preserved.extra),
+            last_command=redact_command(preserved.last_command) if preserved.last_command is not None else None,
+        )
+        state = attrs.evolve(state, preserved=preserved)
+    return attrs.evolve(snapshot, spec=spec, state=state)
+
 
 # -- strategies -------------------------------------------------------------------------------------
 
@@ -293,15 +310,16 @@ def _v0_to_v1(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def test_old_schema_is_migrated_forward(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(MIGRATIONS, 0, _v0_to_v1)
+def test_old_schema_is_migrated_forward() -> None:
     old = _as_v0(snapshot_to_dict(sample()))
-    assert snapshot_from_dict(old) == sample()
+    assert snapshot_from_dict(old, migrations={0: _v0_to_v1}) == sample()
     assert old["schema"] == 0, "the caller's dict is not changed"
 
 
 def test_old_schema_without_a_migration_is_an_error() -> None:
     assert 0 not in MIGRATIONS
+    with pytest.raises(TypeError):
+        MIGRATIONS[0] = _v0_to_v1  # type: ignore[index]
     with pytest.raises(SnapshotError, match="schema 0 is too old: no migration from 0 to 1"):
         snapshot_from_dict(_as_v0(snapshot_to_dict(sample())))
 
@@ -318,19 +336,16 @@ def test_migrations_run_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
 
         return run
 
-    for n in (2, 0, 1):
-        monkeypatch.setitem(MIGRATIONS, n, step(n))
-    assert migrate({"schema": 0})["schema"] == 3
+    assert migrate({"schema": 0}, migrations={n: step(n) for n in (2, 0, 1)})["schema"] == 3
     assert steps == [0, 1, 2]
 
 
-def test_a_failing_migration_names_the_session(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_migration_names_the_session() -> None:
     def broken(data: dict[str, Any]) -> dict[str, Any]:
         raise KeyError("gone")
 
-    monkeypatch.setitem(MIGRATIONS, 0, broken)
     with pytest.raises(SnapshotError, match="'web-1': migration from schema 0 failed"):
-        snapshot_from_dict(_as_v0(snapshot_to_dict(sample())))
+        snapshot_from_dict(_as_v0(snapshot_to_dict(sample())), migrations={0: broken})
 
 
 # -- redaction ----------------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 
 import tether
-from tether.store._codec import make_snapshot_converter, redact_snapshot
+from tether.store._codec import make_snapshot_converter
+
+from .test_snapshot_convert import redact_snapshot
 
 
 def _snapshot() -> tether.SessionSnapshot:

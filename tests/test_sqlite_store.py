@@ -21,12 +21,15 @@ import attrs
 import pytest
 import trio
 
+from tether.rules._errors import CorruptStoreError, SnapshotError, StoreError
 from tether.rules._policy import ReconnectPolicy
 from tether.rules._reasons import Disconnect, DisconnectReason
+from tether.rules._snapshots import LoadReport, SessionSnapshot, SnapshotStore
 from tether.rules._spec import SessionSpec
 from tether.rules._state import Attempt, Episode, PreservedState, SessionState, SessionStatus
-from tether.store._codec import MIGRATIONS, SessionSnapshot, SnapshotError, snapshot_to_dict
-from tether.store._memory import CorruptStoreError, LoadReport, MemoryStore, SnapshotStore, StoreError
+from tether.store import _codec
+from tether.store._codec import snapshot_to_dict
+from tether.store._memory import MemoryStore
 from tether.store._sqlite import (
     APPLICATION_ID,
     DB_FILENAME,
@@ -94,7 +97,8 @@ async def test_store_satisfies_the_protocol(store: SnapshotStore) -> None:
 
 async def test_batch_round_trips_in_one_transaction(store: SnapshotStore) -> None:
     batch = [snap(f"s{i}") for i in range(100)]
-    await store.write(batch, fencing_token=7)
+    result = await store.write(batch, fences={"s1": 7})
+    assert result.fenced == frozenset()
     stats = store.stats()
     assert (stats.writes, stats.rows_written) == (1, 100)
     assert stats.bytes_written > 100 * 200
@@ -398,7 +402,7 @@ async def test_old_rows_are_migrated_on_load(tmp_path: Path, monkeypatch: pytest
         data["saved_at"] = data.pop("saved")
         return data
 
-    monkeypatch.setitem(MIGRATIONS, 0, v0_to_v1)
+    monkeypatch.setattr(_codec, "MIGRATIONS", {0: v0_to_v1})
     async with open_sqlite_store(path) as store:
         assert (await store.load_all()).snapshots == (snap("old"),)
 

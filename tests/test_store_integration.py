@@ -144,19 +144,29 @@ async def test_secrets_in_a_running_session_never_reach_the_file(tmp_path: Path)
     assert b"EDITOR" in blobs
 
 
-class _FlakyStore(MemoryStore):
-    """Fails its first `failures` writes, as a full disk or a locked database would."""
+class _FlakyStore:
+    """A memory store that fails its first `failures` writes, as a full disk or a locked database would."""
 
     def __init__(self, failures: int) -> None:
-        super().__init__()
+        self.inner = MemoryStore()
         self.failures = failures
+        self.rows = self.inner.rows
 
-    async def write(self, snapshots, deleted=(), *, fencing_token=None):  # type: ignore[no-untyped-def]
+    async def load_all(self) -> tether.LoadReport:
+        return await self.inner.load_all()
+
+    async def write(self, snapshots, deleted=(), *, fences=None):  # type: ignore[no-untyped-def]
         if self.failures:
             self.failures -= 1
             await trio.lowlevel.checkpoint()
             raise OSError("disk full")
-        await super().write(snapshots, deleted, fencing_token=fencing_token)
+        return await self.inner.write(snapshots, deleted, fences=fences)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def stats(self) -> tether.StoreStats:
+        return self.inner.stats()
 
 
 async def test_durable_mode_holds_events_until_the_store_recovers(spec: SpecFactory, autojump_clock: object) -> None:

@@ -4,8 +4,6 @@ retries with jittered backoff, restores the session's state and tells you every 
 
 from __future__ import annotations
 
-from .cli._config import InvalidConfigError as InvalidConfigError
-from .cli._config import ServerConfig as ServerConfig
 from .cli._config import StoreConfig as StoreConfig
 from .cli._config import TetherConfig as TetherConfig
 from .cli._config import load_config as load_config
@@ -16,6 +14,7 @@ from .contract._plugin import ConnectMode as ConnectMode
 from .contract._plugin import Feature as Feature
 from .contract._plugin import Link as Link
 from .contract._plugin import LinkRequest as LinkRequest
+from .contract._plugin import RecoveryContext as RecoveryContext
 from .contract._plugin import Strategy as Strategy
 from .engine._bus import EventBus as EventBus
 from .engine._bus import Subscription as Subscription
@@ -27,7 +26,6 @@ from .engine._plugins import PluginRegistry as PluginRegistry
 from .engine._plugins import check_backend as check_backend
 from .engine._plugins import check_strategy as check_strategy
 from .engine._plugins import discover_plugins as discover_plugins
-from .engine._recovery import RecoveryContext as RecoveryContext
 from .engine._strategies import ForceReconnect as ForceReconnect
 from .engine._strategies import ProcessRestart as ProcessRestart
 from .engine._strategies import SessionRestore as SessionRestore
@@ -42,12 +40,16 @@ from .rules._backoff import retry_delay as retry_delay
 from .rules._classify import classify as classify
 from .rules._errors import AuthError as AuthError
 from .rules._errors import ConfigError as ConfigError
+from .rules._errors import CorruptStoreError as CorruptStoreError
 from .rules._errors import DuplicateSessionError as DuplicateSessionError
 from .rules._errors import HostKeyError as HostKeyError
+from .rules._errors import InvalidConfigError as InvalidConfigError
 from .rules._errors import LinkError as LinkError
 from .rules._errors import PluginError as PluginError
 from .rules._errors import ReattachUnavailableError as ReattachUnavailableError
 from .rules._errors import SessionNotFoundError as SessionNotFoundError
+from .rules._errors import SnapshotError as SnapshotError
+from .rules._errors import StoreError as StoreError
 from .rules._errors import StrategyNotApplicableError as StrategyNotApplicableError
 from .rules._errors import SupervisorClosedError as SupervisorClosedError
 from .rules._errors import TetherError as TetherError
@@ -71,11 +73,22 @@ from .rules._events import SessionRegistered as SessionRegistered
 from .rules._events import SessionUnregistered as SessionUnregistered
 from .rules._events import StrategyAttempted as StrategyAttempted
 from .rules._filters import EventFilter as EventFilter
+from .rules._paths import default_state_dir as default_state_dir
 from .rules._policy import DEFAULT_STRATEGIES as DEFAULT_STRATEGIES
 from .rules._policy import Jitter as Jitter
 from .rules._policy import ReconnectPolicy as ReconnectPolicy
 from .rules._reasons import Disconnect as Disconnect
 from .rules._reasons import DisconnectReason as DisconnectReason
+from .rules._secrets import DEFAULT_SECRET_PATTERNS as DEFAULT_SECRET_PATTERNS
+from .rules._secrets import REDACTED as REDACTED
+from .rules._secrets import drop_redacted as drop_redacted
+from .rules._secrets import redact_env as redact_env
+from .rules._secrets import redact_options as redact_options
+from .rules._snapshots import LoadReport as LoadReport
+from .rules._snapshots import SessionSnapshot as SessionSnapshot
+from .rules._snapshots import SnapshotStore as SnapshotStore
+from .rules._snapshots import StoreStats as StoreStats
+from .rules._snapshots import WriteResult as WriteResult
 from .rules._spec import SessionSpec as SessionSpec
 from .rules._state import Attempt as Attempt
 from .rules._state import Episode as Episode
@@ -87,29 +100,15 @@ from .rules._stats import SupervisorStats as SupervisorStats
 from .rules._wire import event_from_dict as event_from_dict
 from .rules._wire import event_to_dict as event_to_dict
 from .rules._wire import make_event_converter as make_event_converter
-from .server._server import ServerSettings as ServerSettings
 from .server._server import serve_events as serve_events
-from .store._codec import DEFAULT_SECRET_PATTERNS as DEFAULT_SECRET_PATTERNS
+from .server._settings import ServerSettings as ServerSettings
 from .store._codec import MIGRATIONS as MIGRATIONS
-from .store._codec import REDACTED as REDACTED
 from .store._codec import SNAPSHOT_SCHEMA_VERSION as SNAPSHOT_SCHEMA_VERSION
-from .store._codec import SessionSnapshot as SessionSnapshot
-from .store._codec import SnapshotError as SnapshotError
-from .store._codec import drop_redacted as drop_redacted
 from .store._codec import make_snapshot_converter as make_snapshot_converter
-from .store._codec import redact_env as redact_env
-from .store._codec import redact_options as redact_options
-from .store._codec import redact_snapshot as redact_snapshot
 from .store._codec import snapshot_from_dict as snapshot_from_dict
 from .store._codec import snapshot_to_dict as snapshot_to_dict
-from .store._memory import CorruptStoreError as CorruptStoreError
-from .store._memory import LoadReport as LoadReport
 from .store._memory import MemoryStore as MemoryStore
-from .store._memory import SnapshotStore as SnapshotStore
-from .store._memory import StoreError as StoreError
-from .store._memory import StoreStats as StoreStats
 from .store._sqlite import SqliteStore as SqliteStore
-from .store._sqlite import default_state_dir as default_state_dir
 from .store._sqlite import default_store_path as default_store_path
 from .store._sqlite import open_sqlite_store as open_sqlite_store
 
@@ -166,7 +165,6 @@ __all__ = [
     "RetriesExhausted",
     "SNAPSHOT_SCHEMA_VERSION",
     "STRATEGIES_GROUP",
-    "ServerConfig",
     "ServerSettings",
     "SessionConnected",
     "SessionDisconnected",
@@ -200,6 +198,7 @@ __all__ = [
     "TetherError",
     "UnknownBackendError",
     "UnknownStrategyError",
+    "WriteResult",
     "backoff_schedule",
     "check_backend",
     "check_strategy",
@@ -219,7 +218,6 @@ __all__ = [
     "parse_config",
     "redact_env",
     "redact_options",
-    "redact_snapshot",
     "retry_delay",
     "serve_events",
     "snapshot_from_dict",

@@ -25,7 +25,8 @@ from ..engine._supervisor import Supervisor, open_supervisor
 from ..rules._spec import SessionSpec
 from ..server._auth import ensure_state_dir
 from ..server._client import DAEMON_FILE, write_daemon_file
-from ..server._server import ServerSettings, serve_events
+from ..server._server import serve_events
+from ..server._settings import ServerSettings
 from ._config import StoreConfig
 
 logger = logging.getLogger("tether.daemon")

@@ -22,14 +22,15 @@ from trio_websocket import ConnectionClosed, ConnectionRejected
 
 from .. import __version__
 from ..engine._plugins import BACKENDS_GROUP, STRATEGIES_GROUP, PluginRegistry, discover_plugins
+from ..rules._addresses import is_loopback
 from ..rules._backoff import retry_delay
-from ..rules._errors import ConfigError, TetherError
+from ..rules._errors import ConfigError, InvalidConfigError, TetherError
+from ..rules._paths import resolve_state_dir
 from ..rules._policy import ReconnectPolicy
-from ..server._auth import is_loopback, load_or_create_token, read_token, state_dir
+from ..server._auth import load_or_create_token, read_token
 from ..server._client import AuthRejectedError, CannotConnectError, Endpoint, connect, daemon_url, rejection_type
-from ..server._server import ServerSettings
+from ..server._settings import ServerSettings
 from ._config import (
-    InvalidConfigError,
     StoreConfig,
     TetherConfig,
     check_config_file,
@@ -139,7 +140,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ._daemon import DaemonOptions, run_daemon
 
     config = load_config(args.config) if args.config else TetherConfig()
-    state = state_dir(args.state_dir or config.state_dir)
+    state = resolve_state_dir(args.state_dir, config.state_dir)
     registry = discover_plugins()
     problems = check_with_plugins(config, registry)
     if problems:
@@ -164,7 +165,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     registry = discover_plugins()
     sessions, backend = demo_sessions(registry)
     console = Console(highlight=False, no_color=args.plain, soft_wrap=True)
-    state = state_dir(args.state_dir) / "demo"  # never mixes with a real daemon's sessions
+    state = resolve_state_dir(args.state_dir) / "demo"  # never mixes with a real daemon's sessions
     if args.port is None:
         args.port = 0
     server = _server_settings(args, None) if args.serve else None
@@ -190,7 +191,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _endpoint(args: argparse.Namespace) -> Endpoint:
-    state = state_dir(args.state_dir)
+    state = resolve_state_dir(args.state_dir)
     token = args.token or read_token(state)
     if token:
         add_secret(token)
@@ -360,7 +361,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    print(load_or_create_token(state_dir(args.state_dir)))
+    print(load_or_create_token(resolve_state_dir(args.state_dir)))
     return EXIT_OK
 
 

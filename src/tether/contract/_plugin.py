@@ -22,16 +22,13 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import attrs
 
 from ..rules._reasons import Disconnect, DisconnectReason
 from ..rules._spec import SessionSpec
-from ..rules._state import PreservedState
-
-if TYPE_CHECKING:
-    from ..engine._recovery import RecoveryContext
+from ..rules._state import Attempt, PreservedState
 
 PLUGIN_API_VERSION = 1
 """Bumped when the contract changes incompatibly. A plugin may set
@@ -119,6 +116,62 @@ class Backend(Protocol):
 
     def open_link(self, request: LinkRequest) -> AbstractAsyncContextManager[Link]:
         """Open a link; leaving the context closes it."""
+
+
+class RecoveryContext(Protocol):
+    """What a strategy sees for one attempt: the session's facts, and the one way to open a link.
+
+    The engine hands each strategy call an object with exactly these members.
+    """
+
+    @property
+    def spec(self) -> SessionSpec: ...
+
+    @property
+    def backend_name(self) -> str: ...
+
+    @property
+    def target(self) -> str:
+        """The peer this session connects to (``backend.target(spec)``): what per-target
+        strategies (circuit-breaker) key their state by."""
+
+    @property
+    def features(self) -> frozenset[Feature]: ...
+
+    @property
+    def disconnect(self) -> Disconnect | None:
+        """Why this episode began; None for the very first connect."""
+
+    @property
+    def attempt(self) -> int:
+        """1-based attempt number within the episode (0 for the first connect)."""
+
+    @property
+    def preserved(self) -> PreservedState | None: ...
+
+    @property
+    def history(self) -> bytes:
+        """Output seen so far (bounded)."""
+
+    @property
+    def previous_attempts(self) -> tuple[Attempt, ...]:
+        """This episode's earlier attempts, oldest first."""
+
+    @property
+    def live_link(self) -> Link | None:
+        """The link `connect` opened and probed in this attempt, if any."""
+
+    async def connect(self, mode: ConnectMode, *, state: PreservedState | None = None) -> Link:
+        """Open, probe and return a link; raise `LinkError` (typed) if that fails.
+
+        `state` defaults to the preserved state for RESTART and REATTACH.
+        """
+
+    async def run_strategy(self, name: str, *, announce: bool = True) -> Link:
+        """Run another strategy in this attempt (force-reconnect's building block)."""
+
+    def replay_history(self) -> None:
+        """Send the output history to subscribers again (state-recovery)."""
 
 
 @runtime_checkable

@@ -16,7 +16,9 @@ import attrs
 import importlib_metadata
 
 from ..contract._plugin import PLUGIN_API_VERSION, Backend, Feature, Strategy
-from ..rules._errors import PluginError, UnknownBackendError, UnknownStrategyError
+from ..rules._errors import ConfigError, PluginError, UnknownBackendError, UnknownStrategyError
+from ..rules._secret_refs import has_refs, validation_view
+from ..rules._spec import SessionSpec
 
 BACKENDS_GROUP = "tether.backends"
 STRATEGIES_GROUP = "tether.strategies"
@@ -128,6 +130,44 @@ class PluginRegistry:
             return self.strategies[name]
         except KeyError:
             raise UnknownStrategyError(name, self.strategies) from self._failure_for(STRATEGIES_GROUP, name)
+
+    def distribution(self, group: str, name: str) -> str:
+        """The distribution that provides plugin `name` ("(direct)" for objects added in code)."""
+        info = next((i for i in self.loaded if i.group == group and i.name == name), None)
+        return info.distribution if info is not None else "(direct)"
+
+    def check_spec(self, spec: SessionSpec) -> list[ConfigError]:
+        """Everything the plugins say about `spec`, each problem with its path inside the spec.
+
+        The one check behind `register`, `/control` and `tether check`: the
+        backend exists and accepts the options (secret references stand in as
+        placeholders), and every strategy the policy names exists.
+        """
+        errors: list[ConfigError] = []
+        backend = self.backends.get(spec.backend)
+        if backend is None:
+            failure = self.failure(BACKENDS_GROUP, spec.backend)
+            why = f" (its plugin failed to load: {failure.error})" if failure else ""
+            known = ", ".join(sorted(self.backends)) or "(none)"
+            errors.append(ConfigError("backend", f"unknown backend {spec.backend!r}{why}; known: {known}"))
+        else:
+            view = attrs.evolve(spec, options=validation_view(spec.options)) if has_refs(spec.options) else spec
+            try:
+                backend.validate(view)
+                backend.target(view)
+            except ConfigError as exc:
+                errors.append(ConfigError(f"options.{exc.path}" if exc.path else "options", exc.problem))
+            except Exception as exc:
+                errors.append(ConfigError("options", f"backend {spec.backend!r} rejected them: {exc}"))
+        for reason, name in spec.policy.strategies.items():
+            if name not in self.strategies:
+                failure = self.failure(STRATEGIES_GROUP, name)
+                why = f" (its plugin failed to load: {failure.error})" if failure else ""
+                known = ", ".join(sorted(self.strategies)) or "(none)"
+                errors.append(
+                    ConfigError(f"policy.strategies.{reason.value}", f"unknown strategy {name!r}{why}; known: {known}")
+                )
+        return errors
 
     def failure(self, group: str, name: str) -> PluginFailure | None:
         """Why the plugin `name` in `group` failed to load, if it did."""

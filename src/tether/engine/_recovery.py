@@ -1,4 +1,4 @@
-"""`RecoveryContext`: what a strategy sees, and the one way it can open a link.
+"""`AttemptContext`: the engine's `RecoveryContext`, what a strategy sees and the one way it can open a link.
 
 ``connect`` enters the backend's link context in the session task and keeps
 it open until the supervisor closes it (as the contract promises), takes the
@@ -53,8 +53,8 @@ def _arm(scope: trio.CancelScope, deadline: float) -> None:
 
 
 @final
-class RecoveryContext:
-    """Given to a strategy for one attempt: the session's facts and `connect`."""
+class AttemptContext:
+    """Given to a strategy for one attempt: the session's facts and `connect` (a `RecoveryContext`)."""
 
     __slots__ = (
         "_backend",

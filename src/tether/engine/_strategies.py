@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import final
 
-from ..contract._plugin import ConnectMode, Feature, Link
+from ..contract._plugin import ConnectMode, Feature, Link, RecoveryContext
 from ..rules._errors import LinkError, ReattachUnavailableError, StrategyNotApplicableError
 from ..rules._reasons import DisconnectReason
-from ._recovery import RecoveryContext
 
 
 def _require(ctx: RecoveryContext, feature: Feature, strategy: str) -> None:

@@ -31,8 +31,10 @@ from ..rules._classify import classify, describe_error, single_error
 from ..rules._errors import (
     ConfigError,
     DuplicateSessionError,
+    InvalidConfigError,
     LinkError,
     SessionNotFoundError,
+    SnapshotError,
     SupervisorClosedError,
     TetherError,
 )
@@ -53,16 +55,17 @@ from ..rules._events import (
 )
 from ..rules._policy import DEFAULT_STRATEGIES
 from ..rules._reasons import Disconnect, DisconnectReason
+from ..rules._secret_refs import validation_view
+from ..rules._secrets import drop_redacted
+from ..rules._snapshots import SessionSnapshot, SnapshotStore
 from ..rules._spec import SessionSpec
 from ..rules._state import Attempt, EpisodeOutcome, PreservedState, SessionState, SessionStatus
 from ..rules._stats import StatsRecorder, SupervisorStats
-from ..store._codec import SessionSnapshot, SnapshotError, drop_redacted
-from ..store._memory import SnapshotStore
 from ._bus import EventBus, Subscription
 from ._gc import ManagedCollector
 from ._hooks import AttemptHooks
-from ._plugins import STRATEGIES_GROUP, PluginRegistry, discover_plugins
-from ._recovery import RecoveryContext
+from ._plugins import PluginRegistry, discover_plugins
+from ._recovery import AttemptContext
 from ._session import EpisodeRecord, ForceRequest, Session
 from ._timers import TimerQueue
 
@@ -293,23 +296,13 @@ class Supervisor:
             raise SupervisorClosedError("the supervisor is closed")
         if spec.id in self._sessions:
             raise DuplicateSessionError(spec.id)
-        backend = self.registry.backend(spec.backend)
-        for reason, name in spec.policy.strategies.items():
-            if name not in self.registry.strategies:
-                failure = self.registry.failure(STRATEGIES_GROUP, name)
-                why = f" (plugin failed to load: {failure.error})" if failure else ""
-                known = ", ".join(sorted(self.registry.strategies))
-                raise ConfigError(
-                    f"policy.strategies.{reason.value}", f"unknown strategy {name!r}{why}; known: {known}"
-                )
-        try:
-            backend.validate(spec)
-            target = backend.target(spec)
-        except ConfigError as exc:
-            raise ConfigError(f"options.{exc.path}" if exc.path else "options", exc.problem) from exc
-        except Exception as exc:
-            raise ConfigError("options", f"backend {backend.name!r} rejected the spec: {exc}") from exc
-        return backend, target
+        backend = self.registry.backend(spec.backend)  # UnknownBackendError, listing the known ones
+        problems = self.registry.check_spec(spec)
+        if len(problems) == 1:
+            raise problems[0]
+        if problems:
+            raise InvalidConfigError(f"session {spec.id!r}", problems)
+        return backend, backend.target(attrs.evolve(spec, options=validation_view(spec.options)))
 
     def _register_now(
         self,
@@ -751,7 +744,7 @@ class Supervisor:
         started_wall = time.time()
         started = trio.current_time()
         timeout = spec.policy.connect_timeout
-        ctx: RecoveryContext | None = None
+        ctx: AttemptContext | None = None
         held: Attempt | None = None
         drop: Disconnect | None = None
         failure: Disconnect | None = None  # kept as a value: holding the exception would make a GC cycle
@@ -822,7 +815,7 @@ class Supervisor:
                 force.resolve(attempt)
         return _Missed(attempt, why)
 
-    async def _run_strategy(self, ctx: RecoveryContext, strategy_name: str | None) -> Link:
+    async def _run_strategy(self, ctx: AttemptContext, strategy_name: str | None) -> Link:
         if strategy_name is None:
             link = await ctx.connect(ConnectMode.FRESH, state=ctx.preserved)
         else:
@@ -840,10 +833,10 @@ class Supervisor:
         episode: EpisodeRecord | None,
         number: int,
         scope: trio.CancelScope,
-    ) -> RecoveryContext:
+    ) -> AttemptContext:
         spec = session.spec
         entry = self._limiters.get(session.target)
-        return RecoveryContext(
+        return AttemptContext(
             spec=spec,
             backend=session.backend,
             target=session.target,

@@ -2,6 +2,7 @@
 
     TetherError
     ├── ConfigError            bad spec, policy or config value (names the path)
+    │   └── InvalidConfigError  every bad field of one config or table, each with its path
     ├── PluginError            a plugin failed to load or breaks the contract
     ├── UnknownBackendError    a spec names a backend nobody registered
     ├── UnknownStrategyError   a policy names a strategy nobody registered
@@ -23,7 +24,7 @@ to grep a message to decide what happened (flaw 9).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from ._reasons import DisconnectReason
 
@@ -39,6 +40,17 @@ class ConfigError(TetherError, ValueError):
         self.path = path
         self.problem = problem
         super().__init__(f"{path}: {problem}" if path else problem)
+
+
+class InvalidConfigError(ConfigError):
+    """A config has one or more bad fields; `errors` names each one with its path."""
+
+    def __init__(self, source: str, errors: Sequence[ConfigError]) -> None:
+        self.source = source
+        self.errors = tuple(errors)
+        lines = "\n".join(f"  {e}" for e in self.errors)
+        count = len(self.errors)
+        super().__init__("", f"{source}: {count} problem{'s' if count != 1 else ''}\n{lines}")
 
 
 class PluginError(TetherError):
@@ -130,3 +142,29 @@ class StrategyNotApplicableError(LinkError):
     """The strategy cannot serve this backend (ssh-reconnect on a local process)."""
 
     default_reason = DisconnectReason.BACKEND_ERROR
+
+
+class SnapshotError(TetherError):
+    """A stored snapshot cannot be read (bad JSON, bad shape, newer schema); names the session."""
+
+    def __init__(self, session_id: str, problem: str) -> None:
+        self.session_id = session_id
+        self.problem = problem
+        super().__init__(f"snapshot of session {session_id!r}: {problem}")
+
+
+class StoreError(TetherError):
+    """The store itself is unusable (corrupt or foreign database file, failed transaction).
+
+    `location` names the file (or database) and `problem` says what is wrong.
+    Distinct from `SnapshotError`, which is about one session's row.
+    """
+
+    def __init__(self, location: str, problem: str) -> None:
+        self.location = location
+        self.problem = problem
+        super().__init__(f"{location}: {problem}")
+
+
+class CorruptStoreError(StoreError):
+    """The database file is damaged or is not a tether database; it was left untouched."""

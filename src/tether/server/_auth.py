@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import hmac
-import ipaddress
 import logging
 import os
 import secrets
@@ -17,22 +16,9 @@ import stat
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-import platformdirs
-
 logger = logging.getLogger("tether.auth")
 
-STATE_DIR_ENV = "TETHER_STATE_DIR"
 TOKEN_FILE = "token"
-
-
-def state_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
-    """--state-dir, else $TETHER_STATE_DIR, else the platform's user state directory."""
-    if explicit is not None:
-        return Path(explicit)
-    env = os.environ.get(STATE_DIR_ENV)
-    if env:
-        return Path(env)
-    return Path(platformdirs.user_state_dir("tether"))
 
 
 def ensure_state_dir(path: Path) -> Path:
@@ -91,13 +77,3 @@ def token_from_request(headers: Iterable[tuple[bytes, bytes]], query: Mapping[st
 def token_matches(sent: str, expected: str) -> bool:
     """Constant-time comparison."""
     return hmac.compare_digest(sent.encode("utf-8", "surrogatepass"), expected.encode("utf-8"))
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses; a hostname other than localhost is not trusted."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

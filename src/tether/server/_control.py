@@ -19,11 +19,11 @@ import attrs
 import cattrs
 import trio
 
-from ..cli._config import InvalidConfigError, structure_session
 from ..engine._supervisor import Supervisor
 from ..rules._errors import (
     ConfigError,
     DuplicateSessionError,
+    InvalidConfigError,
     LinkError,
     SessionNotFoundError,
     SupervisorClosedError,
@@ -33,6 +33,7 @@ from ..rules._errors import (
 from ..rules._spec import SessionSpec
 from ..rules._state import Attempt, SessionState
 from ..rules._stats import SupervisorStats
+from ..rules._structure import structure_session
 
 RequestId = str | int | None
 

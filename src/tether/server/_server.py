@@ -22,11 +22,13 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 
 from ..engine._bus import Subscription
 from ..engine._supervisor import Supervisor
+from ..rules._addresses import is_loopback
 from ..rules._errors import ConfigError
 from ..rules._events import Event, Lagged
 from ..rules._wire import event_to_dict
 from . import _control as control
-from ._auth import is_loopback, token_from_request, token_matches
+from ._auth import token_from_request, token_matches
+from ._settings import ServerSettings
 
 logger = logging.getLogger("tether.server")
 
@@ -45,26 +47,6 @@ _EVENTS_QUERY = frozenset({"session", "type", "since", "token", "batch"})
 MAX_BATCH = 1000
 """Most events one /events frame may carry (``?batch=N``)."""
 _CONTROL_QUERY = frozenset({"token"})
-
-
-@attrs.frozen(kw_only=True)
-class ServerSettings:
-    """How the server listens and how much it lets each client hold."""
-
-    host: str = "127.0.0.1"
-    port: int = 8765
-    allow_remote: bool = False
-    max_message_size: int = 64 * 1024
-    subscriber_buffer: int = 1_000
-    """Events buffered per /events connection before it lags."""
-    max_lags: int = 3
-    """Lags in a row (without catching up in between) before a subscriber is dropped."""
-    send_timeout: float = 10.0
-    """A client that takes longer than this to take one frame is dropped."""
-    max_inflight: int = 16
-    """/control commands one connection may have running at once."""
-    max_bad_requests: int = 16
-    """Error replies one /control connection may cause before it is closed (1008)."""
 
 
 class HandshakeRejected(Exception):
@@ -345,7 +327,7 @@ def check_listen(host: str, *, allow_remote: bool, token: str | None) -> None:
 
 async def serve_events(
     supervisor: Supervisor,
-    settings: ServerSettings = ServerSettings(),
+    settings: ServerSettings | None = None,
     *,
     token: str | None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
@@ -355,6 +337,7 @@ async def serve_events(
     `token` None turns auth off (loopback only). Start it with
     ``port = await nursery.start(serve_events, supervisor, settings, token=...)``.
     """
+    settings = settings if settings is not None else ServerSettings()
     check_listen(settings.host, allow_remote=settings.allow_remote, token=token)
     server = EventServer(supervisor, settings, token)
     async with trio.open_nursery() as nursery:

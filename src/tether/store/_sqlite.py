@@ -38,23 +38,19 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeVar, final
 
-import platformdirs
 import trio
 
-from ._codec import DEFAULT_SECRET_PATTERNS, SNAPSHOT_SCHEMA_VERSION, SessionSnapshot, SnapshotError
-from ._memory import (
-    CorruptStoreError,
-    LoadReport,
-    StoreError,
-    _Bookkeeping,
-    decode_snapshot,
-    encode_snapshot,
-)
+from ..rules._errors import CorruptStoreError, SnapshotError, StoreError
+from ..rules._paths import default_state_dir
+from ..rules._secrets import DEFAULT_SECRET_PATTERNS
+from ..rules._snapshots import LoadReport, SessionSnapshot, StoreStats, WriteResult
+from ._bookkeeping import StoreBookkeeping
+from ._codec import SNAPSHOT_SCHEMA_VERSION, decode_snapshot, encode_snapshot
 from ._ownerlock import LockHeldError, OwnerLock
 
 logger = logging.getLogger("tether.store")
@@ -85,20 +81,13 @@ WHERE sessions.schema <= excluded.schema
 _DELETE = "DELETE FROM sessions WHERE id = ?"
 
 
-def default_state_dir() -> Path:
-    """Where tether keeps state: ``$TETHER_STATE_DIR``, else the user's state directory
-    (``~/.local/state/tether`` on Linux)."""
-    override = os.environ.get("TETHER_STATE_DIR")
-    return Path(override) if override else Path(platformdirs.user_state_dir("tether"))
-
-
 def default_store_path() -> Path:
     """The default SQLite database file."""
     return default_state_dir() / DB_FILENAME
 
 
 @final
-class SqliteStore(_Bookkeeping):
+class SqliteStore:
     """A `SnapshotStore` in one SQLite file. Construction does no I/O; `open` (or first use) does.
 
     Prefer `open_sqlite_store`, which opens it, reports a bad file at once and
@@ -122,7 +111,10 @@ class SqliteStore(_Bookkeeping):
         self._conn: sqlite3.Connection | None = None
         self._closed = False
         self._owner = OwnerLock(self._side(".lock"))
-        super().__init__()
+        self._books = StoreBookkeeping()
+        self._threads = trio.CapacityLimiter(1)
+        """The store's own worker thread: plugins blocked in trio's default thread pool can never
+        starve persistence (the limiter, not the pool, is what bounds trio's threads)."""
 
     # -- the store protocol -------------------------------------------------------------------
 
@@ -135,16 +127,16 @@ class SqliteStore(_Bookkeeping):
         async with self._lock:
             conn = await self._ensure_open()
             snapshots, errors = await self._in_thread(lambda: self._load_sync(conn))
-            return self._loaded(snapshots, errors)
+            return self._books.loaded(snapshots, errors)
 
     async def write(
         self,
         snapshots: Sequence[SessionSnapshot],
         deleted: Sequence[str] = (),
         *,
-        fencing_token: int | None = None,
-    ) -> None:
-        """Upsert and delete in one transaction. `fencing_token` is ignored: one owner per file.
+        fences: Mapping[str, int] | None = None,
+    ) -> WriteResult:
+        """Upsert and delete in one transaction. `fences` are ignored: one owner per file (the lock).
 
         Quarantined ids are skipped (logged once, counted in ``rows_skipped``).
         An encoding failure (`SnapshotError`) or a database failure
@@ -152,12 +144,13 @@ class SqliteStore(_Bookkeeping):
         """
         async with self._lock:
             conn = await self._ensure_open()
-            keep, drop, skipped = self._quarantine.split(snapshots, deleted)
+            keep, drop, skipped = self._books.quarantine.split(snapshots, deleted)
             started = time.perf_counter()
             nbytes, guarded = await self._in_thread(lambda: self._write_sync(conn, keep, drop))
-            self._counters.wrote(
+            self._books.counters.wrote(
                 len(keep) - guarded, len(drop), skipped + guarded, nbytes, time.perf_counter() - started
             )
+            return WriteResult()
 
     async def aclose(self) -> None:
         """Wait for the write in progress, then close (checkpointing the WAL). Idempotent."""
@@ -170,10 +163,22 @@ class SqliteStore(_Bookkeeping):
                 await trio.lowlevel.checkpoint()
             self._owner.release()
 
+    def stats(self) -> StoreStats:
+        return self._books.stats()
+
+    @property
+    def quarantined(self) -> frozenset[str]:
+        """Ids whose rows failed to load and are left untouched."""
+        return self._books.quarantined
+
+    def release(self, session_ids: Iterable[str]) -> None:
+        """Allow writes to overwrite (and deletes to remove) these quarantined rows again."""
+        self._books.release(session_ids)
+
     # -- worker-thread side -------------------------------------------------------------------
 
     async def _in_thread(self, fn: Callable[[], T]) -> T:
-        return await trio.to_thread.run_sync(fn)
+        return await trio.to_thread.run_sync(fn, limiter=self._threads)
 
     async def _ensure_open(self) -> sqlite3.Connection:
         if self._closed:

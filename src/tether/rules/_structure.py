@@ -1,0 +1,179 @@
+"""Strict structuring of tables into attrs classes, with every bad field named by its path.
+
+The one converter core that the config file, the ``/control`` register
+command and the plugins' option tables share. Scalars are structured
+strictly (``"5"`` is not a number, ``1`` is not true), unknown keys are
+errors with a "did you mean" when a known key is close, and every field's
+problem is collected in one pass (``detailed_validation``), each as a
+`ConfigError` whose path reads like ``sessions[3].policy.max_delay``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, override
+
+from ._errors import ConfigError, InvalidConfigError
+from ._policy import ReconnectPolicy
+from ._spec import SessionSpec
+
+T = TypeVar("T")
+
+_SEP = "\x1f"
+"""Separates a problem from its sub-path inside a transform_error line."""
+
+
+class FieldProblem(ValueError):
+    """A field's value is wrong; `subpath` is relative to the field (``network`` in strategies)."""
+
+    def __init__(self, problem: str, subpath: str = "") -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.subpath = subpath
+
+
+# -- strict scalars ------------------------------------------------------------------------------
+
+
+def _strict_bool(value: object, _: type) -> bool:
+    if not isinstance(value, bool):
+        raise FieldProblem(f"must be true or false, got {value!r}")
+    return value
+
+
+def _strict_int(value: object, _: type) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise FieldProblem(f"must be a whole number, got {value!r}")
+    return value
+
+
+def _strict_float(value: object, _: type) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise FieldProblem(f"must be a number, got {value!r}")
+    return float(value)
+
+
+def _strict_str(value: object, _: type) -> str:
+    if not isinstance(value, str):
+        raise FieldProblem(f"must be a string, got {value!r}")
+    return value
+
+
+def _optional_str(value: object, _: type) -> str | None:
+    return None if value is None else _strict_str(value, str)
+
+
+def _table(value: object, _: type) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise FieldProblem(f"must be a table, got {value!r}")
+    return dict(value)
+
+
+def _checked_field(
+    attribute: attrs.Attribute[Any], structure: Callable[[Any, Any], Any]
+) -> Callable[[Any, Any], Any]:
+    """Hand a raw value to the class's own converter and validator, so the words are tether's.
+
+    A field holding an attrs class (a session's policy) is structured first.
+    """
+    nested = attribute.type if attribute.type is not None and attrs.has(attribute.type) else None
+    raw: Any = attribute.converter
+    takes_field = isinstance(raw, attrs.Converter)
+    convert: Callable[..., Any] | None = raw.converter if takes_field else raw
+
+    def hook(value: Any, _: Any) -> Any:
+        if nested is not None:
+            value = structure(value, nested)
+        try:
+            if convert is not None:
+                value = convert(value, None, attribute) if takes_field else convert(value)
+            if attribute.validator is not None:
+                attribute.validator(None, attribute, value)
+        except ConfigError as exc:
+            sub = exc.path[len(attribute.name):].lstrip(".") if exc.path.startswith(attribute.name) else ""
+            raise FieldProblem(exc.problem, sub) from None
+        return value
+
+    return hook
+
+
+def _tables_only(structure: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def hook(value: Any, type_: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise FieldProblem(f"must be a table, got {value!r}")
+        return structure(value, type_)
+
+    return hook
+
+
+def register_table_class(converter: cattrs.Converter, cls: type[Any], *, own_validators: bool = False) -> None:
+    """Structure `cls` from a table, unknown keys rejected.
+
+    With `own_validators`, each field goes through the class's own converter
+    and validator (tether's wording), then the class is called (cross-field checks).
+    """
+    attrs.resolve_types(cls)
+    overrides = (
+        {a.name: override(struct_hook=_checked_field(a, converter.structure)) for a in attrs.fields(cls)}
+        if own_validators
+        else {}
+    )
+    fn = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True, **overrides)  # type: ignore[arg-type]
+    converter.register_structure_hook(cls, _tables_only(fn))
+
+
+def make_strict_converter() -> cattrs.Converter:
+    """A converter with strict scalars, unknown keys rejected, policy and session tables known."""
+    converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    converter.register_structure_hook(bool, _strict_bool)
+    converter.register_structure_hook(int, _strict_int)
+    converter.register_structure_hook(float, _strict_float)
+    converter.register_structure_hook(str, _strict_str)
+    converter.register_structure_hook(str | None, _optional_str)
+    converter.register_structure_hook_func(lambda t: t == Mapping[str, Any], _table)
+    register_table_class(converter, ReconnectPolicy, own_validators=True)
+    register_table_class(converter, SessionSpec, own_validators=True)
+    return converter
+
+
+_CONVERTER = make_strict_converter()
+
+
+# -- errors -------------------------------------------------------------------------------------
+
+
+def _describe(exc: BaseException, type_: type | None) -> str:
+    if isinstance(exc, FieldProblem):
+        return f"{exc.problem}{_SEP}{exc.subpath}"
+    if isinstance(exc, ConfigError):
+        return f"{exc.problem}{_SEP}{exc.path}"
+    if isinstance(exc, KeyError):
+        return "required field missing"
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        fields = sorted(exc.extra_fields)
+        return f"unknown field{'s' if len(fields) > 1 else ''}: {', '.join(fields)}"
+    return cattrs.v.format_exception(exc, type_)
+
+
+def config_errors(exc: BaseException, root: str = "") -> list[ConfigError]:
+    """Each problem in a structuring error as a `ConfigError` with its full path."""
+    errors = []
+    for line in cattrs.transform_error(exc, path=root, format_exception=_describe):
+        message, _, path = line.rpartition(" @ ")
+        problem, _, sub = message.partition(_SEP)
+        full = ".".join(p for p in (path.lstrip("."), sub) if p)
+        errors.append(ConfigError(full, problem))
+    return errors
+
+
+def structure_session(data: object, *, path: str = "session") -> SessionSpec:
+    """One session table (the /control register command), errors with paths under `path`."""
+    try:
+        spec: SessionSpec = _CONVERTER.structure(data, SessionSpec)
+    except Exception as exc:
+        raise InvalidConfigError(path, config_errors(exc, f".{path}")) from None
+    return spec
