@@ -44,7 +44,7 @@ def test_every_bad_field_is_reported() -> None:
         "sessions[0].policy.base_delay: must be >= 0, got -1.0",
         "sessions[0].policy.strategies.bogus: unknown reason; known reasons: network, process-exit, "
         "spawn-failed, timeout, auth, host-key, remote-closed, health-check, backend-error, forced, "
-        "supervisor-restart",
+        "supervisor-restart, secret-missing",
         "sessions[0]: unknown field: extra",
         "sessions[1].id: required field missing",
         "sessions[1].backend: must be a backend name, got 3",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, TypeVar, final
 
 import trio
@@ -123,8 +123,12 @@ class EventBus:
 
     def publish(self, cls: type[_E], /, **fields: Any) -> _E:
         """Build an event with the next sequence number and deliver it. Never blocks."""
+        return self.publish_at(cls, time.time(), fields)
+
+    def publish_at(self, cls: type[_E], at: float, fields: Mapping[str, Any]) -> _E:
+        """`publish`, for a caller that has read the clock already (`at`, epoch seconds)."""
         self.last_seq += 1
-        event = cls(seq=self.last_seq, at=time.time(), **fields)
+        event = cls(seq=self.last_seq, at=at, **fields)
         self._ring.append(event)
         for sub in self._subscribers:
             if sub.filter.matches(event):

@@ -1,4 +1,4 @@
-"""The callbacks one attempt hands out: to its `RecoveryContext` and to each link it opens.
+"""The callbacks one attempt hands out: to its `AttemptContext` and to each link it opens.
 
 Slotted objects with bound methods rather than closures: an attempt used to
 allocate six functions and their cells, and a held link kept four of them
@@ -15,20 +15,22 @@ from ..contract._plugin import ConnectMode, LinkRequest
 from ..rules._events import SessionOutput, StrategyAttempted
 from ..rules._reasons import Disconnect
 from ..rules._state import Attempt, PreservedState
+from ._secrets import resolve_spec
 
 if TYPE_CHECKING:
-    from ._session import EpisodeRecord, Session
-    from ._supervisor import Supervisor
+    from ..rules._session import EpisodeRecord
+    from ._outbox import Outbox
+    from ._session import Session
 
 
 @final
 class LinkReporter:
     """What one link reports through: its drop, its output and its state changes."""
 
-    __slots__ = ("_generation", "_session", "_supervisor")
+    __slots__ = ("_generation", "_outbox", "_session")
 
-    def __init__(self, supervisor: Supervisor, session: Session, generation: int) -> None:
-        self._supervisor = supervisor
+    def __init__(self, outbox: Outbox, session: Session, generation: int) -> None:
+        self._outbox = outbox
         self._session = session
         self._generation = generation
 
@@ -41,13 +43,12 @@ class LinkReporter:
     def output(self, data: bytes) -> None:
         session = self._session
         if session.generation == self._generation and data:
-            self._supervisor.bus.publish(SessionOutput, session_id=session.spec.id, data=session.add_output(data))
+            self._outbox.bus.publish(SessionOutput, session_id=session.sid, data=session.add_output(data))
 
     def state(self, new_state: PreservedState) -> None:
         session = self._session
         if session.generation == self._generation and session.spec.policy.preserve_state:
-            session.preserved = new_state
-            self._supervisor._changed(session)
+            session.preserved_changed(self._outbox, new_state)
 
     def session_ending(self) -> bool:
         return self._session.unregistering
@@ -57,10 +58,10 @@ class LinkReporter:
 class AttemptHooks:
     """What a `RecoveryContext` calls back into the supervisor for, during one attempt."""
 
-    __slots__ = ("_episode", "_history", "_number", "_session", "_supervisor")
+    __slots__ = ("_episode", "_history", "_number", "_outbox", "_session")
 
-    def __init__(self, supervisor: Supervisor, session: Session, episode: EpisodeRecord | None, number: int) -> None:
-        self._supervisor = supervisor
+    def __init__(self, outbox: Outbox, session: Session, episode: EpisodeRecord | None, number: int) -> None:
+        self._outbox = outbox
         self._session = session
         self._episode = episode
         self._number = number
@@ -81,10 +82,10 @@ class AttemptHooks:
         session = self._session
         session.generation += 1
         session.pending_drop = None
-        reporter = LinkReporter(self._supervisor, session, session.generation)
+        reporter = LinkReporter(self._outbox, session, session.generation)
         policy = session.spec.policy
         return LinkRequest(
-            spec=session.spec,
+            spec=resolve_spec(session.spec) if session.secrets else session.spec,
             mode=mode,
             state=state,
             history=self.history(),
@@ -100,9 +101,9 @@ class AttemptHooks:
     def strategy_started(self, name: str) -> None:
         episode = self._episode
         if episode is not None and self._number > 0:
-            self._supervisor._report(
+            self._outbox.publish(
                 StrategyAttempted,
-                session_id=self._session.spec.id,
+                session_id=self._session.sid,
                 episode=episode.number,
                 attempt=self._number,
                 strategy=name,
@@ -110,7 +111,7 @@ class AttemptHooks:
 
     def replay(self, history: bytes) -> None:
         text = history.decode("utf-8", errors="replace")
-        self._supervisor.bus.publish(SessionOutput, session_id=self._session.spec.id, data=text, replay=True)
+        self._outbox.bus.publish(SessionOutput, session_id=self._session.sid, data=text, replay=True)
 
 
 @final

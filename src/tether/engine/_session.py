@@ -1,15 +1,17 @@
-"""Per-session bookkeeping: the mutable record behind each `SessionState`.
+"""The engine's side of a session: its record (the rules), its parking spot, its signals, its link.
 
-Kept apart from the supervisor's control flow so the data and its frozen
-views are readable alone. Nothing here awaits except `park`.
+A `Session` is a `SessionRecord` (everything a snapshot keeps, changed only
+by the rules in `tether.rules._session`) plus what only a running engine
+has: the backend, the live link, the cancel scope of the attempt in
+progress, the signals other tasks raise (a drop report, a forced reconnect,
+a stop) and the one place the session task waits. One object per session,
+so a parked session costs as little memory as it can.
 """
 
 from __future__ import annotations
 
 import codecs
 import math
-import time
-from collections import deque
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
@@ -18,68 +20,14 @@ import trio
 
 from ..contract._plugin import Backend
 from ..rules._reasons import Disconnect
+from ..rules._secret_refs import has_refs, missing_literals
+from ..rules._session import SessionRecord
 from ..rules._spec import SessionSpec
-from ..rules._state import Attempt, Episode, EpisodeOutcome, PreservedState, SessionState, SessionStatus
+from ..rules._state import Attempt
 from ._timers import TimerEntry, TimerQueue
 
 if TYPE_CHECKING:
     from ..contract._plugin import Link
-
-ATTEMPTS_KEPT = 50
-"""Attempts kept per episode; `attempts_made` still counts every one (flaw 2)."""
-
-
-class EpisodeRecord:
-    """The episode in progress (mutable); `freeze` gives the public `Episode`."""
-
-    __slots__ = (
-        "attempts",
-        "attempts_made",
-        "disconnect",
-        "ended_at",
-        "last_delay",
-        "number",
-        "outcome",
-        "recovery_time",
-        "started_at",
-        "started_mono",
-    )
-
-    def __init__(self, number: int, disconnect: Disconnect, started_mono: float) -> None:
-        self.number = number
-        self.disconnect = disconnect
-        self.started_at = time.time()
-        self.started_mono = started_mono
-        self.outcome = EpisodeOutcome.ONGOING
-        self.attempts: deque[Attempt] = deque(maxlen=ATTEMPTS_KEPT)
-        self.attempts_made = 0
-        self.ended_at: float | None = None
-        self.recovery_time: float | None = None
-        self.last_delay: float | None = None
-
-    def freeze(self) -> Episode:
-        return Episode(
-            number=self.number,
-            disconnect=self.disconnect,
-            started_at=self.started_at,
-            outcome=self.outcome,
-            attempts_made=self.attempts_made,
-            attempts=tuple(self.attempts),
-            ended_at=self.ended_at,
-            recovery_time=self.recovery_time,
-        )
-
-    @classmethod
-    def thaw(cls, episode: Episode, started_mono: float) -> EpisodeRecord:
-        """An episode restored from a snapshot, continuing where it stopped."""
-        record = cls(episode.number, episode.disconnect, started_mono)
-        record.started_at = episode.started_at
-        record.outcome = episode.outcome
-        record.attempts.extend(episode.attempts)
-        record.attempts_made = episode.attempts_made
-        record.ended_at = episode.ended_at
-        record.recovery_time = episode.recovery_time
-        return record
 
 
 @attrs.define(eq=False)
@@ -97,7 +45,7 @@ class ForceRequest:
         self.done.set()
 
 
-class Session:
+class Session(SessionRecord):
     """One supervised session: its record, its parking spot and its signals."""
 
     __slots__ = (
@@ -105,67 +53,48 @@ class Session:
         "_entry",
         "_task",
         "backend",
-        "connected_at",
-        "connected_mono",
+        "declared",
         "done",
-        "episode",
-        "episodes_failed",
-        "episodes_recovered",
-        "episodes_total",
+        "fence",
+        "fenced_out",
         "finished",
         "force",
         "generation",
-        "history",
-        "last_disconnect",
         "link",
-        "next_attempt_at",
         "output",
         "output_limit",
         "pending_drop",
-        "preserved",
-        "restored",
-        "resume_at",
         "scope",
-        "spec",
-        "status",
-        "status_since",
+        "secrets",
         "stopping",
-        "target",
         "timers",
         "unregistering",
     )
 
-    def __init__(self, spec: SessionSpec, backend: Backend, target: str, timers: TimerQueue, output_limit: int) -> None:
-        self.spec = spec
+    def __init__(
+        self, spec: SessionSpec, backend: Backend, target: str, timers: TimerQueue, output_limit: int, wall: float
+    ) -> None:
+        super().__init__(spec, target, backend.default_strategies, wall)
         self.backend = backend
-        self.target = target
         self.timers = timers
-        self.status = SessionStatus.CONNECTING
-        self.status_since = time.time()
         self.scope: trio.CancelScope | None = None
         """The cancel scope of the attempt in progress (it also holds the link); None between attempts."""
-        self.episode: EpisodeRecord | None = None
-        self.history: tuple[Episode, ...] = ()
-        """Past episodes, newest last; a tuple, since it changes once per episode (a deque costs 600 B)."""
-        self.episodes_total = 0
-        self.episodes_recovered = 0
-        self.episodes_failed = 0
-        self.preserved: PreservedState | None = None
-        self.last_disconnect: Disconnect | None = None
-        self.connected_at: float | None = None
-        self.connected_mono: float | None = None
-        self.next_attempt_at: float | None = None
         self.link: Link | None = None
         self.generation = 0
+        """Bumped for every new link: reports from an older link are ignored."""
         self.pending_drop: Disconnect | None = None
         self.force: ForceRequest | None = None
         self.stopping = False
         self.unregistering = False
         self.finished = False
-        self.restored: SessionStatus | None = None
-        """The status a snapshot recorded, when this session was restored after a restart."""
-        self.resume_at: float | None = None
-        """Trio time a restored mid-backoff session had its next attempt scheduled for."""
+        self.fence: int | None = None
+        """The fencing token this process holds for the session in a shared store (None: not shared)."""
+        self.fenced_out = False
+        """Another process took the session over: nothing more of it is written."""
+        self.declared = False
+        """Registered from a declaration (the config), not by a register call."""
+        self.secrets = has_refs(spec.options) or bool(missing_literals(spec.options))
+        """The options name secrets to resolve (or miss) before each connect."""
         self.done: trio.Event | None = None
         self.output = bytearray()
         self.output_limit = output_limit
@@ -214,10 +143,9 @@ class Session:
             self._entry.cancel()
             self._entry = None
 
-    def remember(self, episode: Episode) -> None:
-        """Move an ended episode into the bounded history."""
-        limit = self.spec.policy.history_limit
-        self.history = (*self.history, episode)[-limit:] if limit else ()
+    def take_force(self) -> ForceRequest | None:
+        force, self.force = self.force, None
+        return force
 
     # -- output history ------------------------------------------------------------------
 
@@ -230,23 +158,3 @@ class Session:
         if self._decoder is None:
             self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         return self._decoder.decode(data)
-
-    # -- views ---------------------------------------------------------------------------
-
-    def view(self) -> SessionState:
-        return SessionState(
-            id=self.spec.id,
-            backend=self.spec.backend,
-            target=self.target,
-            status=self.status,
-            status_since=self.status_since,
-            episode=self.episode.freeze() if self.episode is not None else None,
-            history=self.history,
-            preserved=self.preserved,
-            last_disconnect=self.last_disconnect,
-            connected_at=self.connected_at,
-            next_attempt_at=self.next_attempt_at,
-            episodes_total=self.episodes_total,
-            episodes_recovered=self.episodes_recovered,
-            episodes_failed=self.episodes_failed,
-        )

@@ -37,7 +37,11 @@ class SessionRegistered(Event):
 
 @attrs.frozen(kw_only=True)
 class SessionUnregistered(Event):
+    """The session is no longer supervised and its snapshot is deleted."""
+
     type: ClassVar[str] = "session.unregistered"
+    detail: str = ""
+    """Why, when tether did it by itself (``removed from the config``)."""
 
 
 @attrs.frozen(kw_only=True)

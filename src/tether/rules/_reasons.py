@@ -32,6 +32,9 @@ class DisconnectReason(str, enum.Enum):
     """A user asked for a reconnect."""
     SUPERVISOR_RESTART = "supervisor-restart"
     """The session was restored from a snapshot after tether itself restarted."""
+    SECRET_MISSING = "secret-missing"
+    """A secret the program needs is not available (a literal not kept across a restart, an
+    environment variable or file a reference names is missing). Never retried: a person must act."""
 
     @property
     def retryable(self) -> bool:
@@ -39,7 +42,7 @@ class DisconnectReason(str, enum.Enum):
         return self not in _NEVER_RETRY
 
 
-_NEVER_RETRY = frozenset({DisconnectReason.AUTH, DisconnectReason.HOST_KEY})
+_NEVER_RETRY = frozenset({DisconnectReason.AUTH, DisconnectReason.HOST_KEY, DisconnectReason.SECRET_MISSING})
 
 
 @attrs.frozen

@@ -41,6 +41,9 @@ class SessionSnapshot:
     state: SessionState = attrs.field(validator=_same_session)
     saved_at: float
     """Wall-clock time (epoch seconds) the snapshot was taken."""
+    declared: bool = False
+    """The session came from a declaration (the daemon's config), not from a register call:
+    a later start whose config no longer declares it unregisters it."""
 
     @property
     def session_id(self) -> str:

@@ -115,3 +115,6 @@ class SessionState:
     episodes_total: int
     episodes_recovered: int
     episodes_failed: int
+    attempts_total: int = 0
+    """Reconnect attempts over the session's whole life, kept across restarts."""
+    attempts_failed: int = 0

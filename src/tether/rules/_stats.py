@@ -1,57 +1,84 @@
-"""Supervisor-wide statistics: the reference's set, per episode, plus percentiles."""
+"""Supervisor-wide statistics: the reference's set, per episode, plus percentiles.
+
+`StatsRecorder` is a fold over what the session rules emit (events, status
+moves, reopened episodes), so the numbers can never disagree with the event
+stream. Totals of attempts and episodes are the sums over the registered
+sessions, whose own counters are persisted with their snapshots: they survive
+a restart. Timings (recovery times, percentiles, the last reconnection) and
+the counts by disconnect reason describe this run only.
+"""
 
 from __future__ import annotations
 
 import math
 from collections import Counter, deque
 from collections.abc import Mapping
+from typing import Any, Protocol
 
 import attrs
 
+from ._events import Event, ReconnectFailed, ReconnectSucceeded, SessionDisconnected, SessionFailed
 from ._reasons import DisconnectReason
 from ._state import SessionStatus
 
 
 @attrs.frozen(kw_only=True)
 class SupervisorStats:
-    """A snapshot of the counters. Reconnection = a disconnection episode, not an attempt (flaw 14)."""
+    """A snapshot of the counters. Reconnection = a disconnection episode, not an attempt."""
 
     registered_sessions: int
     active_reconnections: int
     """Sessions backing off or reconnecting right now."""
     total_attempts: int
+    """Reconnect attempts of the registered sessions, over their whole lives."""
     failed_attempts: int
     successful_reconnections: int
-    """Episodes that ended with a live link."""
+    """Episodes that ended with a live link (registered sessions, whole lives)."""
     failed_reconnections: int
     """Episodes that ended failed (budget spent, auth, host key)."""
-    success_rate: float
-    """Recovered episodes / ended episodes, in percent; 100 when none ended."""
-    average_reconnection_time: float
-    """Mean seconds from drop to live link, over recovered episodes."""
-    p50_reconnection_time: float
-    p99_reconnection_time: float
-    """Over the most recent recovered episodes (a bounded sample)."""
+    success_rate: float | None
+    """Recovered episodes / ended episodes, in percent; None while no episode has ended."""
+    average_reconnection_time: float | None
+    """Mean seconds from drop to live link, over this run's recovered episodes (None: none yet)."""
+    p50_reconnection_time: float | None
+    p99_reconnection_time: float | None
+    """Over this run's most recent recovered episodes (a bounded sample)."""
     last_reconnection: float | None
-    """Wall-clock time of the last recovery."""
+    """Wall-clock time of this run's last recovery (None: none yet)."""
     disconnections: int
+    """Drops seen in this run."""
     network_disconnections: int
     process_restarts: int
-    """Successful attempts that restarted the program (process-restart)."""
+    """Successful attempts in this run that restarted the program (process-restart)."""
     disconnections_by_reason: Mapping[str, int] = attrs.field(hash=False)
     sessions_by_status: Mapping[str, int] = attrs.field(hash=False)
 
 
-def _percentile(sorted_values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile; 0.0 for no data."""
+class Counted(Protocol):
+    """A session's persisted counters (a `SessionState`, or the live record)."""
+
+    @property
+    def status(self) -> SessionStatus: ...
+    @property
+    def attempts_total(self) -> int: ...
+    @property
+    def attempts_failed(self) -> int: ...
+    @property
+    def episodes_recovered(self) -> int: ...
+    @property
+    def episodes_failed(self) -> int: ...
+
+
+def _percentile(sorted_values: list[float], fraction: float) -> float | None:
+    """Nearest-rank percentile; None for no data."""
     if not sorted_values:
-        return 0.0
+        return None
     rank = min(len(sorted_values) - 1, max(0, math.ceil(fraction * len(sorted_values)) - 1))
     return sorted_values[rank]
 
 
 class StatsRecorder:
-    """Counters updated on each transition; cheap to update, built into a snapshot on demand."""
+    """Counters updated from each effect; cheap to update, built into a snapshot on demand."""
 
     def __init__(self, sample_size: int = 10_000) -> None:
         self.total_attempts = 0
@@ -59,11 +86,34 @@ class StatsRecorder:
         self.recovered = 0
         self.failed = 0
         self.recovery_time_sum = 0.0
+        self.recovery_count = 0
         self.recovery_samples: deque[float] = deque(maxlen=sample_size)
         self.last_reconnection: float | None = None
         self.by_reason: Counter[DisconnectReason] = Counter()
         self.process_restarts = 0
         self.by_status: Counter[SessionStatus] = Counter()
+
+    # -- what the rules emit ---------------------------------------------------------------------
+
+    def observe(self, cls: type[Event], fields: Mapping[str, Any], wall: float) -> None:
+        """Count one event as it is emitted at `wall` (epoch seconds)."""
+        if cls is ReconnectFailed:
+            self.total_attempts += 1
+            self.failed_attempts += 1
+        elif cls is ReconnectSucceeded:
+            self.total_attempts += 1
+            self.recovered += 1
+            recovery_time = fields["recovery_time"]
+            self.recovery_time_sum += recovery_time
+            self.recovery_count += 1
+            self.recovery_samples.append(recovery_time)
+            self.last_reconnection = wall
+            if fields["used_strategy"] == "process-restart":
+                self.process_restarts += 1
+        elif cls is SessionDisconnected:
+            self.by_reason[fields["reason"]] += 1
+        elif cls is SessionFailed:
+            self.failed += 1
 
     def moved(self, old: SessionStatus | None, new: SessionStatus | None) -> None:
         if old is not None:
@@ -71,16 +121,29 @@ class StatsRecorder:
         if new is not None:
             self.by_status[new] += 1
 
-    def recovered_episode(self, recovery_time: float, at: float) -> None:
-        self.recovered += 1
-        self.recovery_time_sum += recovery_time
-        self.recovery_samples.append(recovery_time)
-        self.last_reconnection = at
-
     def reopened_episode(self, recovery_time: float) -> None:
         """A flapping link reopened an episode counted as recovered: take that back."""
         self.recovered -= 1
         self.recovery_time_sum -= recovery_time
+        self.recovery_count -= 1
+
+    # -- sessions coming and going ---------------------------------------------------------------
+
+    def added(self, state: Counted) -> None:
+        """A session joined with its persisted counters (zero for a new one)."""
+        self._totals(state, +1)
+        self.moved(None, state.status)
+
+    def removed(self, state: Counted) -> None:
+        """A session left (unregistered, or the supervisor closed): its counters go with it."""
+        self._totals(state, -1)
+        self.moved(state.status, None)
+
+    def _totals(self, state: Counted, sign: int) -> None:
+        self.total_attempts += sign * state.attempts_total
+        self.failed_attempts += sign * state.attempts_failed
+        self.recovered += sign * state.episodes_recovered
+        self.failed += sign * state.episodes_failed
 
     def snapshot(self, registered: int) -> SupervisorStats:
         ended = self.recovered + self.failed
@@ -92,8 +155,8 @@ class StatsRecorder:
             failed_attempts=self.failed_attempts,
             successful_reconnections=self.recovered,
             failed_reconnections=self.failed,
-            success_rate=100.0 * self.recovered / ended if ended else 100.0,
-            average_reconnection_time=self.recovery_time_sum / self.recovered if self.recovered else 0.0,
+            success_rate=100.0 * self.recovered / ended if ended > 0 else None,
+            average_reconnection_time=self.recovery_time_sum / self.recovery_count if self.recovery_count else None,
             p50_reconnection_time=_percentile(samples, 0.50),
             p99_reconnection_time=_percentile(samples, 0.99),
             last_reconnection=self.last_reconnection,

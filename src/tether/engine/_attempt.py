@@ -1,0 +1,247 @@
+"""Running one attempt, and holding the link it opened until it drops.
+
+An attempt gets one cancel scope: its connect_timeout (armed by the
+`AttemptContext` as the strategy connects), the bound on closing the link,
+and what stopping the session cancels. A link's context is entered and left
+in the session task, inside that scope, as the plugin contract promises.
+While the link is up the task stays parked here, woken by the link's drop
+report, a forced reconnect, a stop, or the next probe or keepalive.
+Everything that happens is told to the session's rules, whose effects go out
+through the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, final
+
+import trio
+
+from ..contract._plugin import ConnectMode, Link, Strategy
+from ..rules._classify import classify, describe_error
+from ..rules._errors import LinkError, SessionNotFoundError
+from ..rules._reasons import Disconnect, DisconnectReason
+from ..rules._session import FIRST_CONNECT, Step
+from ..rules._state import Attempt
+from ._hooks import AttemptHooks
+from ._outbox import Outbox
+from ._recovery import AttemptContext
+from ._session import ForceRequest, Session
+
+logger = logging.getLogger("tether.supervisor")
+
+NO_REASON = Disconnect(DisconnectReason.BACKEND_ERROR, "link closed without a reason")
+STOPPED = Disconnect(DisconnectReason.FORCED, "stopped")
+
+
+@final
+class AttemptRunner:
+    """Runs attempts and holds links for every session of one supervisor."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        strategies: Mapping[str, Strategy],
+        limiter_for: Callable[[str], trio.CapacityLimiter | None],
+        rng: random.Random,
+        closing: Callable[[], bool],
+    ) -> None:
+        self._outbox = outbox
+        self._strategies = strategies
+        self._limiter_for = limiter_for
+        self._rng = rng
+        self._closing = closing
+
+    async def run(self, session: Session, step: Step, force: ForceRequest | None) -> None:
+        """The attempt `step` asks for. If it connects, hold the link here until it drops.
+
+        The session's rules hear how it went (``connected`` then ``dropped``, or
+        ``missed``); nothing is recorded when the session is stopping.
+        """
+        fx = self._outbox
+        session.attempt_started(fx, step, time.time(), forced=force is not None)
+        number = step.number
+        label = step.strategy or FIRST_CONNECT
+        started_wall = time.time()
+        started = trio.current_time()
+        timeout = session.spec.policy.connect_timeout
+        ctx: AttemptContext | None = None
+        held: Attempt | None = None
+        drop: Disconnect | None = None
+        failure: Disconnect | None = None  # kept as a value: holding the exception would make a GC cycle
+        try:
+            with trio.CancelScope() as attempt_scope:
+                session.scope = attempt_scope
+                if session.stopping:
+                    attempt_scope.cancel()
+                ctx = self._context(session, number, attempt_scope)
+                try:
+                    try:
+                        link = await self._connect(ctx, step.strategy)
+                        attempt_scope.deadline = math.inf
+                        held = Attempt(
+                            number=number,
+                            strategy=label,
+                            started_at=started_wall,
+                            duration=trio.current_time() - started,
+                            success=True,
+                            used_strategy=ctx.used_strategy or label,
+                        )
+                        ctx._settle()
+                        self._connected(session, link, held, force)
+                        drop = await self._hold(session, link)
+                        if not self._closing():  # bound the close; on shutdown the exit's grace period does
+                            attempt_scope.deadline = trio.current_time() + timeout
+                    except BaseException as exc:
+                        if not await ctx.close_link(exc):
+                            raise
+                    else:
+                        await ctx.close_link(None)
+                except Exception as exc:
+                    failure = classify(exc)
+        finally:
+            session.scope = None
+            session.link = None  # the link's reporter points back at the session: no cycle for the GC
+            # No attempt will answer the force if the session is stopping, or if a cancel from
+            # outside (the nursery, at exit) is unwinding through here.
+            abandoned = session.stopping or not attempt_scope.cancelled_caught
+            if force is not None and not force.done.is_set() and held is None and failure is None and abandoned:
+                force.resolve(None, SessionNotFoundError(session.sid))
+        if held is not None:
+            session.generation += 1  # late reports from the dead link are ignored from here on
+            session.pending_drop = None
+            if failure is not None and drop is None:
+                drop = failure
+            if not session.stopping:
+                session.dropped(drop or NO_REASON)
+            return
+        if session.stopping:  # stopped while connecting: nothing to record
+            return
+        if attempt_scope.cancelled_caught:
+            why = Disconnect(DisconnectReason.TIMEOUT, f"attempt ran past connect_timeout ({timeout}s)")
+        else:
+            why = failure or Disconnect(DisconnectReason.BACKEND_ERROR, "the attempt ended without a link")
+        attempt = Attempt(
+            number=number,
+            strategy=label,
+            started_at=started_wall,
+            duration=trio.current_time() - started,
+            success=False,
+            error=why.detail or why.reason.value,
+            reason=why.reason,
+            used_strategy=ctx.used_strategy if ctx is not None else None,
+        )
+        session.missed(fx, attempt, why)
+        if force is not None:
+            force.resolve(attempt)
+
+    async def _connect(self, ctx: AttemptContext, strategy_name: str | None) -> Link:
+        if strategy_name is None:
+            link = await ctx.connect(ConnectMode.FRESH, state=ctx.preserved)
+        else:
+            link = await ctx.run_strategy(strategy_name, announce=False)
+        if link is None or link is not ctx.live_link:
+            raise LinkError(
+                "the strategy returned a link that tether did not open and probe",
+                reason=DisconnectReason.BACKEND_ERROR,
+            )
+        return link
+
+    def _context(self, session: Session, number: int, scope: trio.CancelScope) -> AttemptContext:
+        episode = session.episode
+        return AttemptContext(
+            spec=session.spec,
+            backend=session.backend,
+            target=session.target,
+            disconnect=episode.disconnect if episode else None,
+            attempt=number,
+            preserved=session.preserved,
+            strategies=self._strategies,
+            attempt_scope=scope,
+            limiter=self._limiter_for(session.target),
+            hooks=AttemptHooks(self._outbox, session, episode, number),
+        )
+
+    def _connected(self, session: Session, link: Link, attempt: Attempt, force: ForceRequest | None) -> None:
+        session.link = link
+        self._refresh_state(session, link)
+        session.connected(self._outbox, attempt, trio.current_time(), time.time())
+        if force is not None:
+            force.resolve(attempt)
+
+    async def _hold(self, session: Session, link: Link) -> Disconnect | None:
+        """Stay parked while the link is up; probe on the health interval. None = stopping."""
+        policy = session.spec.policy
+        supervise = policy.enabled
+        probe_every = policy.health_check_interval if supervise else 0.0
+        keepalive = getattr(link, "keepalive", None) if supervise else None
+        keep_every = policy.keepalive_interval if keepalive is not None else 0.0
+        now = trio.current_time()
+        next_probe = now + probe_every * self._rng.uniform(0.5, 1.0) if probe_every else math.inf
+        next_keep = now + keep_every if keep_every else math.inf
+        while True:
+            if session.stopping:  # no refresh: shutdown has flushed already, unregister deletes the snapshot
+                return None
+            if session.pending_drop is not None:
+                self._refresh_state(session, link)
+                return session.pending_drop
+            if session.force is not None:
+                self._refresh_state(session, link)
+                return Disconnect(DisconnectReason.FORCED, "reconnect requested")
+            now = trio.current_time()
+            if now >= next_probe:
+                failure = await self._probe(session, link)
+                if failure is not None:
+                    return failure
+                next_probe = trio.current_time() + probe_every * self._rng.uniform(0.9, 1.1)
+                continue
+            if now >= next_keep and keepalive is not None:
+                await _bounded(keepalive(), policy.connect_timeout)
+                next_keep = trio.current_time() + keep_every
+                continue
+            await session.park(min(next_probe, next_keep))
+
+    async def _probe(self, session: Session, link: Link) -> Disconnect | None:
+        timeout = session.spec.policy.connect_timeout
+        failure: Disconnect | None = None
+        with trio.move_on_after(timeout) as scope:
+            try:
+                await link.probe()
+            except Exception as exc:
+                found = classify(exc)
+                failure = (
+                    found
+                    if isinstance(exc, LinkError)
+                    else Disconnect(DisconnectReason.HEALTH_CHECK, f"probe failed: {describe_error(exc)}")
+                )
+        if scope.cancelled_caught:
+            failure = Disconnect(DisconnectReason.HEALTH_CHECK, f"probe timed out after {timeout}s")
+        if failure is None:
+            self._refresh_state(session, link)
+            return None
+        session.probe_failed(self._outbox, failure.detail)
+        return session.pending_drop or failure
+
+    def _refresh_state(self, session: Session, link: Link) -> None:
+        """Keep preserved state current while connected."""
+        if not session.spec.policy.preserve_state:
+            return
+        try:
+            state = link.current_state()
+        except Exception:
+            logger.warning("session %s: current_state() raised", session.sid, exc_info=True)
+            return
+        if state is not None:
+            session.preserved_changed(self._outbox, state)
+
+
+async def _bounded(awaitable: Awaitable[Any], limit: float) -> None:
+    with trio.move_on_after(limit):
+        try:
+            await awaitable
+        except Exception:
+            logger.debug("keepalive failed", exc_info=True)

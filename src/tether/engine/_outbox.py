@@ -1,0 +1,191 @@
+"""The outbox: the one way effects leave the engine, and the only path to the store.
+
+The session rules (`tether.rules._session`) hand it their effects in order:
+events to publish, snapshot marks, status moves. It feeds the statistics,
+publishes events (in durable mode it holds them until the snapshot that says
+so is committed), and one flusher task writes every change since the last
+write as one transaction. Each write carries the fencing token of every
+session it touches (a shared store checks them); a session the store reports
+as fenced was taken over by another process, and the engine stops it at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, final
+
+import trio
+
+from ..rules._errors import SnapshotError
+from ..rules._events import Event
+from ..rules._snapshots import LoadReport, SessionSnapshot, SnapshotStore
+from ..rules._state import SessionStatus
+from ..rules._stats import StatsRecorder
+from ._bus import EventBus
+
+logger = logging.getLogger("tether.outbox")
+
+RETRY_FAILED_FLUSH = 1.0
+"""Seconds between tries while the store keeps failing."""
+
+
+@final
+class Outbox:
+    """Effects out: statistics, events, snapshot marks and the write-behind flush."""
+
+    def __init__(
+        self,
+        bus: EventBus,
+        stats: StatsRecorder,
+        store: SnapshotStore | None,
+        *,
+        durable: bool,
+        flush_interval: float,
+        snapshot_of: Callable[[str], SessionSnapshot | None],
+        fence_of: Callable[[str], int | None] = lambda sid: None,
+        on_fenced: Callable[[frozenset[str]], None] = lambda ids: None,
+    ) -> None:
+        self.bus = bus
+        self.stats = stats
+        self._store = store
+        self._durable = durable and store is not None
+        self._flush_interval = flush_interval
+        self._snapshot_of = snapshot_of
+        self._fence_of = fence_of
+        self._on_fenced = on_fenced
+        self._dirty: set[str] = set()
+        self._deleted: set[str] = set()
+        self._parting: dict[str, SessionSnapshot] = {}
+        """Last snapshots of sessions that ended without being unregistered (stopped by a cancel
+        or a release before the final flush): written with the next flush."""
+        self._held: list[tuple[type[Event], float, dict[str, Any]]] = []
+        self._wanted = trio.Event()
+        self.sealed = False
+        """After the final flush: changes are no longer written and events are published at once."""
+
+    # -- the Effects sink (tether.rules._session.Effects) -----------------------------------------
+
+    def publish(self, cls: type[Event], /, **fields: Any) -> None:
+        wall = time.time()
+        self.stats.observe(cls, fields, wall)
+        if self._durable and not self.sealed:
+            self._held.append((cls, wall, fields))
+            self._wanted.set()
+        else:
+            self.bus.publish_at(cls, wall, fields)
+
+    def changed(self, session_id: str) -> None:
+        if self._store is not None and not self.sealed:
+            self._dirty.add(session_id)
+            self._wanted.set()
+
+    def status_moved(self, old: SessionStatus | None, new: SessionStatus | None) -> None:
+        self.stats.moved(old, new)
+
+    def reopened(self, recovery_time: float) -> None:
+        self.stats.reopened_episode(recovery_time)
+
+    # -- deletions (only unregister asks) ---------------------------------------------------------
+
+    def deleted(self, session_id: str) -> None:
+        """Delete the session's snapshot with the next write."""
+        if self._store is not None:
+            self._dirty.discard(session_id)
+            self._deleted.add(session_id)
+            self._wanted.set()
+
+    def forget(self, session_ids: Iterable[str]) -> None:
+        """Write nothing more for these sessions (another process owns them now)."""
+        for sid in session_ids:
+            self._dirty.discard(sid)
+            self._deleted.discard(sid)
+            self._parting.pop(sid, None)
+
+    def parting(self, snapshot: SessionSnapshot) -> None:
+        """A session leaves without being unregistered: keep its last state for the next write."""
+        if self._store is not None and not self.sealed and snapshot.session_id in self._dirty:
+            self._parting[snapshot.session_id] = snapshot
+
+    async def load_all(self) -> LoadReport:
+        """Every stored snapshot (at start)."""
+        assert self._store is not None
+        return await self._store.load_all()
+
+    # -- writing ----------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The store's only writer: batches every change since the last write into one transaction."""
+        task_status.started()
+        while True:
+            await self._wanted.wait()
+            if not self._durable:
+                await trio.sleep(self._flush_interval)
+            if not await self.flush():
+                await trio.sleep(max(self._flush_interval, RETRY_FAILED_FLUSH))
+
+    async def flush(self) -> bool:
+        """Write every pending change now (one transaction) and release held events.
+
+        Returns False if the store failed; the changes stay queued (and, in
+        durable mode, their events stay held) for the next try. A snapshot the
+        store cannot encode is dropped from the batch with an error naming the
+        session, so one bad session never blocks the others.
+        """
+        store = self._store
+        self._wanted = trio.Event()
+        if store is None:
+            await trio.lowlevel.checkpoint()
+            self._release(self._take_held())
+            return True
+        dirty, self._dirty = self._dirty, set()
+        deleted, self._deleted = self._deleted, set()
+        held = self._take_held()
+        parting, self._parting = self._parting, {}
+        snapshots = [
+            snap for sid in dirty if (snap := self._snapshot_of(sid) or parting.get(sid)) is not None
+        ]
+        ids = [s.session_id for s in snapshots] + sorted(deleted)
+        fences = {sid: fence for sid in ids if (fence := self._fence_of(sid)) is not None}
+        fenced: frozenset[str] = frozenset()
+        while snapshots or deleted:
+            try:
+                result = await store.write(snapshots, sorted(deleted), fences=fences or None)
+                fenced = result.fenced
+                break
+            except SnapshotError as exc:
+                logger.error("not persisted: %s", exc)
+                snapshots = [snap for snap in snapshots if snap.session_id != exc.session_id]
+            except Exception:
+                logger.exception("writing %d snapshots failed; will retry", len(snapshots))
+                self._dirty |= {snap.session_id for snap in snapshots} - self._deleted
+                self._deleted |= deleted
+                self._held[:0] = held
+                self._wanted.set()
+                return False
+        else:
+            await trio.lowlevel.checkpoint()
+        if fenced:
+            logger.warning("%d sessions were taken over by another process: stopping them", len(fenced))
+            self._on_fenced(fenced)
+        self._release(held)
+        return True
+
+    def seal(self) -> None:
+        """No more writes (after the final flush); held events are published now."""
+        self.sealed = True
+        self._release(self._take_held())
+
+    @property
+    def pending(self) -> int:
+        """Sessions waiting to be written or deleted."""
+        return len(self._dirty) + len(self._deleted)
+
+    def _take_held(self) -> list[tuple[type[Event], float, dict[str, Any]]]:
+        held, self._held = self._held, []
+        return held
+
+    def _release(self, held: list[tuple[type[Event], float, dict[str, Any]]]) -> None:
+        for cls, wall, fields in held:
+            self.bus.publish_at(cls, wall, fields)
