@@ -24,7 +24,8 @@ The lifecycle it encodes::
   its episode (same budget, same backoff): flapping protection.
 - Auth and host-key failures end the episode failed at once, never retried.
 - A failed or disconnected session waits for a forced reconnect, which
-  starts a fresh episode with a fresh budget.
+  starts a fresh episode with a fresh budget. A forced reconnect always makes
+  at least one attempt, even with ``max_retries = 0``.
 - A session restored from a snapshot resumes its episode (and its backoff
   schedule) and first tries the strategy mapped to ``supervisor-restart``.
 """
@@ -450,18 +451,21 @@ class SessionRecord:
         episode = self.episode
         assert episode is not None
         policy = self.spec.policy
-        if self._fatal is not None:
-            self._fail(fx, self._fatal, wall, exhausted=False)
+        if self._fatal is not None or (not forced and not policy.allows_retry(episode.attempts_made)):
+            if self._fatal is not None:
+                self._fail(fx, self._fatal, wall, exhausted=False)
+            else:
+                if episode.outcome is EpisodeOutcome.ONGOING:
+                    fx.publish(
+                        RetriesExhausted, session_id=self.sid, episode=episode.number, attempts=episode.attempts_made
+                    )
+                self._fail(fx, episode.disconnect, wall, exhausted=True)
+            self._fatal = None
+            self._down_manual = False
             self._phase = _Phase.DOWN
-            return WAIT_FOR_FORCE
-        if not policy.allows_retry(episode.attempts_made):
-            if episode.outcome is EpisodeOutcome.ONGOING:
-                fx.publish(
-                    RetriesExhausted, session_id=self.sid, episode=episode.number, attempts=episode.attempts_made
-                )
-            self._fail(fx, episode.disconnect, wall, exhausted=True)
-            self._phase = _Phase.DOWN
-            return WAIT_FOR_FORCE
+            if not forced:
+                return WAIT_FOR_FORCE
+            return self.next_step(fx, now, wall, rng, forced=forced, force_strategy=force_strategy)
         if episode.attempts_made > 0 and not forced:
             if self.resume_at is not None:  # restored mid-backoff: keep the original schedule
                 delay = max(0.0, self.resume_at - now)
