@@ -40,7 +40,7 @@ def test_every_bad_field_is_reported() -> None:
     }
     assert _problems(data) == [
         "sessions[0].policy.enabled: must be true or false, got 1",
-        "sessions[0].policy.max_retries: must be a whole number or None (retry forever), got '5'",
+        "sessions[0].policy.max_retries: must be a whole number >= 0 or \"forever\" (retry without end), got '5'",
         "sessions[0].policy.base_delay: must be >= 0, got -1.0",
         "sessions[0].policy.strategies.bogus: unknown reason; known reasons: network, process-exit, "
         "spawn-failed, timeout, auth, host-key, remote-closed, health-check, backend-error, forced, "
@@ -162,3 +162,13 @@ def test_full_file(tmp_path: Path) -> None:
     assert config.store.durable is True
     assert config.sessions[0].options == {"drop_after": 1.5}
     assert config.sessions[0].policy.max_retries == 3
+
+
+def test_forever_is_how_toml_says_retry_without_end(tmp_path: Path) -> None:
+    """TOML has no null: ``max_retries = "forever"`` is `None`; any other string names the choices."""
+    path = tmp_path / "t.toml"
+    path.write_text('[[sessions]]\nid = "a"\nbackend = "scripted"\n[sessions.policy]\nmax_retries = "forever"\n')
+    assert load_config(path).sessions[0].policy.max_retries is None
+    assert _problems({"sessions": [_session("a", policy={"max_retries": "always"})]}) == [
+        "sessions[0].policy.max_retries: must be a whole number >= 0 or \"forever\" (retry without end), got 'always'"
+    ]

@@ -74,13 +74,23 @@ def _is_bool(instance: object, attribute: attrs.Attribute[Any], value: object) -
         raise ConfigError(attribute.name, f"must be true or false, got {value!r}")
 
 
+FOREVER = "forever"
+"""How a config file (TOML has no null) says `max_retries = None`."""
+
+
+def _to_retries(value: object) -> object:
+    return None if value == FOREVER else value
+
+
 def _max_retries_valid(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(attribute.name, f"must be a whole number or None (retry forever), got {value!r}")
+        raise ConfigError(
+            attribute.name, f'must be a whole number >= 0 or "forever" (retry without end), got {value!r}'
+        )
     if value < 0:
-        raise ConfigError(attribute.name, f"must be >= 0 (0 = never retry), got {value}")
+        raise ConfigError(attribute.name, f'must be >= 0 (0 = never retry) or "forever", got {value}')
 
 
 def _multiplier_valid(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -131,8 +141,9 @@ class ReconnectPolicy:
 
     enabled: bool = attrs.field(default=True, validator=_is_bool)
     """False: connect once and never supervise (no probes, no reconnects)."""
-    max_retries: int | None = attrs.field(default=5, validator=_max_retries_valid)
-    """Reconnect attempts per disconnection episode. 0 = never retry, None = forever."""
+    max_retries: int | None = attrs.field(default=5, converter=_to_retries, validator=_max_retries_valid)
+    """Reconnect attempts per disconnection episode. 0 = never retry, None (``"forever"`` in a
+    config file) = retry without end."""
     base_delay: float = attrs.field(default=2.0, converter=_to_seconds, validator=_non_negative_number)
     max_delay: float = attrs.field(default=30.0, converter=_to_seconds, validator=_non_negative_number)
     multiplier: float = attrs.field(default=1.5, converter=_to_seconds, validator=_multiplier_valid)
