@@ -70,6 +70,7 @@ from .rules._events import SessionDisconnected as SessionDisconnected
 from .rules._events import SessionFailed as SessionFailed
 from .rules._events import SessionOutput as SessionOutput
 from .rules._events import SessionRegistered as SessionRegistered
+from .rules._events import SessionSurvivor as SessionSurvivor
 from .rules._events import SessionUnregistered as SessionUnregistered
 from .rules._events import StrategyAttempted as StrategyAttempted
 from .rules._filters import EventFilter as EventFilter
@@ -177,6 +178,7 @@ __all__ = [
     "SessionSpec",
     "SessionState",
     "SessionStatus",
+    "SessionSurvivor",
     "SessionUnregistered",
     "SimpleReconnect",
     "SnapshotError",

@@ -170,18 +170,46 @@ def proc_alive(pid: int) -> bool:
         return False
 
 
-def processes_with_env(name: str, value: str) -> list[int]:
-    """Pids of live processes whose environment has NAME=value (how a test finds its programs)."""
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def processes_with_env(name: str, value: str, *, comm: str | None = None) -> list[int]:
+    """Pids of live programs whose environment has NAME=value (and whose command is `comm`), not
+    counting their own children (which inherit it): how a test counts the copies of its program."""
     needle = f"{name}={value}".encode()
-    found = []
+    found = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/environ", "rb") as f:
                 env = f.read().split(b"\0")
+            if comm is not None:
+                with open(f"/proc/{entry}/comm", encoding="utf-8", errors="replace") as f:
+                    if f.read().strip() != comm:
+                        continue
         except OSError:
             continue
         if needle in env and proc_alive(int(entry)):
-            found.append(int(entry))
-    return found
+            found.add(int(entry))
+    return sorted(pid for pid in found if _parent(pid) not in found)
+
+
+def kill_marked(name: str, prefix: str) -> None:
+    """SIGKILL every process whose NAME starts with `prefix` (a test's cleanup of SIGHUP-proof programs)."""
+    needle = f"{name}={prefix}".encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                marked = any(item.startswith(needle) for item in f.read().split(b"\0"))
+            if marked:
+                os.kill(int(entry), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue

@@ -83,6 +83,13 @@ class LinkRequest:
     session_ending: Callable[[], bool] = attrs.field(default=lambda: False)
     """True while the link is being closed because its session was unregistered: not on
     shutdown, reconnect or crash. A backend that keeps programs alive (tmux) ends them then."""
+    last_state: PreservedState | None = None
+    """The session's state as tether last knew it, whatever the mode (after a restart: from
+    the snapshot). Lets a backend find a program that outlived tether (a killed daemon), so
+    that no program ever runs twice."""
+    report_survivor: Callable[[int, bool, str], None] = attrs.field(default=lambda pid, adopted, detail: None)
+    """Call ``report_survivor(pid, adopted, detail)`` when a program from before was found
+    alive: ``adopted`` True if this link continues it, False if it was ended first."""
 
 
 @runtime_checkable

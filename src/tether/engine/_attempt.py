@@ -90,6 +90,7 @@ class AttemptRunner:
                             duration=trio.current_time() - started,
                             success=True,
                             used_strategy=ctx.used_strategy or label,
+                            same_program=ctx.reattached,
                         )
                         ctx._settle()
                         self._connected(session, link, held, force)

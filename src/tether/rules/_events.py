@@ -103,6 +103,21 @@ class ReconnectSucceeded(Event):
     """Seconds the successful attempt took."""
     recovery_time: float
     """Seconds from the drop to the live link."""
+    same_program: bool = False
+    """True: re-attached to the program that kept running (its jobs and scrollback live on).
+    False: a new program was started (in the preserved cwd and env; running jobs were lost)."""
+
+
+@attrs.frozen(kw_only=True)
+class SessionSurvivor(Event):
+    """A program from before tether restarted (or crashed) was found alive."""
+
+    type: ClassVar[str] = "session.survivor"
+    pid: int
+    action: str
+    """``adopted`` (the session continues it) or ``ended`` (its whole process group was ended
+    before a new program started, so it never runs twice)."""
+    detail: str = ""
 
 
 @attrs.frozen(kw_only=True)
@@ -186,6 +201,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     SessionFailed,
     HealthCheckFailed,
     SessionOutput,
+    SessionSurvivor,
     PluginFailed,
 )
 """Every concrete event class; documentation and the wire converter are checked against it."""

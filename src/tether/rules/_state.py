@@ -75,7 +75,9 @@ class Attempt:
     reason: DisconnectReason | None = None
     """Typed reason of a failed attempt."""
     used_strategy: str | None = None
-    """For force-reconnect: the strategy that actually worked (flaw 10)."""
+    """For force-reconnect: the strategy that actually worked."""
+    same_program: bool = False
+    """A successful attempt that re-attached to the program that kept running."""
 
 
 @attrs.frozen(kw_only=True)
