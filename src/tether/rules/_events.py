@@ -21,9 +21,13 @@ class Event:
 
     type: ClassVar[str] = "event"
     seq: int
+    """Sequence number within one run of the supervisor: starts again at 1 with each run."""
     at: float
     """Wall-clock time, epoch seconds."""
     session_id: str
+    boot: str = ""
+    """Which run of the supervisor (daemon) published it: a resume point (`seq`) means something
+    only together with its boot."""
 
 
 @attrs.frozen(kw_only=True)
