@@ -205,12 +205,17 @@ def encode_snapshot(snapshot: SessionSnapshot, secret_patterns: Iterable[str]) -
         raise SnapshotError(snapshot.spec.id, f"cannot be encoded as JSON: {exc}") from exc
 
 
-def decode_snapshot(session_id: str, text: str | bytes) -> SessionSnapshot:
-    """The snapshot stored as `text` under `session_id`; any problem is a `SnapshotError`."""
+def parse_snapshot_text(session_id: str, text: str | bytes) -> dict[str, Any]:
+    """The JSON object stored as `text`; anything else is a `SnapshotError`."""
     try:
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise SnapshotError(session_id, f"is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise SnapshotError(session_id, f"is not a JSON object (got {type(data).__name__})")
-    return snapshot_from_dict(data, session_id=session_id)
+    return data
+
+
+def decode_snapshot(session_id: str, text: str | bytes) -> SessionSnapshot:
+    """The snapshot stored as `text` under `session_id`; any problem is a `SnapshotError`."""
+    return snapshot_from_dict(parse_snapshot_text(session_id, text), session_id=session_id)
