@@ -1,4 +1,5 @@
 """A damaged or partly unreadable SQLite file has a way forward that loses nothing (check, repair, release)."""
+# ruff: noqa: ASYNC240 -- these tests drive a file on purpose, from trio tests
 
 from __future__ import annotations
 
