@@ -60,6 +60,7 @@ from .rules._events import Event as Event
 from .rules._events import HealthCheckFailed as HealthCheckFailed
 from .rules._events import Lagged as Lagged
 from .rules._events import PluginFailed as PluginFailed
+from .rules._events import PluginMisbehaved as PluginMisbehaved
 from .rules._events import ReconnectFailed as ReconnectFailed
 from .rules._events import ReconnectScheduled as ReconnectScheduled
 from .rules._events import ReconnectStarted as ReconnectStarted
@@ -152,6 +153,7 @@ __all__ = [
     "PluginFailed",
     "PluginFailure",
     "PluginInfo",
+    "PluginMisbehaved",
     "PluginRegistry",
     "PreservedState",
     "ProcessRestart",

@@ -217,6 +217,12 @@ class AttemptContext:
             self._hooks.replay(history)
 
     async def _probe_new_link(self, link: Link, deadline: float) -> None:
+        timeout = self.spec.policy.connect_timeout
+        if trio.current_time() >= deadline:
+            raise LinkError(
+                f"opening the link took all of connect_timeout ({timeout}s): no time was left to probe it",
+                reason=DisconnectReason.TIMEOUT,
+            )
         with trio.move_on_at(deadline) as probe_scope:
             try:
                 await link.probe()

@@ -178,6 +178,27 @@ class PluginFailed(Event):
 
 
 @attrs.frozen(kw_only=True)
+class PluginMisbehaved(Event):
+    """A plugin held things up: it blocked the event loop, or did not return after its call was cancelled.
+
+    Named by its distribution, so the one to fix is clear. Other sessions were not
+    harmed: a call that does not return is abandoned and the session goes on.
+    """
+
+    type: ClassVar[str] = "plugin.misbehaved"
+    group: str
+    name: str
+    distribution: str
+    problem: str
+    """``blocked-loop`` (ran without yielding for `seconds`) or ``stuck`` (a call still had not
+    returned `seconds` after it was cancelled; tether abandoned it and went on without it)."""
+    phase: str
+    """What tether had asked of it: ``connect``, ``probe``, ``keepalive``, ``close`` (or ``unknown``)."""
+    seconds: float
+    detail: str = ""
+
+
+@attrs.frozen(kw_only=True)
 class Lagged:
     """Not an event: a marker telling one subscriber it missed events.
 
@@ -207,5 +228,6 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     SessionOutput,
     SessionSurvivor,
     PluginFailed,
+    PluginMisbehaved,
 )
 """Every concrete event class; documentation and the wire converter are checked against it."""
