@@ -213,3 +213,39 @@ def kill_marked(name: str, prefix: str) -> None:
                 os.kill(int(entry), signal.SIGKILL)
         except (OSError, ProcessLookupError):
             continue
+
+
+def control(state: Path, request: dict[str, Any], *, timeout: float = 30.0) -> dict[str, Any]:
+    """One /control request to the daemon of `state`, as any client would send it."""
+    import trio
+    from trio_websocket import open_websocket_url
+
+    daemon = json.loads((state / "daemon.json").read_text())
+    token = (state / "token").read_text().strip()
+
+    async def ask() -> dict[str, Any]:
+        with trio.fail_after(timeout):
+            async with open_websocket_url(
+                f"{daemon['url']}/control", extra_headers=[(b"Authorization", f"Bearer {token}".encode())]
+            ) as ws:
+                await ws.send_message(json.dumps(request))
+                reply: dict[str, Any] = json.loads(await ws.get_message())
+                return reply
+
+    return trio.run(ask)
+
+
+def install_plugin(site: Path, distribution: str, version: str, module: str, source: str,
+                   backends: dict[str, str]) -> Path:
+    """Install a plugin distribution into `site` the way pip leaves one: the module and a
+    ``.dist-info`` with METADATA and entry_points.txt. Put `site` on PYTHONPATH to use it."""
+    site.mkdir(parents=True, exist_ok=True)
+    (site / f"{module}.py").write_text(source)
+    info = site / f"{distribution.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: {version}\n")
+    points = "\n".join(f"{name} = {module}:{target}" for name, target in backends.items())
+    (info / "entry_points.txt").write_text(f"[tether.backends]\n{points}\n")
+    (info / "top_level.txt").write_text(f"{module}\n")
+    (info / "RECORD").write_text("")
+    return site
