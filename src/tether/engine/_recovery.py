@@ -3,7 +3,7 @@
 ``connect`` enters the backend's link context in the session task and keeps
 it open until the supervisor closes it (as the contract promises), takes the
 per-target connect slot, and probes the new link before handing it back: a
-strategy cannot report success without a live, probed link (flaw 1).
+strategy cannot report success without a live, probed link (docs/reference-design.md, lesson 1).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The six reference strategies, doing real work through the backend (flaw 1).
+"""The six reference strategies, doing real work through the backend (docs/reference-design.md, lesson 1).
 
 Each is registered through tether's own ``tether.strategies`` entry points,
 exactly as a third-party strategy would be.
@@ -87,7 +87,7 @@ class StateRecovery:
 
 
 FORCE_ORDER = ("session-restore", "ssh-reconnect", "process-restart", "state-recovery", "simple-reconnect")
-"""Most state-preserving first; simple-reconnect last because it restores nothing (flaw 10)."""
+"""Most state-preserving first; simple-reconnect last because it restores nothing (docs/reference-design.md, lesson 10)."""
 
 
 @final

@@ -2,7 +2,7 @@
 
 Every event has a global sequence number, a wall-clock time and a session id
 (empty for supervisor-wide events). Nothing is emitted for a session at rest:
-a passing health check is silent (flaw 13). The ``type`` tag of each class is
+a passing health check is silent (docs/reference-design.md, lesson 13). The ``type`` tag of each class is
 its wire name and never changes when a class is renamed.
 """
 
