@@ -10,9 +10,9 @@ Everything that happens is told to the session's rules, whose effects go out
 through the outbox.
 
 Plugin code can refuse to be cancelled (a blocking call in a worker thread
-that cannot be abandoned). Each call into a plugin is watched: once its
-deadline has passed and it still has not come back after `ABANDON_GRACE`,
-the session task is *abandoned* (its epoch moves on): the attempt is
+that cannot be abandoned). Each call into a plugin is watched: once it has
+been cancelled and still has not come back after `ABANDON_GRACE` of a
+running loop, the session task is *abandoned* (its epoch moves on): the attempt is
 recorded as timed out, the plugin is reported by distribution, and a fresh
 task carries the session on. The abandoned task touches nothing of the
 session when it finally returns; it only closes what it opened.
@@ -371,7 +371,7 @@ class _Watch:
     queueing for a connect slot is never mistaken for being stuck.
     """
 
-    __slots__ = ("_entry", "_epoch", "_runner", "_scope", "_session", "phase")
+    __slots__ = ("_entry", "_epoch", "_runner", "_scope", "_seen_cancelled", "_session", "phase")
 
     def __init__(self, runner: AttemptRunner, session: Session, epoch: int) -> None:
         self._runner = runner
@@ -379,6 +379,7 @@ class _Watch:
         self._epoch = epoch
         self._entry: Any = None
         self._scope: trio.CancelScope | None = None
+        self._seen_cancelled: float | None = None
         self.phase = ""
         """What tether asked of the plugin: connect, probe, keepalive or close."""
 
@@ -386,6 +387,7 @@ class _Watch:
         self.disarm()
         self.phase = phase
         self._scope = scope
+        self._seen_cancelled = None
         self._entry = self._session.timers.schedule(deadline + ABANDON_GRACE, self)
         self._session.watch = self
 
@@ -400,7 +402,9 @@ class _Watch:
         """The call was cancelled on purpose (a stop): check it came back in `ABANDON_GRACE`, not later."""
         if self._entry is not None:
             self._entry.cancel()
-            self._entry = self._session.timers.schedule(trio.current_time() + ABANDON_GRACE, self)
+            now = trio.current_time()
+            self._seen_cancelled = now
+            self._entry = self._session.timers.schedule(now + ABANDON_GRACE, self)
 
     def __call__(self) -> None:
         self._entry = None
@@ -412,6 +416,12 @@ class _Watch:
         if not scope.cancel_called:  # not cancelled yet (queued for a slot, or the deadline moved)
             self._entry = session.timers.schedule((deadline if deadline != math.inf else now) + ABANDON_GRACE, self)
             return
+        if self._seen_cancelled is None:
+            # Seen cancelled: give it a whole grace of a running loop to come back (after a blocked
+            # loop every cancelled task is late, and none of them is stuck).
+            self._seen_cancelled = now
+            self._entry = session.timers.schedule(now + ABANDON_GRACE, self)
+            return
         if session.watch is self:
             session.watch = None
-        self._runner.abandon(session, self.phase, now - deadline if deadline <= now else ABANDON_GRACE)
+        self._runner.abandon(session, self.phase, now - min(deadline, self._seen_cancelled))

@@ -87,7 +87,8 @@ class StateRecovery:
 
 
 FORCE_ORDER = ("session-restore", "ssh-reconnect", "process-restart", "state-recovery", "simple-reconnect")
-"""Most state-preserving first; simple-reconnect last because it restores nothing (docs/reference-design.md, lesson 10)."""
+"""Most state-preserving first; simple-reconnect last because it restores nothing
+(docs/reference-design.md, lesson 10)."""
 
 
 @final

@@ -18,7 +18,8 @@ from ._reasons import DisconnectReason
 
 
 class Jitter(str, enum.Enum):
-    """How a backoff delay is randomised, so 10,000 drops do not retry in lockstep (docs/reference-design.md, lesson 7)."""
+    """How a backoff delay is randomised, so 10,000 drops do not retry in lockstep
+    (docs/reference-design.md, lesson 7)."""
 
     FULL = "full"
     """Uniform in [0, ideal]: flattest herd, the default."""
