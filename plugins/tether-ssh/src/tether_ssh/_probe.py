@@ -79,7 +79,7 @@ async def read_greeting(hostname: str, port: int) -> str:
     try:
         stream = await trio.open_tcp_stream(hostname, port)
     except OSError as exc:
-        raise LinkError(f"connect to {where}: {exc}", reason=DisconnectReason.NETWORK) from exc
+        raise LinkError(f"connect to {where}: {_why(exc)}", reason=DisconnectReason.NETWORK) from exc
     received = b""
     async with stream:
         while len(received) < GREETING_LIMIT:
@@ -101,3 +101,14 @@ async def read_greeting(hostname: str, port: int) -> str:
         f"{where} closed without an SSH identification" + (f" (it said {shown!r})" if shown else ""),
         reason=DisconnectReason.NETWORK,
     )
+
+
+def _why(exc: OSError) -> str:
+    """The operating system's own words (``Connection refused``), not trio's summary of its attempts."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        nested = getattr(cause, "exceptions", None)
+        cause = nested[0] if nested else cause.__cause__
+    return str(exc)
