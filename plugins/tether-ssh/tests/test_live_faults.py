@@ -202,3 +202,17 @@ async def test_frozen_listener_times_out_within_connect_timeout(sshd: Sshd) -> N
             assert why is not None and why.reason in (R.TIMEOUT, R.NETWORK)
     finally:
         sshd.process.send_signal(signal.SIGCONT)
+
+
+async def test_forced_reconnect_to_a_stopped_sshd_is_network(sshd: Sshd) -> None:
+    """force-reconnect against a host that is down: every strategy was refused, so the attempt says network."""
+    async with ssh_supervisor(SshBackend()) as sup:
+        await sup.register(ssh_spec(sshd, policy=fast_policy(auto_reconnect=False)))
+        await wait_status(sup, "s1", S.CONNECTED)
+        sshd.stop()
+        await wait_until(lambda: sup.state("s1").status is not S.CONNECTED, timeout=10, step=0.02)
+        attempt = await sup.force_reconnect("s1", "force-reconnect")
+        assert attempt is not None and not attempt.success
+        assert attempt.reason is R.NETWORK, attempt
+        assert "every strategy failed" in (attempt.error or "")
+        assert "Connection refused" in (attempt.error or "")
