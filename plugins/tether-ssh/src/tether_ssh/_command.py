@@ -106,7 +106,15 @@ def remote_command(
     if mode is ConnectMode.REATTACH:
         return f"{check}; {exists} || {{ {markers._printf('GONE')}; exit 0; }}; {attach}"
     if mode is ConnectMode.RESTART:
-        return f"{check}; {tmux} kill-session -t ={name} 2>/dev/null; {create}; {passthrough}; {attach}"
+        # The new session first, then the old one goes: killing the server's last session
+        # makes the server exit, and a new-session racing that exit fails ("server exited
+        # unexpectedly"). The server never drops to zero sessions this way.
+        fresh = shlex.quote(f"{handle}-new-{markers.nonce}")
+        replace = (
+            f"{tmux} new-session -d -s {fresh} {shlex.quote(launcher)} || exit 1; "
+            f"{tmux} kill-session -t ={name} 2>/dev/null; {tmux} rename-session -t ={fresh} {name} || exit 1"
+        )
+        return f"{check}; {replace}; {passthrough}; {attach}"
     return f"{check}; {exists} || {{ {create}; }}; {passthrough}; {attach}"
 
 ACCEPTED_SUFFIX = ".tether-accepted"

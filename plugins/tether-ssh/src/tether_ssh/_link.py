@@ -148,7 +148,8 @@ class SshLink:
             return error_for(self.ended, remote)
         stderr = "; ".join(self.stderr_text.split("\n")[-3:]).strip("; \r")
         return LinkError(
-            f"remote shell not ready within {connect_timeout}s" + (f" (ssh: {stderr})" if stderr else ""),
+            f"remote shell not ready within {connect_timeout}s" + (f" (ssh: {stderr})" if stderr else "")
+            + (f" (remote said: {pre[-300:]!r})" if pre else ""),
             reason=DisconnectReason.TIMEOUT,
         )
 
