@@ -15,7 +15,8 @@ authenticated connection carry many session channels, so tether keeps a
   (`SshOptions.max_sessions_per_connection`, 10 by default); a server that
   refuses a channel sooner lowers the pool's figure, and another master is opened.
 * When no master is up, one is started at a time: it is also the probe that
-  the host answers. Once one is up, the pool starts at once as many more as its
+  the host answers. Its failure answers for every session waiting on it, and
+  for those that ask again within `FAILURE_MEMORY`. Once one is up, the pool starts at once as many more as its
   sessions need (all of them at the same time, bounded by the per-target login
   limit), so a host that returns sees ceil(sessions / MaxSessions) logins, not
   one per session, and not one after another.
@@ -61,6 +62,10 @@ LOGIN_LIMIT = 10
 sshd's default ``MaxStartups 10:30:100`` starts refusing at random past 10."""
 CONTROL_TIMEOUT = 5.0
 """Bound on one ``ssh -O check|exit`` against a local control socket."""
+FAILURE_MEMORY = 0.25
+"""Seconds a failed bring-up (with no master up) answers for the pool: a session that asks
+again that soon gets the same error at once. 100 sessions retrying on their own against a
+host that is down then knock at most four times a second, not 100 times."""
 LOG_KEPT = 8 * 1024
 """Bytes of a master's log read to explain why it ended."""
 
@@ -161,6 +166,7 @@ class Pool:
         self.waiting = 0
         self.failures = 0
         self.last_failure: LinkError | None = None
+        self._failed_at = -math.inf
         self._changed = trio.Event()
 
     # -- what sessions call ----------------------------------------------------------------
@@ -179,6 +185,9 @@ class Pool:
                 master.channels += 1
                 return Lease(self, master)
             if self.failures > seen_failures and self.starting == 0 and self.last_failure is not None:
+                raise self.last_failure
+            if self._recently_failed():
+                assert self.last_failure is not None
                 raise self.last_failure
             self._plan(connect_timeout)
             changed = self._changed
@@ -302,6 +311,16 @@ class Pool:
     def _failed(self, failure: LinkError) -> None:
         self.failures += 1
         self.last_failure = failure
+        self._failed_at = trio.current_time()
+
+    def _recently_failed(self) -> bool:
+        """No master is up or starting, and the last bring-up failed a moment ago (see FAILURE_MEMORY)."""
+        return (
+            self.last_failure is not None
+            and self.starting == 0
+            and not any(m.state == "live" for m in self.masters)
+            and trio.current_time() - self._failed_at < FAILURE_MEMORY
+        )
 
     async def _bring_up(self, master: Master, connect_timeout: float) -> LinkError | None:
         """Run the foreground ssh until it has backgrounded the master (0) or failed (255)."""
