@@ -16,6 +16,7 @@ from .contract._plugin import Link as Link
 from .contract._plugin import LinkRequest as LinkRequest
 from .contract._plugin import RecoveryContext as RecoveryContext
 from .contract._plugin import Strategy as Strategy
+from .contract._plugin import TargetProbe as TargetProbe
 from .engine._bus import EventBus as EventBus
 from .engine._bus import Subscription as Subscription
 from .engine._plugins import BACKENDS_GROUP as BACKENDS_GROUP
@@ -198,6 +199,7 @@ __all__ = [
     "Supervisor",
     "SupervisorClosedError",
     "SupervisorStats",
+    "TargetProbe",
     "TetherConfig",
     "TetherError",
     "UnknownBackendError",

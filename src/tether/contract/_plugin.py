@@ -125,6 +125,28 @@ class Backend(Protocol):
         """Open a link; leaving the context closes it."""
 
 
+@runtime_checkable
+class TargetProbe(Protocol):
+    """Optional for a backend: one cheap check that a target answers, for the readiness gate.
+
+    While a target's sessions are parked because it was unreachable, the engine
+    calls `probe_target` on its own short, capped schedule: one probe per target
+    at a time, never one per session, with the spec of one parked session. A
+    backend without it is probed by its sessions' own attempts.
+    """
+
+    async def probe_target(self, spec: SessionSpec, deadline: float) -> None:
+        """Return once the target answers; raise `LinkError` (``network`` or ``timeout``) if it does not.
+
+        Cheap: a connect plus the protocol's greeting (an SSH identification
+        string, an HTTP answer), no login where it can be helped. Finish by
+        `deadline` (Trio time). A target that answers but would refuse a login
+        (bad credentials, a changed host key) still answers: return, and let the
+        released sessions find that out. A backend may keep what it opened for
+        the sessions it releases (a shared connection).
+        """
+
+
 class RecoveryContext(Protocol):
     """What a strategy sees for one attempt: the session's facts, and the one way to open a link.
 
