@@ -75,6 +75,8 @@ from .rules._events import SessionRegistered as SessionRegistered
 from .rules._events import SessionSurvivor as SessionSurvivor
 from .rules._events import SessionUnregistered as SessionUnregistered
 from .rules._events import StrategyAttempted as StrategyAttempted
+from .rules._events import TargetDown as TargetDown
+from .rules._events import TargetUp as TargetUp
 from .rules._filters import EventFilter as EventFilter
 from .rules._paths import default_state_dir as default_state_dir
 from .rules._policy import DEFAULT_STRATEGIES as DEFAULT_STRATEGIES
@@ -199,7 +201,9 @@ __all__ = [
     "Supervisor",
     "SupervisorClosedError",
     "SupervisorStats",
+    "TargetDown",
     "TargetProbe",
+    "TargetUp",
     "TetherConfig",
     "TetherError",
     "UnknownBackendError",

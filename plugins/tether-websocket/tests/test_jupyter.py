@@ -134,21 +134,25 @@ async def test_server_restart_comes_back_with_cwd(
         assert await run_command(supervisor, "restart", "echo PID=$$", "PID") != before
 
 
-async def test_server_gone_for_good_fails_after_budget(
+async def test_server_gone_for_good_fails_at_the_unreachable_bound(
     supervisor: tether.Supervisor, jupyter: JupyterServer
 ) -> None:
-    """kill -9 the server and never bring it back: FAILED once the retry budget is spent."""
+    """kill -9 the server and never bring it back: the session waits for it on the readiness gate
+    (spending no budget) and is FAILED at the unreachable bound."""
     with trio.fail_after(30):
         await supervisor.register(SessionSpec(
             id="gone", backend="websocket", options=jupyter.options(),
-            policy=quick_policy(max_retries=3, base_delay=0.1, max_delay=0.2, connect_timeout=2.0),
+            policy=quick_policy(max_retries=3, base_delay=0.1, max_delay=0.2, connect_timeout=2.0,
+                                unreachable_timeout=4.0),
         ))
         await wait_status(supervisor, "gone", SessionStatus.CONNECTED)
         await wait_output(supervisor, "gone", b"\x1b]7;")
         await trio.to_thread.run_sync(jupyter.kill)
         await wait_status(supervisor, "gone", SessionStatus.FAILED, within=15)
     state = supervisor.state("gone")
-    assert state.episode is not None and state.episode.attempts_made == 3, state
+    assert state.episode is not None and 1 <= state.episode.attempts_made <= 3, state
+    assert state.episode.attempts_unreachable >= 1, state
+    assert state.failure is not None and "stayed unreachable" in state.failure.detail
     assert state.episode.disconnect.reason in (DisconnectReason.NETWORK, DisconnectReason.REMOTE_CLOSED), state
     # The first attempt runs at once and can reach the dying server's listen backlog: the
     # handshake then never completes and trio-websocket does not surface the EOF, so that

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
+import attrs
 import pytest
 import trio
 import trio_websocket
@@ -102,15 +103,21 @@ async def test_rejected_handshake_fails_as_auth(supervisor: tether.Supervisor, e
     assert "401" in state.last_disconnect.detail
 
 
-async def test_refused_is_network_and_budgeted(supervisor: tether.Supervisor) -> None:
-    """Nothing listening: each attempt is a network failure, and the budget ends it."""
+async def test_refused_is_network_and_waits_for_the_target(supervisor: tether.Supervisor) -> None:
+    """Nothing listening: a network failure; the readiness probe finds the target down, so the session
+    waits on its gate without spending its budget, and fails only at the unreachable bound."""
     url = f"ws://127.0.0.1:{free_port()}/term"
+    spec = _spec("refused", url)
+    spec = attrs.evolve(spec, policy=attrs.evolve(spec.policy, unreachable_timeout=2.0))
     with trio.fail_after(10):
-        await supervisor.register(_spec("refused", url))
+        await supervisor.register(spec)
+        await wait_status(supervisor, "refused", SessionStatus.WAITING, within=8)
         await wait_status(supervisor, "refused", SessionStatus.FAILED, within=8)
     state = supervisor.state("refused")
-    assert state.episode is not None and state.episode.attempts_made == 3
-    assert all(a.reason is DisconnectReason.NETWORK for a in state.episode.attempts)
+    # The very first connect failing is the episode's drop, not an attempt: none was made while down.
+    assert state.episode is not None and state.episode.attempts_made == state.episode.attempts_unreachable
+    assert state.failure is not None and state.failure.reason is DisconnectReason.NETWORK
+    assert "stayed unreachable for 2s" in state.failure.detail
 
 
 class FreezableProxy:

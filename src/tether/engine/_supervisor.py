@@ -51,6 +51,7 @@ from ._bus import EventBus, Subscription
 from ._gc import ManagedCollector
 from ._outbox import Outbox
 from ._plugins import BACKENDS_GROUP, PluginRegistry, discover_plugins
+from ._readiness import Readiness, TargetState
 from ._session import ForceRequest, Session
 from ._stall import LoopWatchdog, Stall
 from ._timers import TimerQueue
@@ -115,6 +116,10 @@ class Supervisor:
             self._outbox, self.registry.strategies, self._limiter_for, self._rng, lambda: self._closed,
             distribution_of=lambda backend: self.registry.distribution(BACKENDS_GROUP, backend),
             respawn=self._respawn,
+        )
+        self._readiness = Readiness(
+            self._nursery, self._outbox, self._rng,
+            lambda target: self._connect_limit if self._connect_limit is not None else 10,
         )
         self._all_finished: trio.Event | None = None
         self.restore_errors: list[TetherError] = []
@@ -278,6 +283,10 @@ class Supervisor:
             seconds=round(stall.seconds, 3), detail=detail,
         )
 
+    def targets(self) -> list[TargetState]:
+        """The targets whose readiness tether knows: up or down, and how many sessions wait for each."""
+        return self._readiness.states()
+
     def stuck_report(self) -> str:
         """Plugin calls that never came back (their tasks were abandoned), for a forced exit's log."""
         stuck = self._attempts.stuck
@@ -433,6 +442,7 @@ class Supervisor:
         fx = self._outbox
         rng = self._rng
         attempts = self._attempts
+        readiness = self._readiness
         epoch = session.epoch
         try:
             while not session.stopping and session.epoch == epoch:
@@ -440,12 +450,22 @@ class Supervisor:
                 step = session.next_step(
                     fx, trio.current_time(), time.time(), rng,
                     forced=force is not None, force_strategy=force.strategy if force is not None else None,
+                    target_down=session.recovering and readiness.target_down(session),
                 )
                 kind = step.kind
                 if kind is StepKind.ATTEMPT:
                     await attempts.run(session, step, session.take_force())
+                    gated = session.recovering and readiness.gated(session) and session.epoch == epoch
+                    if gated and await readiness.confirm_down(session):  # one probe per target says so
+                        session.unreachable(fx, time.time())
                 elif kind is StepKind.WAIT:
                     await session.park(step.deadline)
+                elif kind is StepKind.WAIT_FOR_TARGET:
+                    readiness.park(session)
+                    try:
+                        await session.park(step.deadline)
+                    finally:
+                        readiness.leave(session)
                 elif kind is StepKind.WAIT_FOR_FORCE:
                     await session.park(math.inf)
                 else:

@@ -178,6 +178,31 @@ class PluginFailed(Event):
 
 
 @attrs.frozen(kw_only=True)
+class TargetDown(Event):
+    """A target stopped answering: its sessions park on its readiness gate (one outage, not N failures)."""
+
+    type: ClassVar[str] = "target.down"
+    target: str
+    waiting: int
+    """Sessions parked on it when it was declared down (more join as their links notice)."""
+    detail: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class TargetUp(Event):
+    """The target answers again: its parked sessions are released through the admission ramp."""
+
+    type: ClassVar[str] = "target.up"
+    target: str
+    waiting: int
+    """Sessions released."""
+    down_for: float
+    """Seconds since it was declared down."""
+    probes: int
+    """Readiness probes it took."""
+
+
+@attrs.frozen(kw_only=True)
 class PluginMisbehaved(Event):
     """A plugin held things up: it blocked the event loop, or did not return after its call was cancelled.
 
@@ -229,5 +254,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     SessionSurvivor,
     PluginFailed,
     PluginMisbehaved,
+    TargetDown,
+    TargetUp,
 )
 """Every concrete event class; documentation and the wire converter are checked against it."""

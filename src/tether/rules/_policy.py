@@ -83,6 +83,15 @@ def _to_retries(value: object) -> object:
     return None if value == FOREVER else value
 
 
+def _to_forever(value: object) -> object:
+    return None if value == FOREVER else _to_seconds(value)
+
+
+def _unreachable_valid(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        _positive_number(instance, attribute, value)
+
+
 def _max_retries_valid(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is None:
         return
@@ -163,6 +172,11 @@ class ReconnectPolicy:
     stable_after: float = attrs.field(default=10.0, converter=_to_seconds, validator=_non_negative_number)
     """A link that drops sooner than this after connecting continues the same
     episode (same attempt count, same backoff) instead of starting a fresh one."""
+    unreachable_timeout: float | None = attrs.field(
+        default=86_400.0, converter=_to_forever, validator=_unreachable_valid
+    )
+    """Seconds a session waits for an unreachable target (parked on its readiness gate, spending
+    no retry budget) before it is failed. None (``"forever"`` in a config file) = wait without end."""
     history_limit: int = attrs.field(default=20, validator=_history_limit_valid)
     """Past episodes kept per session (docs/reference-design.md, lesson 2: bounded)."""
     strategies: Mapping[DisconnectReason, str] = attrs.field(
@@ -174,6 +188,6 @@ class ReconnectPolicy:
         if self.max_delay < self.base_delay:
             raise ConfigError("max_delay", f"must be >= base_delay ({self.base_delay!r}), got {self.max_delay!r}")
 
-    def allows_retry(self, attempts_made: int) -> bool:
+    def allows_retry(self, attempts_made: int) -> bool:  # attempts that count against the budget
         """True while the episode's budget has room for another attempt."""
         return self.max_retries is None or attempts_made < self.max_retries

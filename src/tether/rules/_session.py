@@ -90,6 +90,9 @@ class StepKind(enum.Enum):
     ATTEMPT = "attempt"
     WAIT = "wait"
     """Park until `Step.deadline` (trio time) or a signal, then ask again."""
+    WAIT_FOR_TARGET = "wait-for-target"
+    """Park on the target's readiness gate until it answers (or `Step.deadline`, the
+    unreachable bound), then ask again."""
     WAIT_FOR_FORCE = "wait-for-force"
     STOP = "stop"
 
@@ -123,6 +126,8 @@ class _Phase(enum.Enum):
     BACKING_OFF = "backing-off"
     DOWN = "down"
     """Failed or disconnected: waits for a forced reconnect."""
+    WAITING = "waiting"
+    """The target is unreachable: parked on its readiness gate, spending no budget."""
     STOPPED = "stopped"
 
 
@@ -140,6 +145,7 @@ class EpisodeRecord:
         "recovery_time",
         "started_at",
         "started_mono",
+        "unreachable",
     )
 
     def __init__(self, number: int, disconnect: Disconnect, started_mono: float, started_at: float) -> None:
@@ -153,6 +159,12 @@ class EpisodeRecord:
         self.ended_at: float | None = None
         self.recovery_time: float | None = None
         self.last_delay: float | None = None
+        self.unreachable = 0
+        """Attempts that found the target down: they spend no budget."""
+
+    @property
+    def budget_used(self) -> int:
+        return self.attempts_made - self.unreachable
 
     def freeze(self) -> Episode:
         return Episode(
@@ -164,6 +176,7 @@ class EpisodeRecord:
             attempts=tuple(self.attempts),
             ended_at=self.ended_at,
             recovery_time=self.recovery_time,
+            attempts_unreachable=self.unreachable,
         )
 
     @classmethod
@@ -173,6 +186,7 @@ class EpisodeRecord:
         record.outcome = episode.outcome
         record.attempts.extend(episode.attempts)
         record.attempts_made = episode.attempts_made
+        record.unreachable = episode.attempts_unreachable
         record.ended_at = episode.ended_at
         record.recovery_time = episode.recovery_time
         return record
@@ -196,8 +210,10 @@ class SessionRecord:
         "episodes_failed",
         "episodes_recovered",
         "episodes_total",
+        "failure",
         "history",
         "last_disconnect",
+        "last_failure",
         "next_attempt_at",
         "preserved",
         "restored",
@@ -245,6 +261,11 @@ class SessionRecord:
         """Trio time the backoff in progress ends."""
         self._down_manual = False
         """Down because the policy does not reconnect by itself (not because the episode failed)."""
+        self.failure: Disconnect | None = None
+        """Why the session is failed, while it is."""
+        self.last_failure: Disconnect | None = None
+        """Why the last attempt failed (None after a connect): the engine asks the target's
+        readiness gate when it says the target may be unreachable."""
 
     # -- inputs ---------------------------------------------------------------------------------
 
@@ -260,6 +281,7 @@ class SessionRecord:
         self.episodes_failed = state.episodes_failed
         self.attempts_total = state.attempts_total
         self.attempts_failed = state.attempts_failed
+        self.failure = state.failure
         self.last_disconnect = state.last_disconnect
         if state.preserved is not None and self.preserved is None:  # a redacted value is never handed on
             self.preserved = attrs.evolve(state.preserved, env=drop_redacted(state.preserved.env))
@@ -267,10 +289,27 @@ class SessionRecord:
             self.episode = EpisodeRecord.thaw(state.episode, now)
 
     def next_step(
-        self, fx: Effects, now: float, wall: float, rng: random.Random, *, forced: bool, force_strategy: str | None
+        self,
+        fx: Effects,
+        now: float,
+        wall: float,
+        rng: random.Random,
+        *,
+        forced: bool,
+        force_strategy: str | None,
+        target_down: bool = False,
     ) -> Step:
-        """What to do now. `forced`: a forced reconnect is waiting (with `force_strategy`, if it named one)."""
+        """What to do now. `forced`: a forced reconnect is waiting (with `force_strategy`, if it named
+        one). `target_down`: the target's readiness gate knows the target is unreachable."""
         phase = self._phase
+        if phase is _Phase.WAITING:
+            if not forced and target_down:
+                return self._wait_for_target(fx, now, wall)
+            self._phase = _Phase.RECOVERING  # the target answers again: try at once, no backoff
+            episode = self.episode
+            if forced or (episode is not None and self.spec.policy.allows_retry(episode.budget_used)):
+                return self._attempt(force_strategy)
+            return self._recover(fx, now, wall, rng, forced=forced, force_strategy=force_strategy)
         if phase is _Phase.BACKING_OFF:
             if not forced and now < self._until:
                 return Step(StepKind.WAIT, deadline=self._until)
@@ -311,6 +350,10 @@ class SessionRecord:
                 self._phase = _Phase.DROPPED
                 return self.next_step(fx, now, wall, rng, forced=forced, force_strategy=force_strategy)
         if self._phase is _Phase.RECOVERING:
+            if target_down and not forced and self._fatal is None:
+                self._phase = _Phase.WAITING
+                self._set_status(fx, SessionStatus.WAITING, wall)
+                return self._wait_for_target(fx, now, wall)
             return self._recover(fx, now, wall, rng, forced=forced, force_strategy=force_strategy)
         if self._phase is _Phase.STOPPED:
             return STOP
@@ -335,6 +378,7 @@ class SessionRecord:
     def connected(self, fx: Effects, attempt: Attempt, now: float, wall: float) -> None:
         """The attempt handed back a live, probed link."""
         self.restored = None
+        self.last_failure = None
         self.connected_mono = now
         self.connected_at = wall
         self._set_status(fx, SessionStatus.CONNECTED, wall)
@@ -364,6 +408,7 @@ class SessionRecord:
     def missed(self, fx: Effects, attempt: Attempt, why: Disconnect) -> None:
         """The attempt failed for `why` (the first connect's failure is the episode's drop)."""
         self.restored = None
+        self.last_failure = why
         if attempt.number == 0 or self.episode is None:
             self._pending = why
             self._phase = _Phase.DROPPED
@@ -390,6 +435,14 @@ class SessionRecord:
             reason=attempt.reason or DisconnectReason.BACKEND_ERROR,
             error=attempt.error or "",
         )
+
+    def unreachable(self, fx: Effects, wall: float) -> None:
+        """The target's readiness probe confirmed the last attempt's failure: the target is down.
+        That attempt spends no budget; the session waits for the target (`next_step`)."""
+        episode = self.episode
+        if episode is not None and self._phase is _Phase.RECOVERING and self.last_failure is not None:
+            episode.unreachable += 1
+            fx.changed(self.sid)
 
     def dropped(self, why: Disconnect) -> None:
         """The held link ended (or was closed for a forced reconnect); recorded by the next step."""
@@ -424,6 +477,16 @@ class SessionRecord:
     def waiting_for_force(self) -> bool:
         return self._phase is _Phase.DOWN
 
+    @property
+    def recovering(self) -> bool:
+        """Between attempts of an episode, retrying by itself: where the readiness gate may park it
+        (never for a policy that does not retry: ``max_retries = 0`` means no second try at all)."""
+        policy = self.spec.policy
+        return (
+            self._phase in (_Phase.RECOVERING, _Phase.WAITING, _Phase.DROPPED)
+            and policy.max_retries != 0 and policy.enabled and policy.auto_reconnect
+        )
+
     def view(self) -> SessionState:
         return SessionState(
             id=self.sid,
@@ -442,6 +505,7 @@ class SessionRecord:
             episodes_failed=self.episodes_failed,
             attempts_total=self.attempts_total,
             attempts_failed=self.attempts_failed,
+            failure=self.failure,
         )
 
     # -- the rules ------------------------------------------------------------------------------
@@ -452,7 +516,7 @@ class SessionRecord:
         episode = self.episode
         assert episode is not None
         policy = self.spec.policy
-        if self._fatal is not None or (not forced and not policy.allows_retry(episode.attempts_made)):
+        if self._fatal is not None or (not forced and not policy.allows_retry(episode.budget_used)):
             if self._fatal is not None:
                 self._fail(fx, self._fatal, wall, exhausted=False)
             else:
@@ -489,6 +553,18 @@ class SessionRecord:
                 return Step(StepKind.WAIT, deadline=now + delay)
             self.next_attempt_at = None
         return self._attempt(force_strategy)
+
+    def _wait_for_target(self, fx: Effects, now: float, wall: float) -> Step:
+        episode = self.episode
+        assert episode is not None
+        bound = self.spec.policy.unreachable_timeout
+        deadline = math.inf if bound is None else episode.started_mono + bound
+        if now >= deadline:
+            why = Disconnect(DisconnectReason.NETWORK, f"{self.target} stayed unreachable for {bound:g}s")
+            self._fail(fx, why, wall, exhausted=False)
+            self._phase = _Phase.DOWN
+            return WAIT_FOR_FORCE
+        return Step(StepKind.WAIT_FOR_TARGET, deadline=deadline)
 
     def _attempt(self, force_strategy: str | None) -> Step:
         episode = self.episode
@@ -560,6 +636,7 @@ class SessionRecord:
             detail = why.detail
             if exhausted and episode is not None:
                 detail = f"gave up after {episode.attempts_made} attempts" + (f": {detail}" if detail else "")
+            self.failure = attrs.evolve(why, detail=detail)
             fx.publish(SessionFailed, session_id=self.sid, reason=why.reason, detail=detail)
 
     def _remember(self, episode: Episode) -> None:
@@ -569,6 +646,8 @@ class SessionRecord:
     def _set_status(self, fx: Effects, status: SessionStatus, wall: float) -> None:
         if self.status is status:
             return
+        if status is not SessionStatus.FAILED:
+            self.failure = None
         fx.status_moved(self.status, status)
         self.status = status
         self.status_since = wall

@@ -24,6 +24,9 @@ class SessionStatus(str, enum.Enum):
     """Waiting before the next reconnect attempt."""
     RECONNECTING = "reconnecting"
     """A reconnect attempt is running."""
+    WAITING = "waiting"
+    """Its target is unreachable: parked on the target's readiness gate (one probe per target),
+    spending no retry budget, until the target answers again."""
     DISCONNECTED = "disconnected"
     """Down, and policy says not to reconnect by itself (auto_reconnect or enabled off)."""
     FAILED = "failed"
@@ -34,7 +37,7 @@ class SessionStatus(str, enum.Enum):
     @property
     def recovering(self) -> bool:
         """True while a retry loop is active (counted as an active reconnection)."""
-        return self in (SessionStatus.BACKING_OFF, SessionStatus.RECONNECTING)
+        return self in (SessionStatus.BACKING_OFF, SessionStatus.RECONNECTING, SessionStatus.WAITING)
 
 
 class EpisodeOutcome(str, enum.Enum):
@@ -91,6 +94,9 @@ class Episode:
     attempts_made: int = 0
     attempts: tuple[Attempt, ...] = ()
     """The most recent attempts (bounded); `attempts_made` counts them all."""
+    attempts_unreachable: int = 0
+    """Attempts that found the target unreachable (its readiness probe confirmed it): they
+    spend no retry budget."""
     ended_at: float | None = None
     recovery_time: float | None = None
     """Seconds from the drop to the recovered link, when recovered."""
@@ -120,3 +126,6 @@ class SessionState:
     attempts_total: int = 0
     """Reconnect attempts over the session's whole life, kept across restarts."""
     attempts_failed: int = 0
+    failure: Disconnect | None = None
+    """Why the session is failed (budget spent, auth, a missing secret, unreachable too long);
+    None unless its status is failed."""

@@ -162,7 +162,7 @@ class StatsRecorder:
         samples = sorted(self.recovery_samples)
         return SupervisorStats(
             registered_sessions=registered,
-            active_reconnections=self.by_status[SessionStatus.BACKING_OFF] + self.by_status[SessionStatus.RECONNECTING],
+            active_reconnections=sum(self.by_status[s] for s in SessionStatus if s.recovering),
             total_attempts=self.total_attempts,
             failed_attempts=self.failed_attempts,
             successful_reconnections=self.recovered,
