@@ -36,6 +36,7 @@ from ..rules._secrets import (
     secret_name_matcher,
 )
 from ..rules._snapshots import SessionSnapshot
+from ..rules._spec import SessionSpec
 from ..rules._state import EpisodeOutcome, SessionStatus
 
 SNAPSHOT_SCHEMA_VERSION = 1
@@ -214,3 +215,45 @@ def decode_snapshot(session_id: str, text: str | bytes) -> SessionSnapshot:
     if not isinstance(data, dict):
         raise SnapshotError(session_id, f"is not a JSON object (got {type(data).__name__})")
     return snapshot_from_dict(data, session_id=session_id)
+
+
+# -- a spec alone (a shared store declares sessions before anyone has run them) ------------------
+
+
+def encode_spec(spec: SessionSpec, secret_patterns: Iterable[str]) -> str:
+    """Compact JSON text of the redacted spec with ``"schema"``: a session declared, not yet run.
+
+    Redacted like a snapshot's spec: a literal secret becomes ``"[redacted]"``,
+    a secret named by reference survives and resolves on whichever machine runs it.
+    """
+    body: dict[str, Any] = _CONVERTER.unstructure(spec, SessionSpec)
+    regex = secret_name_matcher(secret_patterns)
+    if regex is not None:
+        body["options"] = redact_tree(body["options"], regex)
+    try:
+        return json.dumps({"schema": SNAPSHOT_SCHEMA_VERSION, **body}, separators=(",", ":"), default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise SnapshotError(spec.id, f"cannot be encoded as JSON: {exc}") from exc
+
+
+def decode_spec(session_id: str, text: str | bytes) -> SessionSpec:
+    """The spec stored as `text` under `session_id`; any problem is a `SnapshotError`."""
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SnapshotError(session_id, f"spec is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SnapshotError(session_id, f"spec is not a JSON object (got {type(data).__name__})")
+    version = data.pop("schema", None)
+    if version != SNAPSHOT_SCHEMA_VERSION:
+        raise SnapshotError(session_id, f"spec has schema {version!r}, this tether reads {SNAPSHOT_SCHEMA_VERSION}")
+    try:
+        spec: SessionSpec = _CONVERTER.structure(data, SessionSpec)
+    except cattrs.BaseValidationError as exc:
+        lines = "; ".join(cattrs.transform_error(exc, path="$", format_exception=_format_exception))
+        raise SnapshotError(session_id, f"spec does not match schema {SNAPSHOT_SCHEMA_VERSION}: {lines}") from exc
+    except (TetherError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise SnapshotError(session_id, f"spec does not match schema {SNAPSHOT_SCHEMA_VERSION}: {exc}") from exc
+    if spec.id != session_id:
+        raise SnapshotError(session_id, f"spec is stored under {session_id!r} but describes session {spec.id!r}")
+    return spec
