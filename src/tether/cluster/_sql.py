@@ -123,7 +123,7 @@ _CLAIM = """
 WITH me AS (
     SELECT 1 FROM nodes WHERE node_id = %(node)s AND state = 'live' AND expires_at > now()
 ), picked AS (
-    SELECT s.session_id, s.owner AS previous
+    SELECT s.session_id, coalesce(s.owner, s.last_owner) AS previous
     FROM sessions s
     WHERE (s.owner IS NULL OR s.owner IN (SELECT node_id FROM nodes WHERE state = 'dead'))
       AND s.problem IS NULL
@@ -134,7 +134,7 @@ WITH me AS (
     LIMIT %(limit)s
     FOR UPDATE OF s SKIP LOCKED
 )
-UPDATE sessions s SET owner = %(node)s, fence = nextval('fences'), claimed_at = now()
+UPDATE sessions s SET owner = %(node)s, last_owner = NULL, fence = nextval('fences'), claimed_at = now()
 FROM picked
 WHERE s.session_id = picked.session_id
 RETURNING s.session_id, s.fence, picked.previous, s.spec, s.body
@@ -161,7 +161,7 @@ def release(conn: Conn, node_id: int, fences: Mapping[str, int]) -> set[str]:
     if not fences:
         return set()
     cur = conn.execute(
-        "UPDATE sessions s SET owner = NULL, claimed_at = NULL"
+        "UPDATE sessions s SET owner = NULL, last_owner = s.owner, claimed_at = NULL"
         " FROM unnest(%s::text[], %s::int8[]) AS d(session_id, fence)"
         " WHERE s.session_id = d.session_id AND s.fence = d.fence AND s.owner = %s RETURNING s.session_id",
         (list(fences), list(fences.values()), node_id),

@@ -23,6 +23,8 @@ The layout (version 1):
     ``fences`` sequence on every claim: a write lands only while the row's fence
     is the writer's (checked in the same statement), and ``written_fence``
     keeps the fence of the write that produced ``body``.
+    ``last_owner`` is the node that last handed the session back (a clean
+    stop, or shedding), so the next claim can say where it moved from.
     ``home`` pins a session to one machine: NULL means any node may claim it
     (remote backends: ssh, websocket), a host name means only nodes on that
     host may (local backends: a program on that machine's pty).
@@ -81,6 +83,7 @@ MIGRATIONS: Sequence[Migration] = (
                 spec text,
                 home text,
                 owner bigint REFERENCES nodes (node_id),
+                last_owner bigint,
                 fence bigint NOT NULL DEFAULT 0,
                 claimed_at timestamptz,
                 schema integer,
