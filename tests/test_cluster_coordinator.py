@@ -135,7 +135,7 @@ async def test_sessions_of_a_local_backend_stay_on_their_host(pg_url: str, tmp_p
     def movable(spec: tether.SessionSpec) -> bool:
         return spec.id not in local
 
-    async with node(pg_url, "b", tmp_path) as (b, member_b):
+    async with node(pg_url, "b", tmp_path) as (_b, member_b):
         async with node(pg_url, "a", tmp_path, is_movable=movable) as (a, member_a):
             await a.declare(specs(2, "p") + specs(4, "m"))
             await wait_until(lambda: len(member_a.sessions) + len(member_b.sessions) == 6, timeout=20)

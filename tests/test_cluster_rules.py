@@ -28,7 +28,7 @@ def test_a_margin_that_leaves_no_room_for_a_renewal_is_refused() -> None:
 @given(st.integers(0, 100_000), st.integers(1, 50))
 def test_fair_shares_cover_every_session(movable: int, nodes: int) -> None:
     share = fair_share(movable, nodes)
-    assert share * nodes >= movable and (share - 1) * nodes < movable or movable == 0
+    assert (share * nodes >= movable and (share - 1) * nodes < movable) or movable == 0
 
 
 @given(st.integers(0, 30_000), st.integers(1, 10), st.integers(0, 30_000), st.integers(1, 1000))
