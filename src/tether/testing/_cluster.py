@@ -244,6 +244,8 @@ class StandInMember:
             return
         self.writes += 1
         self.rows_written += len(held) - len(result.fenced)
+        if len(held) > len(result.fenced):
+            self.log.event("wrote", count=len(held) - len(result.fenced))
         if result.fenced:
             self.fenced += len(result.fenced)
             self.log.event("write-fenced", count=len(result.fenced))
