@@ -55,6 +55,15 @@ async def _open_store(options: DaemonOptions) -> AsyncIterator[Any]:
     if not options.store.enabled:
         yield None
         return
+    url = options.store.store_url()
+    if url is not None:
+        from ..rules._errors import StoreError
+        from ..store._pg_connection import display_url
+
+        # The coordinator (tether.cluster) and the store are built; the daemon joins a cluster once
+        # the supervisor's start-up restore is replaced by claims (docs/cluster.md, "Status").
+        raise StoreError(display_url(url), "`tether run` cannot join a PostgreSQL cluster yet; "
+                         "the store and `tether store migrate` work, see docs/cluster.md")
     from ..store._sqlite import DB_FILENAME, open_sqlite_store
 
     path = Path(options.store.path) if options.store.path else options.state_dir / DB_FILENAME

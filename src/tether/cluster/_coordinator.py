@@ -37,7 +37,7 @@ import attrs
 import trio
 
 from ..rules._cluster import LeaseTiming, plan_claims
-from ..rules._errors import SnapshotError, StoreError
+from ..rules._errors import DuplicateSessionError, SnapshotError, StoreError
 from ..rules._secrets import DEFAULT_SECRET_PATTERNS
 from ..rules._spec import SessionSpec
 from ..rules._state import SessionState
@@ -371,6 +371,11 @@ class Coordinator:
             self._movable.add(row.session_id)
         try:
             await self.member.register(spec, restore=restore, fence=row.fence)
+        except DuplicateSessionError:
+            # Still winding down here after a fence loss: hand it back, a later round claims it again.
+            self._forget([row.session_id])
+            await self._work.run(lambda conn: _sql.release(conn, node, {row.session_id: row.fence}))
+            return
         except Exception as exc:
             logger.error("session %s could not be started here, left for other nodes: %s", row.session_id, exc)
             self._forget([row.session_id])
