@@ -93,6 +93,9 @@ async def _store_cost(url: str, root: Path, sessions: int, rounds: int = 5) -> d
         def writer(self) -> int:
             return node
 
+        def fenced(self, session_ids: frozenset[str]) -> None:
+            raise AssertionError(f"fenced in a benchmark: {sorted(session_ids)[:3]}")
+
     pg.guard = Guard()
     timings: dict[str, list[float]] = {"sqlite": [], "postgres_fenced": []}
     for _ in range(rounds):

@@ -137,6 +137,9 @@ async def test_a_guard_that_lost_its_lease_writes_nothing_fenced(pg_url: str) ->
         def writer(self) -> int | None:
             return None
 
+        def fenced(self, session_ids: frozenset[str]) -> None:
+            pass
+
     async with open_postgres_store(pg_url) as plain:
         await plain.write([snapshot("s1")])
     _node, fence = claim_for_new_node(pg_url, "s1")
@@ -155,6 +158,9 @@ async def test_the_statement_checks_the_writers_lease_by_the_database_clock(pg_u
     class Guard:
         def writer(self) -> int | None:
             return node
+
+        def fenced(self, session_ids: frozenset[str]) -> None:
+            pass
 
     async with open_postgres_store(pg_url, guard=Guard()) as store:
         assert (await store.write([snapshot("s1", saved_at=2.0)], fences={"s1": fence})).fenced == frozenset()

@@ -164,6 +164,12 @@ class Coordinator:
         """`WriteGuard` for the store: our node id while the lease holds, else None."""
         return self.lease.writer()
 
+    def fenced(self, session_ids: frozenset[str]) -> None:
+        """`WriteGuard`: the store refused these sessions' writes; the member stops them, we forget them."""
+        mine = [sid for sid in session_ids if sid in self.owned]
+        self.stats.fenced += len(mine)
+        self._forget(mine)
+
     def fence_of(self, session_id: str) -> int | None:
         return self.owned.get(session_id)
 
@@ -245,7 +251,7 @@ class Coordinator:
             batch = dict(self.owned)
             async with trio.open_nursery() as nursery:
                 for sid in batch:
-                    nursery.start_soon(self.member.release, sid)
+                    nursery.start_soon(self._release_one, sid)
             self._forget(batch)
             sessions.update(batch)
         if node is None or not self.lease.live:
@@ -257,6 +263,12 @@ class Coordinator:
         except StoreError as exc:
             logger.warning("clean stop could not hand sessions back (%s); they move when our lease expires", exc)
         self.lease.lose("stopped")
+
+    async def _release_one(self, session_id: str) -> None:
+        try:
+            await self.member.release(session_id)
+        except Exception as exc:  # already gone (fenced in the meantime): nothing left to hand over
+            logger.info("releasing %s: %s", session_id, exc)
 
     async def aclose(self) -> None:
         await self._beat.aclose()
@@ -412,7 +424,7 @@ class Coordinator:
         handed = {sid: self.owned[sid] for sid in victims}
         async with trio.open_nursery() as nursery:
             for sid in victims:
-                nursery.start_soon(self.member.release, sid)
+                nursery.start_soon(self._release_one, sid)
         self._forget(victims)
         released = await self._work.run(lambda conn: _sql.release(conn, node, handed))
         self.stats.shed += len(released)

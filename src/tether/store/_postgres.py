@@ -60,6 +60,10 @@ class WriteGuard(Protocol):
         """
         ...
 
+    def fenced(self, session_ids: frozenset[str]) -> None:
+        """These sessions' writes were refused (taken over, or the lease is gone): forget them."""
+        ...
+
 
 _FENCED_UPDATE = """
 UPDATE sessions AS s
@@ -195,6 +199,8 @@ class PostgresStore:
         self.fenced_total += len(fenced)
         if fenced:
             logger.warning("%d sessions were taken over by another owner; nothing of theirs was written", len(fenced))
+            if self.guard is not None:
+                self.guard.fenced(frozenset(fenced))
         self._books.counters.wrote(
             outcome.written,
             outcome.deleted,
