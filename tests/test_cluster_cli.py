@@ -45,9 +45,9 @@ def test_status_before_migrate_names_the_command_to_run(postgres_server: Postgre
     assert result.returncode == 1 and "run `tether store migrate`" in result.stderr
 
 
-def test_run_on_postgres_says_plainly_that_it_cannot_join_yet(postgres_server: PostgresServer,
-                                                              tmp_path: Path) -> None:
+def test_run_on_an_unmigrated_database_names_the_command_to_run(postgres_server: PostgresServer,
+                                                                tmp_path: Path) -> None:
     url = postgres_server.create_database("t_cli_run")
     result = tether("run", "--no-auth", "--port", "0", "--duration", "1",
                     env={"TETHER_STORE_URL": url, "TETHER_STATE_DIR": str(tmp_path)})
-    assert result.returncode == 1 and "cannot join a PostgreSQL cluster yet" in result.stderr
+    assert result.returncode == 1 and "run `tether store migrate`" in result.stderr

@@ -45,6 +45,7 @@ def test_the_config_example_selects_postgresql() -> None:
     tether_toml = tomllib.loads(CODE["toml"])
     config = tether.parse_config(tether_toml)
     assert config.store.store_url() == tether_toml["store"]["url"]
+    assert config.store.lease_ttl == 15 == tether.StoreConfig().lease_ttl
 
 
 def test_the_stated_timing_is_the_codes() -> None:

@@ -42,6 +42,8 @@ class StoreConfig:
     path: str | None = None
     url: str | None = None
     """``postgresql://...``: the shared store; the file's value wins over ``$TETHER_STORE_URL``."""
+    lease_ttl: float = 15.0
+    """With `url`: seconds a process's lease lasts; its sessions move within about this after it dies."""
     durable: bool = False
     """fsync every batch (synchronous=FULL) instead of WAL's NORMAL."""
     flush_interval: float = 1.0
@@ -49,6 +51,8 @@ class StoreConfig:
     def __attrs_post_init__(self) -> None:
         if math.isnan(self.flush_interval) or self.flush_interval <= 0:
             raise ConfigError("flush_interval", f"must be > 0, got {self.flush_interval!r}")
+        if math.isnan(self.lease_ttl) or self.lease_ttl <= 0:
+            raise ConfigError("lease_ttl", f"must be > 0, got {self.lease_ttl!r}")
         if self.url is not None:
             if self.path is not None:
                 raise ConfigError("url", "give either path (SQLite) or url (PostgreSQL), not both")

@@ -55,15 +55,6 @@ async def _open_store(options: DaemonOptions) -> AsyncIterator[Any]:
     if not options.store.enabled:
         yield None
         return
-    url = options.store.store_url()
-    if url is not None:
-        from ..rules._errors import StoreError
-        from ..store._pg_connection import display_url
-
-        # The coordinator (tether.cluster) and the store are built; the daemon joins a cluster once
-        # the supervisor's start-up restore is replaced by claims (docs/cluster.md, "Status").
-        raise StoreError(display_url(url), "`tether run` cannot join a PostgreSQL cluster yet; "
-                         "the store and `tether store migrate` work, see docs/cluster.md")
     from ..store._sqlite import DB_FILENAME, open_sqlite_store
 
     path = Path(options.store.path) if options.store.path else options.state_dir / DB_FILENAME
@@ -116,17 +107,29 @@ async def run_daemon(
     """Run until a signal or `duration`; returns after a clean stop."""
     ensure_state_dir(options.state_dir)
     daemon_file: Path | None = None
+    url = options.store.store_url() if options.store.enabled else None
     with trio.CancelScope() as main:
         async with AsyncExitStack() as stack:
-            store = await stack.enter_async_context(_open_store(options))
-            supervisor = await stack.enter_async_context(
-                open_supervisor(
-                    registry=options.registry, backends=options.backends, store=store,
-                    durable=options.store.durable, flush_interval=options.store.flush_interval,
-                    sessions=options.sessions, on_restore=_RestoreProgress(options.progress),
-                    gc_policy="managed",
+            if url is not None:  # one member of a cluster sharing PostgreSQL (docs/cluster.md)
+                from ._cluster import open_cluster_member
+
+                supervisor, _coordinator = await stack.enter_async_context(
+                    open_cluster_member(
+                        url, sessions=options.sessions, registry=options.registry, backends=options.backends,
+                        flush_interval=options.store.flush_interval, lease_ttl=options.store.lease_ttl,
+                        durable=options.store.durable, gc_policy="managed",
+                    )
                 )
-            )
+            else:
+                store = await stack.enter_async_context(_open_store(options))
+                supervisor = await stack.enter_async_context(
+                    open_supervisor(
+                        registry=options.registry, backends=options.backends, store=store,
+                        durable=options.store.durable, flush_interval=options.store.flush_interval,
+                        sessions=options.sessions, on_restore=_RestoreProgress(options.progress),
+                        gc_policy="managed",
+                    )
+                )
             logger.info("supervising %d sessions", len(supervisor.session_ids))
             supervisor.freeze_gc()  # start-up objects live as long as their sessions: keep them out of GC walks
             for problem in supervisor.restore_errors:
