@@ -57,6 +57,12 @@ CREATE TRIGGER audit_write AFTER UPDATE ON sessions FOR EACH ROW EXECUTE FUNCTIO
 """
 
 
+def balanced(held: dict[str, int], total: int) -> bool:
+    """Every session held, each node within the shedding slack (a tenth) of its fair share."""
+    share = -(-total // len(held)) if held else 0
+    return sum(held.values()) == total and all(abs(count - share) <= max(1, share // 10) for count in held.values())
+
+
 def sql(url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("SET search_path TO tether")
@@ -164,6 +170,19 @@ def assert_no_stale_write_was_accepted(url: str) -> None:
     assert sql(url, "SELECT count(*) > 0 FROM audit") == [(True,)], "no write was audited at all"
 
 
+def held_in_log(log: Path, *, before: float) -> set[str]:
+    """Sessions a node's log shows it supervising at time `before`."""
+    held: set[str] = set()
+    for event in read_log([log]):
+        if event["t"] >= before or "sid" not in event:
+            continue
+        if event["ev"] == "start":
+            held.add(event["sid"])
+        elif event["ev"] == "stop":
+            held.discard(event["sid"])
+    return held
+
+
 def takeover_seconds(logs: list[Path], victim: str, killed_at: float) -> dict[str, float]:
     """For each session the victim held when killed: seconds until another node started it."""
     held: set[str] = set()
@@ -189,12 +208,11 @@ def test_three_processes_share_3000_sessions_and_a_kill_is_taken_over_in_bound(c
     cluster.start("a", declare=3000)
     cluster.start("b")
     cluster.start("c")
-    wait_for(lambda: sorted(cluster.held().values()) == [1000, 1000, 1000], timeout=60,
-             what="3,000 sessions balanced over 3 nodes")
+    wait_for(lambda: balanced(cluster.held(), 3000), timeout=60, what="3,000 sessions balanced over 3 nodes")
     time.sleep(1.0)  # snapshots flowing on every node
     killed_at = cluster.nodes["b"].signal(signal.SIGKILL)
     cluster.nodes["b"].process.wait()
-    wait_for(lambda: sorted(cluster.held().values()) == [1500, 1500], timeout=3 * TAKEOVER_BOUND,
+    wait_for(lambda: sum(cluster.held().values()) == 3000, timeout=3 * TAKEOVER_BOUND,
              what="the killed node's sessions supervised again")
     taken = takeover_seconds(cluster.logs(), "b", killed_at)
     assert len(taken) == 1000
@@ -219,7 +237,7 @@ def freeze_past_the_lease(cluster: Cluster, *args: str) -> tuple[Node, float, se
     """Two nodes share 200 sessions; freeze `a` until `b` took them all, then resume it."""
     frozen = cluster.start("a", *args, declare=200)
     cluster.start("b")
-    wait_for(lambda: sorted(cluster.held().values()) == [100, 100], timeout=30, what="balance")
+    wait_for(lambda: balanced(cluster.held(), 200), timeout=30, what="balance")
     time.sleep(0.5)
     frozen.signal(signal.SIGSTOP)
     old_fences = {e["fence"] for e in read_log([frozen.log]) if e["ev"] == "start"}
@@ -240,7 +258,8 @@ def test_a_process_frozen_past_its_lease_stops_its_sessions_before_any_write(clu
     after = [e for e in read_log([frozen.log]) if e["t"] > resumed_at]
     first_stop = next(e["t"] for e in after if e["ev"] == "stop")
     stopped = {e["sid"] for e in after if e["ev"] == "stop" and e.get("why") == "fenced"}
-    assert len(stopped) == 100, "every session it held was stopped on resume"
+    held_when_frozen = held_in_log(frozen.log, before=resumed_at)
+    assert stopped == held_when_frozen and len(stopped) >= 90, "every session it held was stopped on resume"
     early_writes = [e for e in after if e["ev"] == "wrote" and e["t"] <= first_stop]
     assert early_writes == [], "it wrote before stopping its sessions"
     print(f"self-fenced {first_stop - resumed_at:.3f}s after SIGCONT")
@@ -267,7 +286,7 @@ def test_without_self_fencing_the_database_rejects_every_stale_write(cluster: Cl
 def test_a_clean_stop_hands_sessions_over_within_one_poll(cluster: Cluster) -> None:
     leaving = cluster.start("a", declare=200)
     cluster.start("b")
-    wait_for(lambda: sorted(cluster.held().values()) == [100, 100], timeout=30, what="balance")
+    wait_for(lambda: balanced(cluster.held(), 200), timeout=30, what="balance")
     stopped_at = leaving.signal(signal.SIGTERM)
     assert leaving.process.wait(30) == 0
     wait_for(lambda: cluster.held().get("b") == 200, timeout=10, what="b to take the released sessions")
@@ -277,7 +296,7 @@ def test_a_clean_stop_hands_sessions_over_within_one_poll(cluster: Cluster) -> N
     for e in read_log([cluster.nodes["b"].log]):
         if e["ev"] == "start" and e["sid"] in released and e["t"] > released[e["sid"]]:
             started.setdefault(e["sid"], e["t"])
-    assert len(released) == 100 and set(started) == set(released)
+    assert len(released) >= 90 and set(started) == set(released)
     gaps = [started[sid] - released[sid] for sid in released]
     bound = TIMING.poll_every + 1.0  # one poll, plus the release transaction and one claim of 100
     assert max(gaps) <= bound, f"hand-over gap {max(gaps):.2f}s > {bound}s"
@@ -302,7 +321,7 @@ def test_postgres_restarted_under_load(own_postgres: PostgresServer, tmp_path: P
     try:
         cluster.start("a", "--churn", "1.0", declare=600, ttl=5.0)
         cluster.start("b", "--churn", "1.0", ttl=5.0)
-        wait_for(lambda: sorted(cluster.held().values()) == [300, 300], timeout=30, what="balance")
+        wait_for(lambda: balanced(cluster.held(), 600), timeout=30, what="balance")
         before = {name: node.status()["rows_written"] for name, node in cluster.nodes.items()}  # type: ignore[index]
         own_postgres.restart()
         wait_for(lambda: all(node.status()["rows_written"] > before[name] + 300  # type: ignore[index]

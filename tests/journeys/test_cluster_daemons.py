@@ -9,6 +9,7 @@ in the database with its snapshot.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -52,11 +53,24 @@ def test_two_daemons_share_sessions_survive_a_kill_and_stop_cleanly(pg_url: str,
         b.start()
         wait_for(lambda: len(_held(a)) == 10 and len(_held(b)) == 10, timeout=30, what="10 sessions each")
         assert _held(a) | _held(b) == everything and not _held(a) & _held(b)
+        _held_before_kill = _held(b)
         a.stop("SIGKILL")
         killed = time.monotonic()
         wait_for(lambda: _held(b) == everything, timeout=3 * BOUND, what="b to supervise all 20", interval=0.05)
         took = time.monotonic() - killed
         assert took <= BOUND, f"takeover took {took:.1f}s > {BOUND}s"
+        taken = sorted(everything - _held_before_kill)
+        filters = [arg for sid in taken for arg in ("--session", sid)]
+        moved = b.cli("watch", "--json", "--type", "session.moved", "--since", "0", "--count", "10", *filters)
+        events = [json.loads(line) for line in moved.stdout.splitlines()]
+        assert sorted(e["session_id"] for e in events) == taken
+        assert len({e["from_node"] for e in events}) == 1, "all moved from the killed daemon's node"
+        assert "moved here from node" in b.log()
+        cluster = json.loads(b.cli("status", "--cluster", "--json", "--store-url", pg_url).stdout)
+        live = [n for n in cluster["nodes"] if n["state"] == "live"]
+        assert len(live) == 1 and live[0]["sessions"] == SESSIONS
+        assert {row["owner"] for row in cluster["sessions"]} == {live[0]["node"]}
+        assert {e["to_node"] for e in events} == {live[0]["node"]}
         a.start()
         wait_for(lambda: len(_held(a)) == 10 and len(_held(b)) == 10, timeout=30, what="rebalanced after restart")
         assert b.stop("SIGTERM") < 10 and a.stop("SIGTERM") < 10

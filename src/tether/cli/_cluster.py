@@ -27,6 +27,7 @@ from ..engine._plugins import PluginRegistry
 from ..engine._supervisor import Supervisor, open_supervisor
 from ..rules._cluster import LeaseTiming
 from ..rules._errors import UnknownBackendError
+from ..rules._events import SessionMoved
 from ..rules._spec import SessionSpec
 from ..store._postgres import open_postgres_store
 
@@ -44,9 +45,16 @@ def movable_in(supervisor: Supervisor) -> Callable[[SessionSpec], bool]:
     return movable
 
 
-def _log_move(move: Move) -> None:
-    if move.previous_owner is not None:
+def _announce_moves(supervisor: Supervisor) -> Callable[[Move], None]:
+    """A claimed session another node held before: say so in the log and as a `session.moved` event."""
+
+    def moved(move: Move) -> None:
+        if move.previous_owner is None:
+            return
         logger.info("session %s moved here from node %d (fence %d)", move.session_id, move.previous_owner, move.fence)
+        supervisor.bus.publish(SessionMoved, session_id=move.session_id, from_node=move.previous_owner,
+                               to_node=move.node_id, fence=move.fence)
+    return moved
 
 
 @asynccontextmanager
@@ -70,7 +78,7 @@ async def open_cluster_member(
         )
         coordinator = await stack.enter_async_context(
             open_coordinator(url, supervisor, store=store, timing=LeaseTiming(ttl=lease_ttl),
-                             is_movable=movable_in(supervisor), on_move=_log_move)
+                             is_movable=movable_in(supervisor), on_move=_announce_moves(supervisor))
         )
         if sessions:
             changed = await coordinator.declare(sessions)

@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common, client], help="sessions and statistics")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--session", action="append", default=[], help="only this session (repeatable)")
+    status.add_argument("--cluster", action="store_true",
+                        help="every process sharing the PostgreSQL store, with its lease, and every session's owner")
+    status.add_argument("--store-url", help="with --cluster: postgresql://... (default: $TETHER_STORE_URL)")
     plugins = sub.add_parser("plugins", parents=[common], help="discovered backends and strategies")
     plugins.add_argument("--json", action="store_true")
     check = sub.add_parser("check", parents=[common], help="validate a config file")
@@ -208,6 +211,11 @@ def _endpoint(args: argparse.Namespace) -> Endpoint:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.cluster:
+        url = args.store_url or StoreConfig().store_url()
+        if not url:
+            raise UsageError("--cluster reads the shared store: pass --store-url or set $TETHER_STORE_URL")
+        return _cluster_status(url, "tether", as_json=args.json, only=args.session)
     endpoint = _endpoint(args)
 
     async def ask() -> dict[str, Any]:
@@ -394,10 +402,16 @@ def cmd_store(args: argparse.Namespace) -> int:
         else:
             print(f"{display_url(url)}: schema {args.schema!r} is at version {before}, nothing to do")
         return EXIT_OK
+    return _cluster_status(url, args.schema, as_json=args.json)
+
+
+def _cluster_status(url: str, schema: str, *, as_json: bool, only: Sequence[str] = ()) -> int:
     from ..cluster._status import read_status
 
-    status = read_status(url, args.schema)
-    if args.json:
+    status = read_status(url, schema)
+    if only:
+        status["sessions"] = [row for row in status["sessions"] if row["session"] in only]
+    if as_json:
         print(json.dumps(status))
         return EXIT_OK
     print(f"{status['store']} (schema {status['schema']!r})")

@@ -159,6 +159,18 @@ class PluginFailed(Event):
 
 
 @attrs.frozen(kw_only=True)
+class SessionMoved(Event):
+    """This process claimed a session another tether process held before (a cluster sharing PostgreSQL)."""
+
+    type: ClassVar[str] = "session.moved"
+    from_node: int
+    """The process (node id) that held it: it died, stopped cleanly, or handed it back to balance."""
+    to_node: int
+    fence: int
+    """The new fencing token: writes carrying an older one are refused."""
+
+
+@attrs.frozen(kw_only=True)
 class Lagged:
     """Not an event: a marker telling one subscriber it missed events.
 
@@ -187,5 +199,6 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     HealthCheckFailed,
     SessionOutput,
     PluginFailed,
+    SessionMoved,
 )
 """Every concrete event class; documentation and the wire converter are checked against it."""
