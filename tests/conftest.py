@@ -89,3 +89,12 @@ def pg_url(postgres_server: PostgresServer, request: pytest.FixtureRequest) -> s
     url = postgres_server.create_database(name)
     migrate_url(url, "tether")
     return url
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL of the test's own, to restart, kill or stop without disturbing the others."""
+    reason = postgres_missing_reason()
+    require_peer(reason is None, reason or "")
+    with running_postgres() as server:
+        yield server

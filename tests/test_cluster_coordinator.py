@@ -8,12 +8,11 @@ Waits are on conditions (the database's state, the member's sessions), bounded.
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
-import pytest
 import trio
 
 import tether
@@ -22,9 +21,9 @@ from tether.cluster._coordinator import Coordinator, open_coordinator
 from tether.rules._cluster import LeaseTiming
 from tether.store._pg_schema import migrate_url
 from tether.store._postgres import PostgresStore
-from tether.testing import require_peer, wait_until
+from tether.testing import wait_until
 from tether.testing._cluster import StandInMember, SupervisionLog, overlaps, session_ids, supervision_intervals
-from tether.testing._postgres import PostgresServer, postgres_missing_reason, running_postgres
+from tether.testing._postgres import PostgresServer
 
 TIMING = LeaseTiming(ttl=2.0, poll=0.2)
 
@@ -175,12 +174,6 @@ async def test_an_unreadable_row_is_quarantined_in_the_database(pg_url: str, tmp
         assert a.stats.quarantined == 1 and set(member.sessions) == {"s000000"}
 
 
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    reason = postgres_missing_reason()
-    require_peer(reason is None, reason or "")
-    with running_postgres() as server:
-        yield server
 
 
 async def test_a_node_cut_off_from_the_database_self_fences_then_rejoins(own_postgres: PostgresServer,

@@ -31,9 +31,10 @@ import pytest
 
 from tether.rules._cluster import LeaseTiming
 from tether.store._pg_schema import migrate_url
-from tether.testing import require_peer
 from tether.testing._cluster import machine_clock, overlaps, read_log, supervision_intervals
-from tether.testing._postgres import PostgresServer, postgres_missing_reason, running_postgres
+from tether.testing._postgres import PostgresServer
+
+from .journeys.daemon import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -68,18 +69,6 @@ def sql(url: str, query: str, params: Any = None) -> list[tuple[Any, ...]]:
         conn.execute("SET search_path TO tether")
         cur = conn.execute(query, params)
         return cur.fetchall() if cur.description else []
-
-
-def wait_for(predicate: Any, *, timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Poll a condition of real processes (nothing to await) until it holds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 @attrs.define
@@ -305,12 +294,6 @@ def test_a_clean_stop_hands_sessions_over_within_one_poll(cluster: Cluster) -> N
     assert_no_stale_write_was_accepted(cluster.url)
 
 
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    reason = postgres_missing_reason()
-    require_peer(reason is None, reason or "")
-    with running_postgres() as server:
-        yield server
 
 
 def test_postgres_restarted_under_load(own_postgres: PostgresServer, tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -14,7 +14,7 @@ import tether
 from tether.cluster import _sql
 from tether.store._pg_schema import LATEST_VERSION, migrate_url
 from tether.store._postgres import PostgresStore, open_postgres_store
-from tether.testing._postgres import PostgresServer, postgres_missing_reason, running_postgres
+from tether.testing._postgres import PostgresServer
 
 
 def snapshot(sid: str, *, saved_at: float = 1.0, options: dict[str, Any] | None = None,
@@ -192,13 +192,6 @@ def test_concurrent_migrations_apply_each_step_once(postgres_server: PostgresSer
     assert sql(url, "SELECT version FROM migrations") == [(1,)]
 
 
-@pytest.fixture
-def own_postgres() -> Iterator[PostgresServer]:
-    """A server of this test's own, to restart without disturbing the others."""
-    reason = postgres_missing_reason()
-    tether.testing.require_peer(reason is None, reason or "")
-    with running_postgres() as server:
-        yield server
 
 
 async def test_a_restarted_database_is_a_store_error_then_reconnects(own_postgres: PostgresServer) -> None:

@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import cattrs
 from cattrs.v import format_exception
@@ -38,6 +38,8 @@ from ..rules._secrets import (
 from ..rules._snapshots import SessionSnapshot
 from ..rules._spec import SessionSpec
 from ..rules._state import EpisodeOutcome, SessionStatus
+
+T = TypeVar("T")
 
 SNAPSHOT_SCHEMA_VERSION = 1
 """Version of the dict layout written by this tether. Bump it with a `MIGRATIONS` entry."""
@@ -158,6 +160,17 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
     return format_exception(exc, type_)
 
 
+def _structure(body: Mapping[str, Any], cls: type[T], sid: str, what: str = "") -> T:
+    """`body` as a `cls`, or a `SnapshotError` with cattrs' ``field @ $.path`` lines."""
+    try:
+        return _CONVERTER.structure(body, cls)
+    except cattrs.BaseValidationError as exc:
+        lines = "; ".join(cattrs.transform_error(exc, path="$", format_exception=_format_exception))
+        raise SnapshotError(sid, f"{what}does not match schema {SNAPSHOT_SCHEMA_VERSION}: {lines}") from exc
+    except (TetherError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise SnapshotError(sid, f"{what}does not match schema {SNAPSHOT_SCHEMA_VERSION}: {exc}") from exc
+
+
 def snapshot_from_dict(
     data: Mapping[str, Any], *, session_id: str | None = None, migrations: Mapping[int, Migration] | None = None
 ) -> SessionSnapshot:
@@ -172,13 +185,7 @@ def snapshot_from_dict(
         raise SnapshotError(sid, f"is not a table (got {type(data).__name__})")
     body = migrate(data, session_id=sid, migrations=migrations)
     del body["schema"]
-    try:
-        snapshot: SessionSnapshot = _CONVERTER.structure(body, SessionSnapshot)
-    except cattrs.BaseValidationError as exc:
-        lines = "; ".join(cattrs.transform_error(exc, path="$", format_exception=_format_exception))
-        raise SnapshotError(sid, f"does not match schema {SNAPSHOT_SCHEMA_VERSION}: {lines}") from exc
-    except (TetherError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise SnapshotError(sid, f"does not match schema {SNAPSHOT_SCHEMA_VERSION}: {exc}") from exc
+    snapshot = _structure(body, SessionSnapshot, sid)
     if session_id is not None and snapshot.spec.id != session_id:
         raise SnapshotError(sid, f"is stored under {session_id!r} but describes session {snapshot.spec.id!r}")
     return snapshot
@@ -199,22 +206,29 @@ def encode_snapshot(snapshot: SessionSnapshot, secret_patterns: Iterable[str]) -
 
     A value JSON cannot hold (in the spec's options) is a `SnapshotError` naming the session.
     """
-    data = snapshot_to_dict(snapshot, secret_patterns=secret_patterns)
-    try:
-        return json.dumps(data, separators=(",", ":"), default=_json_default)
-    except (TypeError, ValueError) as exc:
-        raise SnapshotError(snapshot.spec.id, f"cannot be encoded as JSON: {exc}") from exc
+    return _dumps(snapshot_to_dict(snapshot, secret_patterns=secret_patterns), snapshot.spec.id)
 
 
 def decode_snapshot(session_id: str, text: str | bytes) -> SessionSnapshot:
     """The snapshot stored as `text` under `session_id`; any problem is a `SnapshotError`."""
+    return snapshot_from_dict(_loads(text, session_id), session_id=session_id)
+
+
+def _dumps(data: Mapping[str, Any], sid: str) -> str:
+    try:
+        return json.dumps(data, separators=(",", ":"), default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise SnapshotError(sid, f"cannot be encoded as JSON: {exc}") from exc
+
+
+def _loads(text: str | bytes, sid: str, what: str = "") -> dict[str, Any]:
     try:
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise SnapshotError(session_id, f"is not valid JSON: {exc}") from exc
+        raise SnapshotError(sid, f"{what}is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise SnapshotError(session_id, f"is not a JSON object (got {type(data).__name__})")
-    return snapshot_from_dict(data, session_id=session_id)
+        raise SnapshotError(sid, f"{what}is not a JSON object (got {type(data).__name__})")
+    return data
 
 
 # -- a spec alone (a shared store declares sessions before anyone has run them) ------------------
@@ -230,30 +244,16 @@ def encode_spec(spec: SessionSpec, secret_patterns: Iterable[str]) -> str:
     regex = secret_name_matcher(secret_patterns)
     if regex is not None:
         body["options"] = redact_tree(body["options"], regex)
-    try:
-        return json.dumps({"schema": SNAPSHOT_SCHEMA_VERSION, **body}, separators=(",", ":"), default=_json_default)
-    except (TypeError, ValueError) as exc:
-        raise SnapshotError(spec.id, f"cannot be encoded as JSON: {exc}") from exc
+    return _dumps({"schema": SNAPSHOT_SCHEMA_VERSION, **body}, spec.id)
 
 
 def decode_spec(session_id: str, text: str | bytes) -> SessionSpec:
     """The spec stored as `text` under `session_id`; any problem is a `SnapshotError`."""
-    try:
-        data = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise SnapshotError(session_id, f"spec is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise SnapshotError(session_id, f"spec is not a JSON object (got {type(data).__name__})")
+    data = _loads(text, session_id, "spec ")
     version = data.pop("schema", None)
     if version != SNAPSHOT_SCHEMA_VERSION:
         raise SnapshotError(session_id, f"spec has schema {version!r}, this tether reads {SNAPSHOT_SCHEMA_VERSION}")
-    try:
-        spec: SessionSpec = _CONVERTER.structure(data, SessionSpec)
-    except cattrs.BaseValidationError as exc:
-        lines = "; ".join(cattrs.transform_error(exc, path="$", format_exception=_format_exception))
-        raise SnapshotError(session_id, f"spec does not match schema {SNAPSHOT_SCHEMA_VERSION}: {lines}") from exc
-    except (TetherError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise SnapshotError(session_id, f"spec does not match schema {SNAPSHOT_SCHEMA_VERSION}: {exc}") from exc
+    spec = _structure(data, SessionSpec, session_id, "spec ")
     if spec.id != session_id:
         raise SnapshotError(session_id, f"spec is stored under {session_id!r} but describes session {spec.id!r}")
     return spec
