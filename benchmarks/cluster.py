@@ -139,73 +139,84 @@ def main() -> None:
         url = pg.create_database("bench")
         migrate_url(url, "tether")
         procs: dict[str, subprocess.Popen[bytes]] = {}
-        started = time.monotonic()
-        for index, name in enumerate("abc"):
-            command = [sys.executable, "-m", "tether.testing.cluster_node", "--url", url, "--name", name,
-                       "--host", name, "--log", str(root / f"{name}.log"), "--ttl", str(args.ttl),
-                       "--poll", str(args.poll), "--report", "0.5", "--declare",
-                       str(args.sessions if index == 0 else 0), "--churn", str(args.churn), "--flush-interval", "0.5"]
-            with open(root / f"{name}.out", "wb") as out:
-                procs[name] = subprocess.Popen(command, stdout=out, stderr=subprocess.DEVNULL)
-        share = -(-args.sessions // 3)
-
-        def balanced() -> bool:  # every session held, each node within the shedding slack of its share
-            held = [_held(root / f"{n}.out") for n in "abc"]
-            return sum(held) == args.sessions and all(abs(h - share) <= max(1, share // 10) for h in held)
-
-        _wait(balanced, args.balance_timeout, "balance")
-        figures["seconds_to_balance"] = time.monotonic() - started
-        figures["held_per_node"] = [_held(root / f"{n}.out") for n in "abc"]
-
-        def rows_written() -> tuple[int, int]:
-            total_rows = total_writes = 0
-            for n in procs:
-                statuses = [line["status"] for line in _lines(root / f"{n}.out") if "status" in line]
-                if statuses:
-                    total_rows += statuses[-1]["rows_written"]
-                    total_writes += statuses[-1]["writes"]
-            return total_rows, total_writes
-
-        rows0, writes0 = rows_written()
-        t0 = time.monotonic()
-        time.sleep(args.steady)
-        rows1, writes1 = rows_written()
-        elapsed = time.monotonic() - t0
-        figures["db_rows_per_second"] = (rows1 - rows0) / elapsed
-        figures["db_transactions_per_second"] = (writes1 - writes0) / elapsed
-        statuses = [line["status"] for line in _lines(root / "a.out") if "status" in line]
-        coordinator = statuses[-1]["coordinator"]
-        figures["lease_queries_per_node_per_second"] = round(1 / (args.ttl / 3) + 2 / args.poll, 2)
-        figures["coordinator_rounds_a"] = coordinator["rounds"]
-        killed_at = machine_clock()
-        procs["b"].send_signal(signal.SIGKILL)
-        procs["b"].wait()
-        _wait(lambda: _held(root / "a.out") + _held(root / "c.out") == args.sessions, 120, "takeover")
-        logs = [root / f"{n}.log" for n in "abc"]
-        victims = {e["sid"] for e in read_log([root / "b.log"]) if e["ev"] == "start"} - {
-            e["sid"] for e in read_log([root / "b.log"]) if e["ev"] == "stop"}
-        taken: dict[str, float] = {}
-        for event in read_log(logs):
-            if event["ev"] == "start" and event.get("sid") in victims and event["node"] != "b" \
-                    and event["t"] > killed_at:
-                taken.setdefault(event["sid"], event["t"] - killed_at)
-        delays = sorted(taken.values())
-        figures["killed_sessions"] = len(victims)
-        figures["takeover_first_s"] = delays[0]
-        figures["takeover_p50_s"] = delays[len(delays) // 2]
-        figures["takeover_worst_s"] = delays[-1]
-        figures["ttl_plus_poll_s"] = args.ttl + args.poll  # the bound before the claim itself
-        figures["overlaps"] = len(overlaps(supervision_intervals(logs, ended={"b": killed_at})))
-        for name in "ac":
-            procs[name].send_signal(signal.SIGTERM)
-        for name in "ac":
-            procs[name].wait(60)
+        try:
+            _measure(args, figures, url, root, procs)
+        finally:
+            for process in procs.values():  # never leave a node behind, whatever failed
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
         figures["store_cost"] = trio.run(_store_cost, url, root, min(args.sessions, 5000))
     figures["load_at_end"] = _load()
     text = json.dumps(figures, indent=2)
     print(text)
     if args.out:
         args.out.write_text(text)
+
+
+def _measure(args: argparse.Namespace, figures: dict[str, Any], url: str, root: Path,
+             procs: dict[str, subprocess.Popen[bytes]]) -> None:
+    started = time.monotonic()
+    for index, name in enumerate("abc"):
+        command = [sys.executable, "-m", "tether.testing.cluster_node", "--url", url, "--name", name,
+                   "--host", name, "--log", str(root / f"{name}.log"), "--ttl", str(args.ttl),
+                   "--poll", str(args.poll), "--report", "0.5", "--declare",
+                   str(args.sessions if index == 0 else 0), "--churn", str(args.churn), "--flush-interval", "0.5"]
+        with open(root / f"{name}.out", "wb") as out:
+            procs[name] = subprocess.Popen(command, stdout=out, stderr=subprocess.DEVNULL)
+    share = -(-args.sessions // 3)
+
+    def balanced() -> bool:  # every session held, each node within the shedding slack of its share
+        held = [_held(root / f"{n}.out") for n in "abc"]
+        return sum(held) == args.sessions and all(abs(h - share) <= max(1, share // 10) for h in held)
+
+    _wait(balanced, args.balance_timeout, "balance")
+    figures["seconds_to_balance"] = time.monotonic() - started
+    figures["held_per_node"] = [_held(root / f"{n}.out") for n in "abc"]
+
+    def rows_written() -> tuple[int, int]:
+        total_rows = total_writes = 0
+        for n in procs:
+            statuses = [line["status"] for line in _lines(root / f"{n}.out") if "status" in line]
+            if statuses:
+                total_rows += statuses[-1]["rows_written"]
+                total_writes += statuses[-1]["writes"]
+        return total_rows, total_writes
+
+    rows0, writes0 = rows_written()
+    t0 = time.monotonic()
+    time.sleep(args.steady)
+    rows1, writes1 = rows_written()
+    elapsed = time.monotonic() - t0
+    figures["db_rows_per_second"] = (rows1 - rows0) / elapsed
+    figures["db_transactions_per_second"] = (writes1 - writes0) / elapsed
+    statuses = [line["status"] for line in _lines(root / "a.out") if "status" in line]
+    coordinator = statuses[-1]["coordinator"]
+    figures["lease_queries_per_node_per_second"] = round(1 / (args.ttl / 3) + 2 / args.poll, 2)
+    figures["coordinator_rounds_a"] = coordinator["rounds"]
+    killed_at = machine_clock()
+    procs["b"].send_signal(signal.SIGKILL)
+    procs["b"].wait()
+    _wait(lambda: _held(root / "a.out") + _held(root / "c.out") == args.sessions, 120, "takeover")
+    logs = [root / f"{n}.log" for n in "abc"]
+    victims = {e["sid"] for e in read_log([root / "b.log"]) if e["ev"] == "start"} - {
+        e["sid"] for e in read_log([root / "b.log"]) if e["ev"] == "stop"}
+    taken: dict[str, float] = {}
+    for event in read_log(logs):
+        if event["ev"] == "start" and event.get("sid") in victims and event["node"] != "b" \
+                and event["t"] > killed_at:
+            taken.setdefault(event["sid"], event["t"] - killed_at)
+    delays = sorted(taken.values())
+    figures["killed_sessions"] = len(victims)
+    figures["takeover_first_s"] = delays[0]
+    figures["takeover_p50_s"] = delays[len(delays) // 2]
+    figures["takeover_worst_s"] = delays[-1]
+    figures["ttl_plus_poll_s"] = args.ttl + args.poll  # the bound before the claim itself
+    figures["overlaps"] = len(overlaps(supervision_intervals(logs, ended={"b": killed_at})))
+    for name in "ac":
+        procs[name].send_signal(signal.SIGTERM)
+    for name in "ac":
+        procs[name].wait(60)
 
 
 if __name__ == "__main__":

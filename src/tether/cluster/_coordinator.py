@@ -102,6 +102,26 @@ class CoordinatorStats:
     rounds: int = 0
 
 
+_Decoded = tuple[SessionSpec, SessionState | None] | SnapshotError
+
+
+def _decode(row: _sql.Claimed) -> _Decoded:
+    """The spec to run and the state to restore of a claimed row, or why it cannot be read."""
+    try:
+        restore: SessionState | None = None
+        spec: SessionSpec | None = None
+        if row.body is not None:
+            snapshot = decode_snapshot(row.session_id, row.body)
+            spec, restore = snapshot.spec, snapshot.state
+        if row.spec is not None:
+            spec = decode_spec(row.session_id, row.spec)  # the declared spec wins over the one last run
+        if spec is None:
+            raise SnapshotError(row.session_id, "has neither a spec nor a snapshot")
+    except SnapshotError as exc:
+        return exc
+    return spec, restore
+
+
 def _always_movable(spec: SessionSpec) -> bool:
     return True
 
@@ -357,27 +377,31 @@ class Coordinator:
 
     async def _claim(self, node: int, *, limit: int, pinned: bool) -> int:
         skip = sorted(self._skip)
-        rows = await self._work.run(
-            lambda conn: _sql.claim(conn, node, self.host, limit=limit, pinned=pinned, skip=skip)
-        )
-        for row in rows:
-            await self._start(node, row, pinned=pinned)
+
+        def claim_and_decode(conn: Any) -> list[tuple[_sql.Claimed, _Decoded]]:
+            # Decoded in the worker thread: a claim of thousands must not stall the loop that renews the lease.
+            claimed = _sql.claim(conn, node, self.host, limit=limit, pinned=pinned, skip=skip)
+            return [(row, _decode(row)) for row in claimed]
+
+        rows = await self._work.run(claim_and_decode)
+        for row, decoded in rows:
+            await self._start(node, row, decoded, pinned=pinned)
         return len(rows)
 
-    async def _start(self, node: int, row: _sql.Claimed, *, pinned: bool) -> None:
+    async def _start(self, node: int, row: _sql.Claimed, decoded: _Decoded, *, pinned: bool) -> None:
         if self.lease.node_id != node or not self.lease.live:
             return  # lost while claiming: the rows stay with the old node id, which is ended
         if self._stopping:
             await self._work.run(lambda conn: _sql.release(conn, node, {row.session_id: row.fence}))
             return
-        try:
-            spec, restore = self._decode(row)
-        except SnapshotError as exc:
+        if isinstance(decoded, SnapshotError):
+            exc = decoded
             logger.error("session %s cannot be read, quarantined in the database: %s", row.session_id, exc)
             self.stats.quarantined += 1
             problem = str(exc)
             await self._work.run(lambda conn: _sql.quarantine(conn, row.session_id, row.fence, problem))
             return
+        spec, restore = decoded
         self.owned[row.session_id] = row.fence
         if not pinned:
             self._movable.add(row.session_id)
@@ -405,18 +429,6 @@ class Coordinator:
         logger.debug("claimed %s (fence %d, from node %s)", row.session_id, row.fence, row.previous_owner)
         if self._on_move is not None:
             self._on_move(move)
-
-    def _decode(self, row: _sql.Claimed) -> tuple[SessionSpec, SessionState | None]:
-        restore: SessionState | None = None
-        spec: SessionSpec | None = None
-        if row.body is not None:
-            snapshot = decode_snapshot(row.session_id, row.body)
-            spec, restore = snapshot.spec, snapshot.state
-        if row.spec is not None:
-            spec = decode_spec(row.session_id, row.spec)  # the declared spec wins over the one last run
-        if spec is None:
-            raise SnapshotError(row.session_id, "has neither a spec nor a snapshot")
-        return spec, restore
 
     async def _shed(self, node: int, count: int) -> None:
         """Hand `count` movable sessions back so a node that joined later gets its share."""

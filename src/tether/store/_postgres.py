@@ -115,6 +115,7 @@ class _Outcome:
     """Rows left alone because they hold a newer snapshot schema."""
     written: int
     deleted: int
+    nbytes: int = 0
 
 
 @final
@@ -180,21 +181,17 @@ class PostgresStore:
         fences = dict(fences or {})
         keep, drop, skipped = self._books.quarantine.split(snapshots, deleted)
         started = time.perf_counter()
-        # Encode everything first: a bad snapshot must fail the batch before the transaction starts.
-        rows = [
-            _Row(s.spec.id, s.spec.backend, encode_snapshot(s, self._patterns), s.saved_at) for s in keep
-        ]
         node: int | None = None
         lost: set[str] = set()
         if self.guard is not None:
             node = self.guard.writer()
             if node is None:  # the lease is gone: nothing fenced may leave this process
-                lost = {r.session_id for r in rows if r.session_id in fences} | {d for d in drop if d in fences}
-                rows = [r for r in rows if r.session_id not in fences]
+                lost = {s.spec.id for s in keep if s.spec.id in fences} | {d for d in drop if d in fences}
+                keep = [s for s in keep if s.spec.id not in fences]
                 drop = [d for d in drop if d not in fences]
         outcome = _Outcome(frozenset(), 0, 0, 0)
-        if rows or drop:
-            outcome = await self._conn.run(lambda conn: self._write_sync(conn, rows, drop, fences, node))
+        if keep or drop:
+            outcome = await self._conn.run(lambda conn: self._write_sync(conn, keep, drop, fences, node))
         fenced = outcome.fenced | lost
         self.fenced_total += len(fenced)
         if fenced:
@@ -205,7 +202,7 @@ class PostgresStore:
             outcome.written,
             outcome.deleted,
             skipped + outcome.guarded,
-            sum(len(r.body) for r in rows),
+            outcome.nbytes,
             time.perf_counter() - started,
         )
         return WriteResult(fenced=frozenset(fenced))
@@ -246,11 +243,15 @@ class PostgresStore:
     def _write_sync(
         self,
         conn: psycopg.Connection[Any],
-        rows: Sequence[_Row],
+        snapshots: Sequence[SessionSnapshot],
         drop: Sequence[str],
         fences: Mapping[str, int],
         node: int | None,
     ) -> _Outcome:
+        # Encoded here, in the worker thread, so thousands of snapshots never stall the Trio loop
+        # (where the lease is renewed), and before the first statement: a bad snapshot (SnapshotError)
+        # fails the batch with nothing sent.
+        rows = [_Row(s.spec.id, s.spec.backend, encode_snapshot(s, self._patterns), s.saved_at) for s in snapshots]
         if not self._checked:
             self._check_sync(conn)
         fenced_rows = [r for r in rows if r.session_id in fences]
@@ -307,7 +308,7 @@ class PostgresStore:
             logger.warning(
                 "%d snapshots not written: their rows hold a newer schema than %d", guarded, SNAPSHOT_SCHEMA_VERSION
             )
-        return _Outcome(frozenset(fenced), guarded, len(written), len(removed))
+        return _Outcome(frozenset(fenced), guarded, len(written), len(removed), sum(len(r.body) for r in rows))
 
 
 @asynccontextmanager
