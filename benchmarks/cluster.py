@@ -60,6 +60,18 @@ def _wait(predicate: Any, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
+def _declare(url: str, count: int) -> None:
+    import psycopg
+
+    from tether.store._codec import encode_spec
+
+    rows = [_sql.Declared(f"s{i:06d}", "scripted", encode_spec(SessionSpec(id=f"s{i:06d}", backend="scripted"), ()),
+                          None) for i in range(count)]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET search_path TO tether")
+        _sql.declare(conn, rows)
+
+
 def _snapshot(i: int) -> SessionSnapshot:
     spec = SessionSpec(id=f"s{i:06d}", backend="scripted")
     state = SessionState(id=spec.id, backend="scripted", target="scripted", status=SessionStatus.CONNECTED,
@@ -125,6 +137,7 @@ def main() -> None:
     parser.add_argument("--steady", type=float, default=5.0, help="seconds of steady state measured")
     parser.add_argument("--churn", type=float, default=0.2, help="fraction of sessions changing per second")
     parser.add_argument("--balance-timeout", type=float, default=600.0)
+    parser.add_argument("--claim-batch", type=int, default=500)
     parser.add_argument("--out", type=Path, help="write the figures here as JSON")
     args = parser.parse_args()
     reason = postgres_missing_reason()
@@ -157,13 +170,17 @@ def main() -> None:
 def _measure(args: argparse.Namespace, figures: dict[str, Any], url: str, root: Path,
              procs: dict[str, subprocess.Popen[bytes]]) -> None:
     started = time.monotonic()
-    for index, name in enumerate("abc"):
+    for name in "abc":
         command = [sys.executable, "-m", "tether.testing.cluster_node", "--url", url, "--name", name,
                    "--host", name, "--log", str(root / f"{name}.log"), "--ttl", str(args.ttl),
-                   "--poll", str(args.poll), "--report", "0.5", "--declare",
-                   str(args.sessions if index == 0 else 0), "--churn", str(args.churn), "--flush-interval", "0.5"]
+                   "--poll", str(args.poll), "--report", "0.5", "--churn", str(args.churn),
+                   "--flush-interval", "0.5", "--claim-batch", str(args.claim_batch)]
         with open(root / f"{name}.out", "wb") as out:
             procs[name] = subprocess.Popen(command, stdout=out, stderr=subprocess.DEVNULL)
+    for out in (root / f"{name}.out" for name in procs):
+        _wait(lambda out=out: any("ready" in line for line in _lines(out)), 60, f"{out.stem} to join")
+    _declare(url, args.sessions)  # after all three joined: they claim side by side, nobody sheds
+    figures["seconds_to_start"] = time.monotonic() - started
     share = -(-args.sessions // 3)
 
     def balanced() -> bool:  # every session held, each node within the shedding slack of its share
