@@ -82,7 +82,8 @@ def _snapshot(i: int) -> SessionSnapshot:
 
 
 async def _store_cost(url: str, root: Path, sessions: int, rounds: int = 5) -> dict[str, float]:
-    """µs per session of one batched write: SQLite alone vs PostgreSQL with fences and the lease check."""
+    """µs per session of one batched write: SQLite alone, PostgreSQL with fences and the lease check,
+    and PostgreSQL without them (rows nobody owns), so the fence's own cost shows as the difference."""
     snaps = [_snapshot(i) for i in range(sessions)]
     sqlite = SqliteStore(root / "bench.sqlite3")
     await sqlite.open()
@@ -109,7 +110,8 @@ async def _store_cost(url: str, root: Path, sessions: int, rounds: int = 5) -> d
             raise AssertionError(f"fenced in a benchmark: {sorted(session_ids)[:3]}")
 
     pg.guard = Guard()
-    timings: dict[str, list[float]] = {"sqlite": [], "postgres_fenced": []}
+    free = [_snapshot(i + sessions) for i in range(sessions)]  # rows nobody owns: the unfenced upsert
+    timings: dict[str, list[float]] = {"sqlite": [], "postgres_fenced": [], "postgres_unfenced": []}
     for _ in range(rounds):
         started = time.perf_counter()
         await sqlite.write(snaps)
@@ -118,6 +120,10 @@ async def _store_cost(url: str, root: Path, sessions: int, rounds: int = 5) -> d
         result = await pg.write(snaps, fences=fences)
         timings["postgres_fenced"].append(time.perf_counter() - started)
         assert not result.fenced
+        started = time.perf_counter()
+        result = await pg.write(free)
+        timings["postgres_unfenced"].append(time.perf_counter() - started)
+        assert not result.fenced
     await sqlite.aclose()
     await pg.aclose()
     best = {name: min(values) for name, values in timings.items()}
@@ -125,6 +131,7 @@ async def _store_cost(url: str, root: Path, sessions: int, rounds: int = 5) -> d
         "batch": sessions,
         "sqlite_us_per_session": best["sqlite"] / sessions * 1e6,
         "postgres_fenced_us_per_session": best["postgres_fenced"] / sessions * 1e6,
+        "postgres_unfenced_us_per_session": best["postgres_unfenced"] / sessions * 1e6,
         "ratio_postgres_to_sqlite": best["postgres_fenced"] / best["sqlite"],
     }
 

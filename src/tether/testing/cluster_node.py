@@ -21,6 +21,7 @@ import attrs
 import trio
 
 from ..cluster._coordinator import Coordinator, open_coordinator
+from ..engine._gc import ManagedCollector
 from ..rules._cluster import LeaseTiming
 from ..rules._spec import SessionSpec
 from ..store._postgres import PostgresStore
@@ -73,8 +74,9 @@ async def _node(args: argparse.Namespace) -> None:
     await store.open()
     member = StandInMember(store, log=log, flush_interval=args.flush_interval, churn=args.churn)
     timing = LeaseTiming(ttl=args.ttl, poll=args.poll, margin=args.margin)
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals, ManagedCollector() as collector:
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(collector.run)  # as the daemon does: no multi-second full collections
             await nursery.start(member.run)
             options: dict[str, Any] = {
                 "timing": timing,
