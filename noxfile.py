@@ -71,5 +71,5 @@ def bench(session: nox.Session) -> None:
     session.install("-e", f"{ROOT}[postgres]")
     session.install("matplotlib", "psutil")
     session.run("python", "benchmarks/run.py", *session.posargs)
-    cluster = ["--sessions", "3000"] if "--quick" in session.posargs else ["--sessions", "30000"]
-    session.run("python", "benchmarks/cluster.py", *cluster)
+    sessions = "3000" if "--quick" in session.posargs else "30000"
+    session.run("python", "benchmarks/cluster.py", "--sessions", sessions, "--claim-batch", "2000")
