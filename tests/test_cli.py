@@ -120,7 +120,8 @@ def test_run_status_watch_and_sigterm(tmp_path: Path) -> None:
         watch = _run("watch", "--json", "--since", "0", "--count", "4", "--session", "web", state=state)
         assert watch.returncode == 0, watch.stderr
         events = [json.loads(line) for line in watch.stdout.splitlines()]
-        assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+        seqs = [e["seq"] for e in events]
+        assert len(seqs) == 4 and seqs == sorted(set(seqs)), seqs
         assert events[0]["type"] == "session.registered"
         wrong = _run("status", "--token", "not-the-token", state=state)
         assert wrong.returncode == 4

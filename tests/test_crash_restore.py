@@ -1,4 +1,4 @@
-"""A supervisor killed with SIGKILL mid-storm restarts with every session's state (issue 4).
+"""A supervisor killed with SIGKILL mid-storm restarts with every session's state.
 
 A child process supervises 1,000 scripted sessions with an SQLite store, drops
 them all into a reconnect storm where every attempt fails, and is killed with

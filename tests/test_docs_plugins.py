@@ -28,6 +28,7 @@ from tether import (
     LinkRequest,
     RecoveryContext,
     Strategy,
+    TargetProbe,
 )
 
 DOC = Path(__file__).parent.parent / "docs" / "plugins.md"
@@ -50,6 +51,7 @@ CONTRACT = sorted(
     {(f"Backend.{m}", m) for m in protocol_members(Backend)}
     | {(f"Link.{m}", m) for m in protocol_members(Link)}
     | {(f"Strategy.{m}", m) for m in protocol_members(Strategy)}
+    | {(f"TargetProbe.{m}", m) for m in protocol_members(TargetProbe)}
     | {(f"LinkRequest.{f.name}", f.name) for f in attrs.fields(LinkRequest)}
     | {(f"RecoveryContext.{m}", m) for m in public_members(RecoveryContext)}
     | {(f"DisconnectReason.{r.name}", r.value) for r in DisconnectReason}
@@ -63,7 +65,7 @@ def test_the_contract_is_not_empty() -> None:
     names = {what for what, _ in CONTRACT}
     assert {"Backend.open_link", "Backend.features", "Link.probe", "Strategy.__call__",
             "LinkRequest.deadline", "RecoveryContext.connect", "DisconnectReason.AUTH",
-            "ConnectMode.REATTACH"} <= names
+            "ConnectMode.REATTACH", "TargetProbe.probe_target"} <= names
 
 
 @pytest.mark.parametrize(("what", "token"), CONTRACT, ids=[what for what, _ in CONTRACT])

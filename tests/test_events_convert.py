@@ -45,3 +45,15 @@ def test_a_lag_marker_serialises() -> None:
 def test_a_bad_payload_is_an_error_not_a_guess() -> None:
     with pytest.raises(Exception, match=r"session\.teleported|type"):
         event_from_dict({"type": "session.teleported", "seq": 1, "at": 0.0, "session_id": "a"})
+
+
+def test_every_documented_example_is_a_real_event() -> None:
+    """Each JSON example in docs/events.md structures into its class and back, field for field."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "events.md").read_text()
+    examples = [json.loads(line) for line in re.findall(r'^\{"seq": .*\}$', text, re.M)]
+    assert {e["type"] for e in examples} == {cls.type for cls in EVENT_TYPES}
+    for example in examples:
+        assert event_to_dict(event_from_dict(dict(example))) == example, example["type"]

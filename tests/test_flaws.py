@@ -1,4 +1,4 @@
-"""One test per flaw of the reference design (../shared/SEED-NOTES.md), by number.
+"""One test per flaw of the reference design (docs/reference-design.md), by lesson number.
 
 Flaw 11 (persistence) is pinned in test_store_integration.py.
 """
@@ -12,7 +12,7 @@ import trio
 
 import tether
 from tether import DisconnectReason, SessionStatus
-from tether.testing import ScriptedBackend, wait_for_status, wait_until
+from tether.testing import ScriptedBackend, wait_for_status, wait_reconnected, wait_until
 
 from .conftest import core_registry, drain
 
@@ -67,9 +67,9 @@ async def test_flaw_2_attempts_are_counted_per_episode(
     await wait_for_status(sup, "s1", SessionStatus.CONNECTED)
     for _ in range(3):
         backend.fail_next("s1", 2)
+        before = sup.state("s1")
         backend.drop("s1")
-        await trio.sleep(0.001)
-        await wait_for_status(sup, "s1", SessionStatus.CONNECTED)
+        await wait_reconnected(sup, "s1", before)
     state = sup.state("s1")
     assert state.episode is not None and state.episode.attempts_made == 3
     assert [e.attempts_made for e in state.history] == [3, 3]
@@ -82,9 +82,9 @@ async def test_flaw_2_history_is_bounded(
     await sup.register(spec(history_limit=4, stable_after=0))
     await wait_for_status(sup, "s1", SessionStatus.CONNECTED)
     for _ in range(10):
+        before = sup.state("s1")
         backend.drop("s1")
-        await trio.sleep(0.001)
-        await wait_for_status(sup, "s1", SessionStatus.CONNECTED)
+        await wait_reconnected(sup, "s1", before)
     state = sup.state("s1")
     assert len(state.history) == 4
     assert state.episodes_total == 10
@@ -134,9 +134,9 @@ async def test_flaw_4_a_raising_strategy_fails_the_attempt_and_the_loop_goes_on(
     async with tether.open_supervisor(registry=registry) as sup:
         await sup.register(spec(strategies={"network": "flaky"}))
         await wait_for_status(sup, "s1", SessionStatus.CONNECTED)
+        before = sup.state("s1")
         backend.drop("s1")
-        await trio.sleep(0.001)
-        await wait_for_status(sup, "s1", SessionStatus.CONNECTED)
+        await wait_reconnected(sup, "s1", before)
         attempts = sup.state("s1").episode.attempts  # type: ignore[union-attr]
         assert [a.success for a in attempts] == [False, False, True]
         assert attempts[0].error == "ZeroDivisionError: strategy bug"
@@ -255,14 +255,14 @@ async def test_flaw_9_typed_reasons_choose_the_strategy(
     await wait_for_status(sup, "s1", SessionStatus.CONNECTED)
     await wait_for_status(sup, "s2", SessionStatus.CONNECTED)
     with sup.subscribe(types=["reconnect.started"]) as sub:
+        before = sup.state("s1")
         backend.drop("s1", DisconnectReason.PROCESS_EXIT, detail="ssh connection lost")
-        await trio.sleep(0.001)
-        await wait_for_status(sup, "s1", SessionStatus.CONNECTED)
+        await wait_reconnected(sup, "s1", before)
+        before, before2 = sup.state("s1"), sup.state("s2")
         backend.drop("s1", DisconnectReason.NETWORK)
         backend.drop("s2", DisconnectReason.NETWORK)
-        await trio.sleep(0.001)
-        await wait_for_status(sup, "s1", SessionStatus.CONNECTED)
-        await wait_for_status(sup, "s2", SessionStatus.CONNECTED)
+        await wait_reconnected(sup, "s1", before)
+        await wait_reconnected(sup, "s2", before2)
         started = [(e.session_id, e.strategy) for e in drain(sub)]  # type: ignore[union-attr]
     assert started[0] == ("s1", "process-restart")
     assert sorted(started[1:]) == [("s1", "simple-reconnect"), ("s2", "state-recovery")]
@@ -305,9 +305,9 @@ async def test_flaw_12_preserved_state_is_refreshed_while_connected(
     assert sup.state("s1").preserved == tether.PreservedState(cwd="/tmp/x", last_command="make")
     backend.links["s1"].report_state(tether.PreservedState(cwd="/srv"))  # pushed at once
     assert sup.state("s1").preserved == tether.PreservedState(cwd="/srv")
+    before = sup.state("s1")
     backend.drop("s1", DisconnectReason.PROCESS_EXIT)
-    await trio.sleep(0.001)
-    await wait_for_status(sup, "s1", SessionStatus.CONNECTED)
+    await wait_reconnected(sup, "s1", before)
     assert backend.ledger("s1").states[-1] == tether.PreservedState(cwd="/srv")
 
 
@@ -331,9 +331,9 @@ async def test_flaw_14_success_rate_is_per_episode(
     await sup.register(spec())
     await wait_for_status(sup, "s1", SessionStatus.CONNECTED)
     backend.fail_next("s1", 2)
+    before = sup.state("s1")
     backend.drop("s1")
-    await trio.sleep(0.001)
-    await wait_for_status(sup, "s1", SessionStatus.CONNECTED)
+    await wait_reconnected(sup, "s1", before)
     stats = sup.stats()
     assert stats.total_attempts == 3
     assert stats.successful_reconnections == 1

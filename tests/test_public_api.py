@@ -21,6 +21,7 @@ def test_the_core_names_are_exported() -> None:
         "Link",
         "Strategy",
         "RecoveryContext",
+        "TargetProbe",
         "DisconnectReason",
         "EventBus",
         "discover_plugins",

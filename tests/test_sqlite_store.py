@@ -446,3 +446,20 @@ async def test_lazy_open_on_first_use(tmp_path: Path) -> None:
     await store.write([attrs.evolve(snap(), saved_at=1.0)])
     assert len((await store.load_all()).snapshots) == 1
     await store.aclose()
+
+
+async def test_a_row_whose_schema_column_disagrees_with_its_body_is_quarantined(tmp_path: Path) -> None:
+    """A row labelled with one schema but holding another is not run, and no write or delete touches it."""
+    path = tmp_path / DB_FILENAME
+    async with open_sqlite_store(path) as store:
+        await store.write([snap("good")])
+    body = json.dumps(snapshot_to_dict(snap("mislabelled")))
+    plant(path, [("mislabelled", 0, body)])
+    async with open_sqlite_store(path) as store:
+        report = await store.load_all()
+        assert [s.session_id for s in report.snapshots] == ["good"]
+        (error,) = report.errors
+        assert error.session_id == "mislabelled"
+        assert "schema column says 0 but its body says 1" in str(error)
+        await store.write([snap("mislabelled")], deleted=["mislabelled"])
+    assert raw_rows(path)["mislabelled"] == body

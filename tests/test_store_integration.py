@@ -12,7 +12,7 @@ import tether
 from tether import DisconnectReason, EpisodeOutcome, SessionStatus
 from tether.store._memory import MemoryStore
 from tether.store._sqlite import open_sqlite_store
-from tether.testing import ScriptedBackend, wait_for_status, wait_until
+from tether.testing import ScriptedBackend, wait_for_status, wait_reconnected, wait_until
 
 from .conftest import core_registry, drain
 
@@ -28,9 +28,9 @@ async def test_flaw_11_a_restart_remembers_every_session_and_its_history(
         await sup.register(spec("a", stable_after=0, options={"cwd": "/srv"}))
         await wait_for_status(sup, "a", SessionStatus.CONNECTED)
         first.fail_next("a", 2)
+        before = sup.state("a")
         first.drop("a")
-        await trio.sleep(0.001)
-        await wait_for_status(sup, "a", SessionStatus.CONNECTED)
+        await wait_reconnected(sup, "a", before)
         first.links["a"].report_state(tether.PreservedState(cwd="/tmp/x", handle="a#9"))
         before = sup.state("a")
     second = ScriptedBackend()

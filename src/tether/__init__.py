@@ -16,6 +16,7 @@ from .contract._plugin import Link as Link
 from .contract._plugin import LinkRequest as LinkRequest
 from .contract._plugin import RecoveryContext as RecoveryContext
 from .contract._plugin import Strategy as Strategy
+from .contract._plugin import TargetProbe as TargetProbe
 from .engine._bus import EventBus as EventBus
 from .engine._bus import Subscription as Subscription
 from .engine._plugins import BACKENDS_GROUP as BACKENDS_GROUP
@@ -60,6 +61,7 @@ from .rules._events import Event as Event
 from .rules._events import HealthCheckFailed as HealthCheckFailed
 from .rules._events import Lagged as Lagged
 from .rules._events import PluginFailed as PluginFailed
+from .rules._events import PluginMisbehaved as PluginMisbehaved
 from .rules._events import ReconnectFailed as ReconnectFailed
 from .rules._events import ReconnectScheduled as ReconnectScheduled
 from .rules._events import ReconnectStarted as ReconnectStarted
@@ -71,6 +73,7 @@ from .rules._events import SessionFailed as SessionFailed
 from .rules._events import SessionMoved as SessionMoved
 from .rules._events import SessionOutput as SessionOutput
 from .rules._events import SessionRegistered as SessionRegistered
+from .rules._events import SessionSurvivor as SessionSurvivor
 from .rules._events import SessionUnregistered as SessionUnregistered
 from .rules._events import StrategyAttempted as StrategyAttempted
 from .rules._filters import EventFilter as EventFilter
@@ -152,6 +155,7 @@ __all__ = [
     "PluginFailed",
     "PluginFailure",
     "PluginInfo",
+    "PluginMisbehaved",
     "PluginRegistry",
     "PreservedState",
     "ProcessRestart",
@@ -179,6 +183,7 @@ __all__ = [
     "SessionSpec",
     "SessionState",
     "SessionStatus",
+    "SessionSurvivor",
     "SessionUnregistered",
     "SimpleReconnect",
     "SnapshotError",
@@ -196,6 +201,7 @@ __all__ = [
     "Supervisor",
     "SupervisorClosedError",
     "SupervisorStats",
+    "TargetProbe",
     "TetherConfig",
     "TetherError",
     "UnknownBackendError",

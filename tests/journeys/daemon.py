@@ -170,18 +170,82 @@ def proc_alive(pid: int) -> bool:
         return False
 
 
-def processes_with_env(name: str, value: str) -> list[int]:
-    """Pids of live processes whose environment has NAME=value (how a test finds its programs)."""
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def processes_with_env(name: str, value: str, *, comm: str | None = None) -> list[int]:
+    """Pids of live programs whose environment has NAME=value (and whose command is `comm`), not
+    counting their own children (which inherit it): how a test counts the copies of its program."""
     needle = f"{name}={value}".encode()
-    found = []
+    found = set()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/environ", "rb") as f:
                 env = f.read().split(b"\0")
+            if comm is not None:
+                with open(f"/proc/{entry}/comm", encoding="utf-8", errors="replace") as f:
+                    if f.read().strip() != comm:
+                        continue
         except OSError:
             continue
         if needle in env and proc_alive(int(entry)):
-            found.append(int(entry))
-    return found
+            found.add(int(entry))
+    return sorted(pid for pid in found if _parent(pid) not in found)
+
+
+def kill_marked(name: str, prefix: str) -> None:
+    """SIGKILL every process whose NAME starts with `prefix` (a test's cleanup of SIGHUP-proof programs)."""
+    needle = f"{name}={prefix}".encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                marked = any(item.startswith(needle) for item in f.read().split(b"\0"))
+            if marked:
+                os.kill(int(entry), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
+
+
+def control(state: Path, request: dict[str, Any], *, timeout: float = 30.0) -> dict[str, Any]:
+    """One /control request to the daemon of `state`, as any client would send it."""
+    import trio
+    from trio_websocket import open_websocket_url
+
+    daemon = json.loads((state / "daemon.json").read_text())
+    token = (state / "token").read_text().strip()
+
+    async def ask() -> dict[str, Any]:
+        with trio.fail_after(timeout):
+            async with open_websocket_url(
+                f"{daemon['url']}/control", extra_headers=[(b"Authorization", f"Bearer {token}".encode())]
+            ) as ws:
+                await ws.send_message(json.dumps(request))
+                reply: dict[str, Any] = json.loads(await ws.get_message())
+                return reply
+
+    return trio.run(ask)
+
+
+def install_plugin(site: Path, distribution: str, version: str, module: str, source: str,
+                   backends: dict[str, str]) -> Path:
+    """Install a plugin distribution into `site` the way pip leaves one: the module and a
+    ``.dist-info`` with METADATA and entry_points.txt. Put `site` on PYTHONPATH to use it."""
+    site.mkdir(parents=True, exist_ok=True)
+    (site / f"{module}.py").write_text(source)
+    info = site / f"{distribution.replace('-', '_')}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: {version}\n")
+    points = "\n".join(f"{name} = {module}:{target}" for name, target in backends.items())
+    (info / "entry_points.txt").write_text(f"[tether.backends]\n{points}\n")
+    (info / "top_level.txt").write_text(f"{module}\n")
+    (info / "RECORD").write_text("")
+    return site

@@ -52,6 +52,22 @@ def _keygen(path: Path) -> None:
     )
 
 
+def processes_matching(needle: str) -> list[int]:
+    """Pids of live processes whose command line contains `needle` (how a test finds leftovers)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+            state = Path(f"/proc/{entry}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if needle.encode() in cmdline and state not in (b"Z", b"X"):
+            found.append(int(entry))
+    return found
+
+
 def children_of(pid: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
@@ -111,6 +127,18 @@ class Sshd:
             # and every later login then waited 60 s on it (all live tests timed out).
             f"SetEnv HOME={self.home}\n"
         )
+
+    def configure(self, extra: str) -> None:
+        """Add sshd_config lines (``MaxSessions 3``, ``Banner FILE``); they apply from the next start."""
+        with self.config.open("a") as config:
+            config.write(extra.rstrip("\n") + "\n")
+
+    def logins(self, since: int = 0) -> int:
+        """Successful logins sshd logged after byte `since` of its log (``Accepted publickey``)."""
+        return self.log.read_bytes()[since:].count(b"Accepted publickey")
+
+    def log_size(self) -> int:
+        return self.log.stat().st_size if self.log.exists() else 0
 
     def trust_current_key(self) -> None:
         pub = Path(f"{self.host_key}.pub").read_text().split()

@@ -131,6 +131,9 @@ def test_remote_commands_per_mode() -> None:
     assert fresh.index("new-session") < fresh.index("TETHER-READY") < fresh.index("attach-session -t =h")
     restart = remote_command(tmux, tether.ConnectMode.RESTART, markers, handle="h", cwd="/x", env={})
     assert "kill-session -t =h" in restart
+    # the replacement exists before the old session goes: the tmux server never has none left
+    assert restart.index("new-session -d -s h-new-abc") < restart.index("kill-session -t =h")
+    assert restart.index("kill-session") < restart.index("rename-session -t =h-new-abc h") < restart.index("attach")
     reattach = remote_command(tmux, tether.ConnectMode.REATTACH, markers, handle="h", cwd=None, env={})
     assert "has-session -t =h" in reattach and "TETHER-GONE-abc" in reattach
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import trio
 
 import tether
@@ -57,12 +58,14 @@ async def test_remote_output_is_never_a_verdict(sshd: Sshd) -> None:
         assert state.episodes_total == 0
 
 
-async def test_killed_peer_reconnects_with_cwd_and_env(sshd: Sshd, tmp_path: Path) -> None:
-    """kill -9 of the sshd child: 'closed by remote host' (network); a new shell in the old cwd and env."""
+@pytest.mark.parametrize("shared", [True, False], ids=["shared", "unshared"])
+async def test_killed_peer_reconnects_with_cwd_and_env(sshd: Sshd, tmp_path: Path, shared: bool) -> None:
+    """kill -9 of the sshd child: a network drop (the shared connection ended, or 'closed by remote
+    host'); a new shell in the old cwd and env."""
     work = tmp_path / "w"
     work.mkdir()
     async with ssh_supervisor(SshBackend()) as sup:
-        await sup.register(ssh_spec(sshd, env={"TETHER_T": "v1"}))
+        await sup.register(ssh_spec(sshd, env={"TETHER_T": "v1"}, share_connection=shared))
         await wait_status(sup, "s1", S.CONNECTED)
         await _cd(sup, "s1", work)
         assert sshd.kill_children()
@@ -70,7 +73,8 @@ async def test_killed_peer_reconnects_with_cwd_and_env(sshd: Sshd, tmp_path: Pat
         state = sup.state("s1")
         assert state.last_disconnect is not None
         assert state.last_disconnect.reason is R.NETWORK
-        assert "closed by remote host" in state.last_disconnect.detail
+        expected = "shared connection to 127.0.0.1" if shared else "closed by remote host"
+        assert expected in state.last_disconnect.detail
         assert state.episode is not None and state.episode.attempts[-1].used_strategy == "ssh-reconnect"
         await _assert_back_in(sup, "s1", work)
         await run_and_expect(sup, "s1", "printf 'E%sF\\n' \"$TETHER_T\"", b"Ev1F")
@@ -131,7 +135,7 @@ async def test_changed_host_key_fails_and_is_never_retried(sshd: Sshd) -> None:
         assert state.episode.attempts_made == 1
         assert state.episode.attempts[-1].reason is R.HOST_KEY
         assert "has changed" in (state.episode.attempts[-1].error or "")
-        assert backend.connects_started == 2
+        assert backend.logins.started == 2
 
 
 async def test_refused_key_is_auth_and_fails_at_once(sshd: Sshd, tmp_path: Path) -> None:
@@ -146,7 +150,7 @@ async def test_refused_key_is_auth_and_fails_at_once(sshd: Sshd, tmp_path: Path)
         assert state.last_disconnect.reason is R.AUTH
         assert "Permission denied" in state.last_disconnect.detail
         await trio.sleep(0.5)
-        assert backend.connects_started == 1
+        assert backend.logins.started == 1
 
 
 async def test_unknown_host_key_strict_by_default_accept_new_on_request(sshd: Sshd) -> None:
@@ -198,3 +202,17 @@ async def test_frozen_listener_times_out_within_connect_timeout(sshd: Sshd) -> N
             assert why is not None and why.reason in (R.TIMEOUT, R.NETWORK)
     finally:
         sshd.process.send_signal(signal.SIGCONT)
+
+
+async def test_forced_reconnect_to_a_stopped_sshd_is_network(sshd: Sshd) -> None:
+    """force-reconnect against a host that is down: every strategy was refused, so the attempt says network."""
+    async with ssh_supervisor(SshBackend()) as sup:
+        await sup.register(ssh_spec(sshd, policy=fast_policy(auto_reconnect=False)))
+        await wait_status(sup, "s1", S.CONNECTED)
+        sshd.stop()
+        await wait_until(lambda: sup.state("s1").status is not S.CONNECTED, timeout=10, step=0.02)
+        attempt = await sup.force_reconnect("s1", "force-reconnect")
+        assert attempt is not None and not attempt.success
+        assert attempt.reason is R.NETWORK, attempt
+        assert "every strategy failed" in (attempt.error or "")
+        assert "Connection refused" in (attempt.error or "")

@@ -160,7 +160,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     server = _server_settings(args, config) if config.server.enabled else None
     store = attrs.evolve(config.store, enabled=False) if args.no_store else config.store
     options = DaemonOptions(
-        state_dir=state, sessions=config.sessions, server=server, token=_auth_token(args, state, config),
+        state_dir=state, sessions=config.sessions if args.config else None, server=server,
+        token=_auth_token(args, state, config),
         store=store, duration=args.duration, registry=registry,
         progress=sys.stderr.isatty() and len(config.sessions) >= 200,
     )

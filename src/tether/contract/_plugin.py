@@ -83,6 +83,13 @@ class LinkRequest:
     session_ending: Callable[[], bool] = attrs.field(default=lambda: False)
     """True while the link is being closed because its session was unregistered: not on
     shutdown, reconnect or crash. A backend that keeps programs alive (tmux) ends them then."""
+    last_state: PreservedState | None = None
+    """The session's state as tether last knew it, whatever the mode (after a restart: from
+    the snapshot). Lets a backend find a program that outlived tether (a killed daemon), so
+    that no program ever runs twice."""
+    report_survivor: Callable[[int, bool, str], None] = attrs.field(default=lambda pid, adopted, detail: None)
+    """Call ``report_survivor(pid, adopted, detail)`` when a program from before was found
+    alive: ``adopted`` True if this link continues it, False if it was ended first."""
 
 
 @runtime_checkable
@@ -116,6 +123,28 @@ class Backend(Protocol):
 
     def open_link(self, request: LinkRequest) -> AbstractAsyncContextManager[Link]:
         """Open a link; leaving the context closes it."""
+
+
+@runtime_checkable
+class TargetProbe(Protocol):
+    """Optional for a backend: one cheap check that a target answers, for the readiness gate.
+
+    While a target's sessions are parked because it was unreachable, the engine
+    calls `probe_target` on its own short, capped schedule: one probe per target
+    at a time, never one per session, with the spec of one parked session. A
+    backend without it is probed by its sessions' own attempts.
+    """
+
+    async def probe_target(self, spec: SessionSpec, deadline: float) -> None:
+        """Return once the target answers; raise `LinkError` (``network`` or ``timeout``) if it does not.
+
+        Cheap: a connect plus the protocol's greeting (an SSH identification
+        string, an HTTP answer), no login where it can be helped. Finish by
+        `deadline` (Trio time). A target that answers but would refuse a login
+        (bad credentials, a changed host key) still answers: return, and let the
+        released sessions find that out. A backend may keep what it opened for
+        the sessions it releases (a shared connection).
+        """
 
 
 class RecoveryContext(Protocol):

@@ -8,6 +8,14 @@ While the link is up the task stays parked here, woken by the link's drop
 report, a forced reconnect, a stop, or the next probe or keepalive.
 Everything that happens is told to the session's rules, whose effects go out
 through the outbox.
+
+Plugin code can refuse to be cancelled (a blocking call in a worker thread
+that cannot be abandoned). Each call into a plugin is watched: once it has
+been cancelled and still has not come back after `ABANDON_GRACE` of a
+running loop, the session task is *abandoned* (its epoch moves on): the attempt is
+recorded as timed out, the plugin is reported by distribution, and a fresh
+task carries the session on. The abandoned task touches nothing of the
+session when it finally returns; it only closes what it opened.
 """
 
 from __future__ import annotations
@@ -24,9 +32,10 @@ import trio
 from ..contract._plugin import ConnectMode, Link, Strategy
 from ..rules._classify import classify, describe_error
 from ..rules._errors import LinkError, SessionNotFoundError
+from ..rules._events import PluginMisbehaved
 from ..rules._reasons import Disconnect, DisconnectReason
 from ..rules._session import FIRST_CONNECT, Step
-from ..rules._state import Attempt
+from ..rules._state import Attempt, SessionStatus
 from ._hooks import AttemptHooks
 from ._outbox import Outbox
 from ._recovery import AttemptContext
@@ -35,7 +44,8 @@ from ._session import ForceRequest, Session
 logger = logging.getLogger("tether.supervisor")
 
 NO_REASON = Disconnect(DisconnectReason.BACKEND_ERROR, "link closed without a reason")
-STOPPED = Disconnect(DisconnectReason.FORCED, "stopped")
+ABANDON_GRACE = 1.0
+"""Seconds a cancelled plugin call gets to come back before its task is abandoned."""
 
 
 @final
@@ -49,20 +59,31 @@ class AttemptRunner:
         limiter_for: Callable[[str], trio.CapacityLimiter | None],
         rng: random.Random,
         closing: Callable[[], bool],
+        *,
+        distribution_of: Callable[[str], str] = lambda backend: "(unknown)",
+        respawn: Callable[[Session], None] = lambda session: None,
     ) -> None:
         self._outbox = outbox
         self._strategies = strategies
         self._limiter_for = limiter_for
         self._rng = rng
         self._closing = closing
+        self._distribution_of = distribution_of
+        self._respawn = respawn
+        self.abandoned = 0
+        """Session tasks left behind in plugin code that would not return."""
+        self.stuck: dict[str, str] = {}
+        """Session id -> what its abandoned task was doing (the latest, for a stop report)."""
 
     async def run(self, session: Session, step: Step, force: ForceRequest | None) -> None:
         """The attempt `step` asks for. If it connects, hold the link here until it drops.
 
         The session's rules hear how it went (``connected`` then ``dropped``, or
-        ``missed``); nothing is recorded when the session is stopping.
+        ``missed``); nothing is recorded when the session is stopping, or when
+        this task was abandoned meanwhile.
         """
         fx = self._outbox
+        epoch = session.epoch
         session.attempt_started(fx, step, time.time(), forced=force is not None)
         number = step.number
         label = step.strategy or FIRST_CONNECT
@@ -73,15 +94,21 @@ class AttemptRunner:
         held: Attempt | None = None
         drop: Disconnect | None = None
         failure: Disconnect | None = None  # kept as a value: holding the exception would make a GC cycle
+        watch = _Watch(self, session, epoch)
         try:
             with trio.CancelScope() as attempt_scope:
                 session.scope = attempt_scope
+                session.current = _Current(number, label, started_wall, started, force)
                 if session.stopping:
                     attempt_scope.cancel()
                 ctx = self._context(session, number, attempt_scope)
                 try:
                     try:
+                        watch.arm("connect", attempt_scope, started + timeout)
                         link = await self._connect(ctx, step.strategy)
+                        watch.disarm()
+                        if session.epoch != epoch:
+                            raise _Abandoned
                         attempt_scope.deadline = math.inf
                         held = Attempt(
                             number=number,
@@ -90,27 +117,39 @@ class AttemptRunner:
                             duration=trio.current_time() - started,
                             success=True,
                             used_strategy=ctx.used_strategy or label,
+                            same_program=ctx.reattached,
                         )
                         ctx._settle()
                         self._connected(session, link, held, force)
-                        drop = await self._hold(session, link)
+                        drop = await self._hold(session, link, watch)
+                        if session.epoch != epoch:
+                            raise _Abandoned
+                        session.current.dropped = drop
                         if not self._closing():  # bound the close; on shutdown the exit's grace period does
                             attempt_scope.deadline = trio.current_time() + timeout
+                        watch.arm("close", attempt_scope, trio.current_time() + timeout)
                     except BaseException as exc:
                         if not await ctx.close_link(exc):
                             raise
                     else:
                         await ctx.close_link(None)
+                except _Abandoned:
+                    pass
                 except Exception as exc:
                     failure = classify(exc)
         finally:
-            session.scope = None
-            session.link = None  # the link's reporter points back at the session: no cycle for the GC
-            # No attempt will answer the force if the session is stopping, or if a cancel from
-            # outside (the nursery, at exit) is unwinding through here.
-            abandoned = session.stopping or not attempt_scope.cancelled_caught
-            if force is not None and not force.done.is_set() and held is None and failure is None and abandoned:
-                force.resolve(None, SessionNotFoundError(session.sid))
+            watch.disarm()
+            if session.epoch == epoch:
+                session.scope = None
+                session.current = None
+                session.link = None  # the link's reporter points back at the session: no cycle for the GC
+                # No attempt will answer the force if the session is stopping, or if a cancel from
+                # outside (the nursery, at exit) is unwinding through here.
+                abandoned = session.stopping or not attempt_scope.cancelled_caught
+                if force is not None and not force.done.is_set() and held is None and failure is None and abandoned:
+                    force.resolve(None, SessionNotFoundError(session.sid))
+        if session.epoch != epoch:
+            return  # abandoned: a fresh task carries the session on
         if held is not None:
             session.generation += 1  # late reports from the dead link are ignored from here on
             session.pending_drop = None
@@ -125,6 +164,19 @@ class AttemptRunner:
             why = Disconnect(DisconnectReason.TIMEOUT, f"attempt ran past connect_timeout ({timeout}s)")
         else:
             why = failure or Disconnect(DisconnectReason.BACKEND_ERROR, "the attempt ended without a link")
+        self._missed(session, number, label, started_wall, started, why, ctx.used_strategy if ctx else None, force)
+
+    def _missed(
+        self,
+        session: Session,
+        number: int,
+        label: str,
+        started_wall: float,
+        started: float,
+        why: Disconnect,
+        used_strategy: str | None,
+        force: ForceRequest | None,
+    ) -> None:
         attempt = Attempt(
             number=number,
             strategy=label,
@@ -133,9 +185,9 @@ class AttemptRunner:
             success=False,
             error=why.detail or why.reason.value,
             reason=why.reason,
-            used_strategy=ctx.used_strategy if ctx is not None else None,
+            used_strategy=used_strategy,
         )
-        session.missed(fx, attempt, why)
+        session.missed(self._outbox, attempt, why)
         if force is not None:
             force.resolve(attempt)
 
@@ -173,7 +225,7 @@ class AttemptRunner:
         if force is not None:
             force.resolve(attempt)
 
-    async def _hold(self, session: Session, link: Link) -> Disconnect | None:
+    async def _hold(self, session: Session, link: Link, watch: _Watch) -> Disconnect | None:
         """Stay parked while the link is up; probe on the health interval. None = stopping."""
         policy = session.spec.policy
         supervise = policy.enabled
@@ -183,7 +235,8 @@ class AttemptRunner:
         now = trio.current_time()
         next_probe = now + probe_every * self._rng.uniform(0.5, 1.0) if probe_every else math.inf
         next_keep = now + keep_every if keep_every else math.inf
-        while True:
+        epoch = session.epoch
+        while session.epoch == epoch:
             if session.stopping:  # no refresh: shutdown has flushed already, unregister deletes the snapshot
                 return None
             if session.pending_drop is not None:
@@ -194,21 +247,23 @@ class AttemptRunner:
                 return Disconnect(DisconnectReason.FORCED, "reconnect requested")
             now = trio.current_time()
             if now >= next_probe:
-                failure = await self._probe(session, link)
+                failure = await self._probe(session, link, watch)
                 if failure is not None:
                     return failure
                 next_probe = trio.current_time() + probe_every * self._rng.uniform(0.9, 1.1)
                 continue
             if now >= next_keep and keepalive is not None:
-                await _bounded(keepalive(), policy.connect_timeout)
+                await self._bounded(keepalive(), policy.connect_timeout, watch)
                 next_keep = trio.current_time() + keep_every
                 continue
             await session.park(min(next_probe, next_keep))
+        return None
 
-    async def _probe(self, session: Session, link: Link) -> Disconnect | None:
+    async def _probe(self, session: Session, link: Link, watch: _Watch) -> Disconnect | None:
         timeout = session.spec.policy.connect_timeout
         failure: Disconnect | None = None
         with trio.move_on_after(timeout) as scope:
+            watch.arm("probe", scope, trio.current_time() + timeout)
             try:
                 await link.probe()
             except Exception as exc:
@@ -218,6 +273,8 @@ class AttemptRunner:
                     if isinstance(exc, LinkError)
                     else Disconnect(DisconnectReason.HEALTH_CHECK, f"probe failed: {describe_error(exc)}")
                 )
+            finally:
+                watch.disarm()
         if scope.cancelled_caught:
             failure = Disconnect(DisconnectReason.HEALTH_CHECK, f"probe timed out after {timeout}s")
         if failure is None:
@@ -225,6 +282,16 @@ class AttemptRunner:
             return None
         session.probe_failed(self._outbox, failure.detail)
         return session.pending_drop or failure
+
+    async def _bounded(self, awaitable: Awaitable[Any], limit: float, watch: _Watch) -> None:
+        with trio.move_on_after(limit) as scope:
+            watch.arm("keepalive", scope, trio.current_time() + limit)
+            try:
+                await awaitable
+            except Exception:
+                logger.debug("keepalive failed", exc_info=True)
+            finally:
+                watch.disarm()
 
     def _refresh_state(self, session: Session, link: Link) -> None:
         """Keep preserved state current while connected."""
@@ -238,10 +305,123 @@ class AttemptRunner:
         if state is not None:
             session.preserved_changed(self._outbox, state)
 
+    # -- plugin code that will not come back ---------------------------------------------------
 
-async def _bounded(awaitable: Awaitable[Any], limit: float) -> None:
-    with trio.move_on_after(limit):
-        try:
-            await awaitable
-        except Exception:
-            logger.debug("keepalive failed", exc_info=True)
+    def abandon(self, session: Session, phase: str, seconds: float) -> None:
+        """Leave the session's task behind in plugin code; record what it was doing; carry on afresh."""
+        if session.finished:
+            return
+        session.epoch += 1
+        self.abandoned += 1
+        backend = session.backend.name
+        distribution = self._distribution_of(backend)
+        detail = (
+            f"backend {backend!r} ({distribution}) did not return from {phase} {seconds:.1f}s after it was "
+            "cancelled; tether abandoned that task and carries the session on"
+        )
+        logger.error("session %s: %s", session.sid, detail)
+        self.stuck[session.sid] = f"{backend} ({distribution}) in {phase}"
+        self._outbox.publish(
+            PluginMisbehaved, session_id=session.sid, group="tether.backends", name=backend,
+            distribution=distribution, problem="stuck", phase=phase, seconds=round(seconds, 3), detail=detail,
+        )
+        current = session.current
+        session.scope = None
+        session.current = None
+        session.link = None
+        session.generation += 1
+        session.pending_drop = None
+        if current is not None and not session.stopping:
+            why = Disconnect(DisconnectReason.TIMEOUT, detail)
+            if current.dropped is not None or session.status is SessionStatus.CONNECTED:
+                session.dropped(current.dropped or why)
+            else:
+                self._missed(session, current.number, current.label, current.started_wall, current.started,
+                             why, None, current.force)
+        elif current is not None and current.force is not None and not current.force.done.is_set():
+            current.force.resolve(None, SessionNotFoundError(session.sid))
+        self._respawn(session)
+
+
+class _Abandoned(Exception):
+    """This task was abandoned while it was in plugin code: leave without touching the session."""
+
+
+@final
+class _Current:
+    """The attempt a session task is running, as much as an abandonment needs to record it."""
+
+    __slots__ = ("dropped", "force", "label", "number", "started", "started_wall")
+
+    def __init__(self, number: int, label: str, started_wall: float, started: float, force: ForceRequest | None):
+        self.number = number
+        self.label = label
+        self.started_wall = started_wall
+        self.started = started
+        self.force = force
+        self.dropped: Disconnect | None = None
+
+
+@final
+class _Watch:
+    """Checks, on the shared timer heap, that a call into plugin code came back after its cancel.
+
+    Armed around each call (connect, probe, keepalive, close); while the call's
+    scope has not been cancelled it only re-checks at the scope's deadline, so
+    queueing for a connect slot is never mistaken for being stuck.
+    """
+
+    __slots__ = ("_entry", "_epoch", "_runner", "_scope", "_seen_cancelled", "_session", "phase")
+
+    def __init__(self, runner: AttemptRunner, session: Session, epoch: int) -> None:
+        self._runner = runner
+        self._session = session
+        self._epoch = epoch
+        self._entry: Any = None
+        self._scope: trio.CancelScope | None = None
+        self._seen_cancelled: float | None = None
+        self.phase = ""
+        """What tether asked of the plugin: connect, probe, keepalive or close."""
+
+    def arm(self, phase: str, scope: trio.CancelScope, deadline: float) -> None:
+        self.disarm()
+        self.phase = phase
+        self._scope = scope
+        self._seen_cancelled = None
+        self._entry = self._session.timers.schedule(deadline + ABANDON_GRACE, self)
+        self._session.watch = self
+
+    def disarm(self) -> None:
+        if self._entry is not None:
+            self._entry.cancel()
+            self._entry = None
+        if self._session.watch is self:
+            self._session.watch = None
+
+    def hurry(self) -> None:
+        """The call was cancelled on purpose (a stop): check it came back in `ABANDON_GRACE`, not later."""
+        if self._entry is not None:
+            self._entry.cancel()
+            now = trio.current_time()
+            self._seen_cancelled = now
+            self._entry = self._session.timers.schedule(now + ABANDON_GRACE, self)
+
+    def __call__(self) -> None:
+        self._entry = None
+        session, scope = self._session, self._scope
+        if session.epoch != self._epoch or scope is None or session.finished:
+            return
+        now = trio.current_time()
+        deadline = scope.deadline
+        if not scope.cancel_called:  # not cancelled yet (queued for a slot, or the deadline moved)
+            self._entry = session.timers.schedule((deadline if deadline != math.inf else now) + ABANDON_GRACE, self)
+            return
+        if self._seen_cancelled is None:
+            # Seen cancelled: give it a whole grace of a running loop to come back (after a blocked
+            # loop every cancelled task is late, and none of them is stuck).
+            self._seen_cancelled = now
+            self._entry = session.timers.schedule(now + ABANDON_GRACE, self)
+            return
+        if session.watch is self:
+            session.watch = None
+        self._runner.abandon(session, self.phase, now - min(deadline, self._seen_cancelled))

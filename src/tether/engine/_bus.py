@@ -8,6 +8,7 @@ events lets a subscriber resume from a sequence number.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -114,9 +115,11 @@ class Subscription:
 class EventBus:
     """Sequences events, keeps the recent ones, and fans them out."""
 
-    def __init__(self, ring_size: int = 10_000) -> None:
+    def __init__(self, ring_size: int = 10_000, *, boot: str | None = None) -> None:
         if ring_size < 1:
             raise ValueError(f"ring_size must be >= 1, got {ring_size}")
+        self.boot = boot if boot is not None else secrets.token_hex(6)
+        """This run's identity, on every event: sequence numbers start again at 1 with each run."""
         self._ring: deque[Event] = deque(maxlen=ring_size)
         self._subscribers: set[Subscription] = set()
         self.last_seq = 0
@@ -128,7 +131,7 @@ class EventBus:
     def publish_at(self, cls: type[_E], at: float, fields: Mapping[str, Any]) -> _E:
         """`publish`, for a caller that has read the clock already (`at`, epoch seconds)."""
         self.last_seq += 1
-        event = cls(seq=self.last_seq, at=at, **fields)
+        event = cls(seq=self.last_seq, at=at, boot=self.boot, **fields)
         self._ring.append(event)
         for sub in self._subscribers:
             if sub.filter.matches(event):

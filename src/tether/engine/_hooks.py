@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, final
 
 from ..contract._plugin import ConnectMode, LinkRequest
-from ..rules._events import SessionOutput, StrategyAttempted
+from ..rules._events import SessionOutput, SessionSurvivor, StrategyAttempted
 from ..rules._reasons import Disconnect
 from ..rules._state import Attempt, PreservedState
 from ._secrets import resolve_spec
@@ -52,6 +52,10 @@ class LinkReporter:
 
     def session_ending(self) -> bool:
         return self._session.unregistering
+
+    def survivor(self, pid: int, adopted: bool, detail: str) -> None:
+        action = "adopted" if adopted else "ended"
+        self._outbox.publish(SessionSurvivor, session_id=self._session.sid, pid=pid, action=action, detail=detail)
 
 
 @final
@@ -96,6 +100,8 @@ class AttemptHooks:
             report_output=reporter.output,
             report_state=reporter.state,
             session_ending=reporter.session_ending,
+            last_state=session.preserved,
+            report_survivor=reporter.survivor,
         )
 
     def strategy_started(self, name: str) -> None:

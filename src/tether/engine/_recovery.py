@@ -3,7 +3,7 @@
 ``connect`` enters the backend's link context in the session task and keeps
 it open until the supervisor closes it (as the contract promises), takes the
 per-target connect slot, and probes the new link before handing it back: a
-strategy cannot report success without a live, probed link (flaw 1).
+strategy cannot report success without a live, probed link (docs/reference-design.md, lesson 1).
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ class AttemptContext:
         "_hooks",
         "_limiter",
         "_live",
+        "_live_mode",
         "_opened",
         "_scope",
         "_strategies",
@@ -107,6 +108,7 @@ class AttemptContext:
         self._limiter = limiter
         self._hooks = hooks
         self._live: Link | None = None
+        self._live_mode: ConnectMode | None = None
         self._opened: AbstractAsyncContextManager[Link] | None = None
 
     @property
@@ -123,6 +125,11 @@ class AttemptContext:
     def live_link(self) -> Link | None:
         """The link `connect` opened and probed in this attempt, if any."""
         return self._live
+
+    @property
+    def reattached(self) -> bool:
+        """The live link continues the program that kept running (a REATTACH connect)."""
+        return self._live_mode is ConnectMode.REATTACH
 
     async def connect(self, mode: ConnectMode, *, state: PreservedState | None = None) -> Link:
         """Open, probe and return a link; raise `LinkError` (typed) if that fails.
@@ -162,6 +169,7 @@ class AttemptContext:
                 self._limiter.release_on_behalf_of(self)
         self._opened = opened
         self._live = link
+        self._live_mode = mode
         return link
 
     def _settle(self) -> None:
@@ -209,6 +217,12 @@ class AttemptContext:
             self._hooks.replay(history)
 
     async def _probe_new_link(self, link: Link, deadline: float) -> None:
+        timeout = self.spec.policy.connect_timeout
+        if trio.current_time() >= deadline:
+            raise LinkError(
+                f"opening the link took all of connect_timeout ({timeout}s): no time was left to probe it",
+                reason=DisconnectReason.TIMEOUT,
+            )
         with trio.move_on_at(deadline) as probe_scope:
             try:
                 await link.probe()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import codecs
 import math
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
@@ -53,8 +53,10 @@ class Session(SessionRecord):
         "_entry",
         "_task",
         "backend",
+        "current",
         "declared",
         "done",
+        "epoch",
         "fence",
         "fenced_out",
         "finished",
@@ -69,6 +71,7 @@ class Session(SessionRecord):
         "stopping",
         "timers",
         "unregistering",
+        "watch",
     )
 
     def __init__(
@@ -96,6 +99,13 @@ class Session(SessionRecord):
         self.secrets = has_refs(spec.options) or bool(missing_literals(spec.options))
         """The options name secrets to resolve (or miss) before each connect."""
         self.done: trio.Event | None = None
+        self.epoch = 0
+        """Which task drives the session: bumped when a task is abandoned in plugin code that would
+        not return, so the abandoned task knows to leave everything alone."""
+        self.current: Any = None
+        """The attempt in progress (engine._attempt), for recording it if its task is abandoned."""
+        self.watch: Any = None
+        """The watch on the plugin call in progress (engine._attempt), hurried by a stop."""
         self.output = bytearray()
         self.output_limit = output_limit
         self._decoder: codecs.IncrementalDecoder | None = None

@@ -1,4 +1,4 @@
-"""The six reference strategies, doing real work through the backend (flaw 1).
+"""The six reference strategies, doing real work through the backend (docs/reference-design.md, lesson 1).
 
 Each is registered through tether's own ``tether.strategies`` entry points,
 exactly as a third-party strategy would be.
@@ -87,7 +87,8 @@ class StateRecovery:
 
 
 FORCE_ORDER = ("session-restore", "ssh-reconnect", "process-restart", "state-recovery", "simple-reconnect")
-"""Most state-preserving first; simple-reconnect last because it restores nothing (flaw 10)."""
+"""Most state-preserving first; simple-reconnect last because it restores nothing
+(docs/reference-design.md, lesson 10)."""
 
 
 @final
@@ -95,25 +96,55 @@ class ForceReconnect:
     """Try the other strategies in turn, skipping those the backend cannot serve.
 
     Reports the one that worked through ``ctx.used_strategy``; if all fail, the
-    error lists what each said. Auth and host-key failures stop the chain.
+    error lists what each said, with the most specific reason they share
+    (`common_reason`): every one refused by a host that is down is ``network``,
+    so the session is treated as the network failure it is. Auth and host-key
+    failures stop the chain.
     """
 
     name = "force-reconnect"
 
     async def __call__(self, ctx: RecoveryContext) -> Link:
         errors: list[str] = []
+        reasons: list[DisconnectReason | None] = []
         for name in FORCE_ORDER:
             try:
                 return await ctx.run_strategy(name)
             except StrategyNotApplicableError:
                 continue
+            except ReattachUnavailableError as exc:  # nothing to re-attach to: says nothing of the target
+                errors.append(f"{name}: {exc}")
             except LinkError as exc:
                 if not exc.reason.retryable:
                     raise
                 errors.append(f"{name}: {exc}")
+                reasons.append(exc.reason)
             except Exception as exc:  # one strategy's bug must not end the chain
                 errors.append(f"{name}: {exc!r}")
+                reasons.append(None)
+        if not errors:
+            raise LinkError("no strategy applies", reason=DisconnectReason.BACKEND_ERROR)
         raise LinkError(
-            "every strategy failed: " + "; ".join(errors) if errors else "no strategy applies",
-            reason=DisconnectReason.BACKEND_ERROR,
+            "every strategy failed: " + "; ".join(errors),
+            reason=common_reason(reasons) if reasons else DisconnectReason.REMOTE_CLOSED,
         )
+
+
+_UNREACHABLE = frozenset({DisconnectReason.NETWORK, DisconnectReason.TIMEOUT})
+
+
+def common_reason(reasons: list[DisconnectReason | None]) -> DisconnectReason:
+    """The most specific reason shared by every failure (None: an untyped error, a bug).
+
+    All the same: that one. Network and timeout mixed (refused here, timed out
+    there): network, the target is unreachable either way. Anything else, or
+    any bug among them: backend-error, which claims nothing it does not know.
+    """
+    if not reasons or None in reasons:
+        return DisconnectReason.BACKEND_ERROR
+    distinct = {r for r in reasons if r is not None}
+    if len(distinct) == 1:
+        return distinct.pop()
+    if distinct <= _UNREACHABLE:
+        return DisconnectReason.NETWORK
+    return DisconnectReason.BACKEND_ERROR

@@ -38,7 +38,7 @@ from ..rules._errors import (
     SupervisorClosedError,
     TetherError,
 )
-from ..rules._events import PluginFailed, SessionRegistered, SessionUnregistered
+from ..rules._events import PluginFailed, PluginMisbehaved, SessionRegistered, SessionUnregistered
 from ..rules._reasons import Disconnect, DisconnectReason
 from ..rules._secret_refs import missing_literals, validation_view
 from ..rules._session import StepKind
@@ -50,8 +50,9 @@ from ._attempt import AttemptRunner
 from ._bus import EventBus, Subscription
 from ._gc import ManagedCollector
 from ._outbox import Outbox
-from ._plugins import PluginRegistry, discover_plugins
+from ._plugins import BACKENDS_GROUP, PluginRegistry, discover_plugins
 from ._session import ForceRequest, Session
+from ._stall import LoopWatchdog, Stall
 from ._timers import TimerQueue
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -111,7 +112,9 @@ class Supervisor:
             snapshot_of=self._snapshot_of, fence_of=self._fence_of, on_fenced=self.fence_lost,
         )
         self._attempts = AttemptRunner(
-            self._outbox, self.registry.strategies, self._limiter_for, self._rng, lambda: self._closed
+            self._outbox, self.registry.strategies, self._limiter_for, self._rng, lambda: self._closed,
+            distribution_of=lambda backend: self.registry.distribution(BACKENDS_GROUP, backend),
+            respawn=self._respawn,
         )
         self._all_finished: trio.Event | None = None
         self.restore_errors: list[TetherError] = []
@@ -259,6 +262,31 @@ class Supervisor:
     def session_ids(self) -> list[str]:
         return list(self._sessions)
 
+    def _on_stall(self, stall: Stall) -> None:
+        session = self._sessions.get(stall.session_id)
+        phase = getattr(session.watch, "phase", "unknown") if session is not None and session.watch else "unknown"
+        name = stall.backend or (session.backend.name if session is not None else "")
+        distribution = self.registry.distribution(BACKENDS_GROUP, name) if name else stall.distribution
+        if distribution == "(direct)":
+            distribution = stall.distribution
+        where = f" for session {stall.session_id}" if stall.session_id else ""
+        detail = f"{stall.module} ({distribution}) held the event loop for {stall.seconds:.2f}s{where}"
+        logger.warning("%s: every session waited", detail)
+        self._outbox.publish(
+            PluginMisbehaved, session_id=stall.session_id, group="tether.backends" if name else "",
+            name=name, distribution=distribution, problem="blocked-loop", phase=phase,
+            seconds=round(stall.seconds, 3), detail=detail,
+        )
+
+    def stuck_report(self) -> str:
+        """Plugin calls that never came back (their tasks were abandoned), for a forced exit's log."""
+        stuck = self._attempts.stuck
+        if not stuck:
+            return ""
+        shown = ", ".join(f"{sid}: {what}" for sid, what in sorted(stuck.items())[:10])
+        more = f" and {len(stuck) - 10} more" if len(stuck) > 10 else ""
+        return f"{len(stuck)} sessions' plugin calls never returned ({shown}{more})"
+
     async def flush(self) -> bool:
         """Write every pending change now (one transaction); False if the store failed (kept queued)."""
         return await self._outbox.flush()
@@ -366,6 +394,8 @@ class Supervisor:
             session.wake()
         elif session.scope is not None:
             session.scope.cancel()
+            if session.watch is not None:  # inside plugin code: make sure it comes back, soon
+                session.watch.hurry()
         # else: between awaits; the loop sees `stopping` before it next waits or connects
 
     async def _wait_ended(self, sessions: list[Session]) -> None:
@@ -393,14 +423,19 @@ class Supervisor:
 
     # -- the session task ----------------------------------------------------------------------
 
+    def _respawn(self, session: Session) -> None:
+        """A fresh task for a session whose task was abandoned in plugin code."""
+        self._nursery.start_soon(self._run, session, name=f"tether session {session.sid} (epoch {session.epoch})")
+
     async def _run(self, session: Session) -> None:
         """The session task: ask the rules for the next step, do it, until stopped. One function
         (not a wrapper around a loop) because every frame is kept for every session."""
         fx = self._outbox
         rng = self._rng
         attempts = self._attempts
+        epoch = session.epoch
         try:
-            while not session.stopping:
+            while not session.stopping and session.epoch == epoch:
                 force = session.force
                 step = session.next_step(
                     fx, trio.current_time(), time.time(), rng,
@@ -416,10 +451,13 @@ class Supervisor:
                 else:
                     return
         except Exception as exc:  # a bug must cost one session, never the supervisor
+            if session.epoch != epoch:
+                return
             logger.exception("session %s crashed inside tether", session.sid)
             session.fail_now(fx, Disconnect(DisconnectReason.BACKEND_ERROR, f"tether bug: {exc!r}"), time.time())
         finally:
-            self._finish(session)
+            if session.epoch == epoch:  # an abandoned task leaves the session to the one that replaced it
+                self._finish(session)
 
     def _finish(self, session: Session) -> None:
         session.finished = True
@@ -531,6 +569,7 @@ async def open_supervisor(
     sessions: Iterable[SessionSpec] | None = None,
     on_restore: Callable[[int, int], None] | None = None,
     gc_policy: Literal["default", "managed"] = "default",
+    stall_threshold: float | None = None,
 ) -> AsyncIterator[Supervisor]:
     """Run a supervisor for the duration of the ``async with`` block.
 
@@ -558,7 +597,13 @@ async def open_supervisor(
     the automatic collections were most of a storm's cost and all of the
     drop-to-reconnect tail (benchmarks/FINDINGS.md). It is process-wide, so it
     is opt-in for the library and on in the daemon.
+
+    `stall_threshold` (seconds) starts the loop-stall watchdog (`tether.engine._stall`):
+    plugin code that holds the event loop longer than that is reported as a
+    ``plugin.misbehaved`` event and a log line naming its distribution. The daemon sets 1 s.
     """
+    if stall_threshold is not None and not stall_threshold > 0:
+        raise ConfigError("stall_threshold", f"must be > 0 seconds, got {stall_threshold!r}")
     if gc_policy not in ("default", "managed"):
         raise ConfigError("gc_policy", f"must be 'default' or 'managed', got {gc_policy!r}")
     if flush_interval < 0:
@@ -599,6 +644,8 @@ async def open_supervisor(
                     nursery.start_soon(collector.run)
                 if store is not None:
                     await nursery.start(supervisor._outbox.run)
+                if stall_threshold is not None:
+                    await nursery.start(LoopWatchdog(stall_threshold, supervisor._on_stall).run)
                 try:
                     await supervisor._restore(sessions, on_restore)
                     yield supervisor

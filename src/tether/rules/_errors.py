@@ -19,7 +19,7 @@
         └── StrategyNotApplicableError  this strategy cannot serve this backend
 
 A `LinkError` carries a typed `DisconnectReason`, so the supervisor never has
-to grep a message to decide what happened (flaw 9).
+to grep a message to decide what happened (docs/reference-design.md, lesson 9).
 """
 
 from __future__ import annotations

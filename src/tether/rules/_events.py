@@ -2,7 +2,7 @@
 
 Every event has a global sequence number, a wall-clock time and a session id
 (empty for supervisor-wide events). Nothing is emitted for a session at rest:
-a passing health check is silent (flaw 13). The ``type`` tag of each class is
+a passing health check is silent (docs/reference-design.md, lesson 13). The ``type`` tag of each class is
 its wire name and never changes when a class is renamed.
 """
 
@@ -21,9 +21,13 @@ class Event:
 
     type: ClassVar[str] = "event"
     seq: int
+    """Sequence number within one run of the supervisor: starts again at 1 with each run."""
     at: float
     """Wall-clock time, epoch seconds."""
     session_id: str
+    boot: str = ""
+    """Which run of the supervisor (daemon) published it: a resume point (`seq`) means something
+    only together with its boot."""
 
 
 @attrs.frozen(kw_only=True)
@@ -103,6 +107,21 @@ class ReconnectSucceeded(Event):
     """Seconds the successful attempt took."""
     recovery_time: float
     """Seconds from the drop to the live link."""
+    same_program: bool = False
+    """True: re-attached to the program that kept running (its jobs and scrollback live on).
+    False: a new program was started (in the preserved cwd and env; running jobs were lost)."""
+
+
+@attrs.frozen(kw_only=True)
+class SessionSurvivor(Event):
+    """A program from before tether restarted (or crashed) was found alive."""
+
+    type: ClassVar[str] = "session.survivor"
+    pid: int
+    action: str
+    """``adopted`` (the session continues it) or ``ended`` (its whole process group was ended
+    before a new program started, so it never runs twice)."""
+    detail: str = ""
 
 
 @attrs.frozen(kw_only=True)
@@ -171,6 +190,27 @@ class SessionMoved(Event):
 
 
 @attrs.frozen(kw_only=True)
+class PluginMisbehaved(Event):
+    """A plugin held things up: it blocked the event loop, or did not return after its call was cancelled.
+
+    Named by its distribution, so the one to fix is clear. Other sessions were not
+    harmed: a call that does not return is abandoned and the session goes on.
+    """
+
+    type: ClassVar[str] = "plugin.misbehaved"
+    group: str
+    name: str
+    distribution: str
+    problem: str
+    """``blocked-loop`` (ran without yielding for `seconds`) or ``stuck`` (a call still had not
+    returned `seconds` after it was cancelled; tether abandoned it and went on without it)."""
+    phase: str
+    """What tether had asked of it: ``connect``, ``probe``, ``keepalive``, ``close`` (or ``unknown``)."""
+    seconds: float
+    detail: str = ""
+
+
+@attrs.frozen(kw_only=True)
 class Lagged:
     """Not an event: a marker telling one subscriber it missed events.
 
@@ -198,7 +238,9 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     SessionFailed,
     HealthCheckFailed,
     SessionOutput,
+    SessionSurvivor,
     PluginFailed,
     SessionMoved,
+    PluginMisbehaved,
 )
 """Every concrete event class; documentation and the wire converter are checked against it."""

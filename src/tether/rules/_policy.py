@@ -1,6 +1,6 @@
 """`ReconnectPolicy`: every knob of the reference, validated, in seconds.
 
-Zero means zero (flaw 6): a field is only ever defaulted when it is absent,
+Zero means zero (docs/reference-design.md, lesson 6): a field is only ever defaulted when it is absent,
 never because its value is falsy.
 """
 
@@ -18,7 +18,8 @@ from ._reasons import DisconnectReason
 
 
 class Jitter(str, enum.Enum):
-    """How a backoff delay is randomised, so 10,000 drops do not retry in lockstep (flaw 7)."""
+    """How a backoff delay is randomised, so 10,000 drops do not retry in lockstep
+    (docs/reference-design.md, lesson 7)."""
 
     FULL = "full"
     """Uniform in [0, ideal]: flattest herd, the default."""
@@ -149,7 +150,7 @@ class ReconnectPolicy:
     multiplier: float = attrs.field(default=1.5, converter=_to_seconds, validator=_multiplier_valid)
     jitter: Jitter = attrs.field(default=Jitter.FULL, converter=_to_jitter)
     connect_timeout: float = attrs.field(default=15.0, converter=_to_seconds, validator=_positive_number)
-    """Bound on every connect attempt and every probe (flaw 8)."""
+    """Bound on every connect attempt and every probe (docs/reference-design.md, lesson 8)."""
     health_check_interval: float = attrs.field(default=30.0, converter=_to_seconds, validator=_non_negative_number)
     """Seconds between probes of a connected link, jittered +-10%. 0 = no probes."""
     keepalive_interval: float = attrs.field(default=60.0, converter=_to_seconds, validator=_non_negative_number)
@@ -163,7 +164,7 @@ class ReconnectPolicy:
     """A link that drops sooner than this after connecting continues the same
     episode (same attempt count, same backoff) instead of starting a fresh one."""
     history_limit: int = attrs.field(default=20, validator=_history_limit_valid)
-    """Past episodes kept per session (flaw 2: bounded)."""
+    """Past episodes kept per session (docs/reference-design.md, lesson 2: bounded)."""
     strategies: Mapping[DisconnectReason, str] = attrs.field(
         factory=dict, converter=_to_strategy_map, eq=True, hash=False
     )

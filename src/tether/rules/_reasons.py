@@ -1,4 +1,4 @@
-"""Typed reasons a link ends, so recovery is chosen by type, never by substring (flaw 9)."""
+"""Typed reasons a link ends, so recovery is chosen by type, never by substring (docs/reference-design.md, lesson 9)."""
 
 from __future__ import annotations
 

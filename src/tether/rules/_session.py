@@ -358,6 +358,7 @@ class SessionRecord:
             used_strategy=attempt.used_strategy or attempt.strategy,
             duration=attempt.duration,
             recovery_time=episode.recovery_time,
+            same_program=attempt.same_program,
         )
 
     def missed(self, fx: Effects, attempt: Attempt, why: Disconnect) -> None:

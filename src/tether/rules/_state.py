@@ -49,7 +49,7 @@ class EpisodeOutcome(str, enum.Enum):
 
 @attrs.frozen(kw_only=True)
 class PreservedState:
-    """What a restart restores: refreshed while connected (flaw 12)."""
+    """What a restart restores: refreshed while connected (docs/reference-design.md, lesson 12)."""
 
     cwd: str | None = None
     env: Mapping[str, str] = attrs.field(factory=dict, hash=False)
@@ -65,7 +65,7 @@ class Attempt:
     """One reconnect attempt, whatever its outcome."""
 
     number: int
-    """1-based within its episode (flaw 2: never across the session's lifetime)."""
+    """1-based within its episode (docs/reference-design.md, lesson 2: never across the session's lifetime)."""
     strategy: str
     started_at: float
     """Wall-clock time (epoch seconds)."""
@@ -75,7 +75,9 @@ class Attempt:
     reason: DisconnectReason | None = None
     """Typed reason of a failed attempt."""
     used_strategy: str | None = None
-    """For force-reconnect: the strategy that actually worked (flaw 10)."""
+    """For force-reconnect: the strategy that actually worked."""
+    same_program: bool = False
+    """A successful attempt that re-attached to the program that kept running."""
 
 
 @attrs.frozen(kw_only=True)

@@ -17,7 +17,14 @@ from typing import Any, Protocol
 
 import attrs
 
-from ._events import Event, ReconnectFailed, ReconnectSucceeded, SessionDisconnected, SessionFailed
+from ._events import (
+    Event,
+    PluginMisbehaved,
+    ReconnectFailed,
+    ReconnectSucceeded,
+    SessionDisconnected,
+    SessionFailed,
+)
 from ._reasons import DisconnectReason
 from ._state import SessionStatus
 
@@ -52,6 +59,8 @@ class SupervisorStats:
     """Successful attempts in this run that restarted the program (process-restart)."""
     disconnections_by_reason: Mapping[str, int] = attrs.field(hash=False)
     sessions_by_status: Mapping[str, int] = attrs.field(hash=False)
+    plugin_problems: Mapping[str, int] = attrs.field(factory=dict, hash=False)
+    """``plugin.misbehaved`` reports in this run, by distribution (stuck calls, a blocked loop)."""
 
 
 class Counted(Protocol):
@@ -92,6 +101,7 @@ class StatsRecorder:
         self.by_reason: Counter[DisconnectReason] = Counter()
         self.process_restarts = 0
         self.by_status: Counter[SessionStatus] = Counter()
+        self.plugin_problems: Counter[str] = Counter()
 
     # -- what the rules emit ---------------------------------------------------------------------
 
@@ -114,6 +124,8 @@ class StatsRecorder:
             self.by_reason[fields["reason"]] += 1
         elif cls is SessionFailed:
             self.failed += 1
+        elif cls is PluginMisbehaved:
+            self.plugin_problems[fields["distribution"]] += 1
 
     def moved(self, old: SessionStatus | None, new: SessionStatus | None) -> None:
         if old is not None:
@@ -165,4 +177,5 @@ class StatsRecorder:
             process_restarts=self.process_restarts,
             disconnections_by_reason={r.value: n for r, n in self.by_reason.items() if n},
             sessions_by_status={s.value: n for s, n in self.by_status.items() if n},
+            plugin_problems=dict(self.plugin_problems),
         )

@@ -209,6 +209,11 @@ def encode_snapshot(snapshot: SessionSnapshot, secret_patterns: Iterable[str]) -
     return _dumps(snapshot_to_dict(snapshot, secret_patterns=secret_patterns), snapshot.spec.id)
 
 
+def parse_snapshot_text(session_id: str, text: str | bytes) -> dict[str, Any]:
+    """The JSON object stored as `text`; anything else is a `SnapshotError`."""
+    return _loads(text, session_id)
+
+
 def decode_snapshot(session_id: str, text: str | bytes) -> SessionSnapshot:
     """The snapshot stored as `text` under `session_id`; any problem is a `SnapshotError`."""
     return snapshot_from_dict(_loads(text, session_id), session_id=session_id)

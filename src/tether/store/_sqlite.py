@@ -50,7 +50,7 @@ from ..rules._paths import default_state_dir
 from ..rules._secrets import DEFAULT_SECRET_PATTERNS
 from ..rules._snapshots import LoadReport, SessionSnapshot, StoreStats, WriteResult
 from ._bookkeeping import StoreBookkeeping
-from ._codec import SNAPSHOT_SCHEMA_VERSION, decode_snapshot, encode_snapshot
+from ._codec import SNAPSHOT_SCHEMA_VERSION, encode_snapshot, parse_snapshot_text, snapshot_from_dict
 from ._ownerlock import LockHeldError, OwnerLock
 
 logger = logging.getLogger("tether.store")
@@ -305,14 +305,12 @@ class SqliteStore:
         snapshots: list[SessionSnapshot] = []
         errors: list[SnapshotError] = []
         try:
-            rows = conn.execute("SELECT id, body FROM sessions ORDER BY id").fetchall()
+            rows = conn.execute("SELECT id, schema, body FROM sessions ORDER BY id").fetchall()
         except sqlite3.Error as exc:
             raise self._fail(f"cannot read snapshots: {exc}") from exc
-        for sid, body in rows:
+        for sid, schema, body in rows:
             try:
-                if not isinstance(body, (str, bytes)):
-                    raise SnapshotError(str(sid), f"body is {type(body).__name__}, not JSON text")
-                snapshots.append(decode_snapshot(str(sid), body))
+                snapshots.append(decode_row(str(sid), schema, body))
             except SnapshotError as exc:
                 errors.append(exc)
         return snapshots, errors
@@ -340,6 +338,17 @@ class SqliteStore:
                 "%d snapshots not written: their rows hold a newer schema than %d", guarded, SNAPSHOT_SCHEMA_VERSION
             )
         return sum(len(row[2]) for row in rows), guarded
+
+
+def decode_row(sid: str, schema: object, body: object) -> SessionSnapshot:
+    """One stored row as a snapshot; any problem (including a schema column that disagrees with
+    the body it labels) is a `SnapshotError`, so the row is quarantined, never run."""
+    if not isinstance(body, (str, bytes)):
+        raise SnapshotError(sid, f"body is {type(body).__name__}, not JSON text")
+    data = parse_snapshot_text(sid, body)
+    if schema != data.get("schema"):
+        raise SnapshotError(sid, f"the row's schema column says {schema!r} but its body says {data.get('schema')!r}")
+    return snapshot_from_dict(data, session_id=sid)
 
 
 @asynccontextmanager

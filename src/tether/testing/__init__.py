@@ -1,7 +1,5 @@
-"""What a test of tether, or of a tether plugin, needs: a scripted backend and clock helpers.
-
-The contract test suite for plugins (issue 9) will live here too.
-"""
+"""What a test of tether, or of a tether plugin, needs: a scripted backend, the contract suites
+(`BackendContract`, `StrategyContract`) and helpers that wait on conditions, never on luck."""
 
 from __future__ import annotations
 
@@ -11,7 +9,7 @@ from collections.abc import Callable
 import trio
 
 from ..engine._supervisor import Supervisor
-from ..rules._state import SessionStatus
+from ..rules._state import SessionState, SessionStatus
 from ._scripted import Ledger, Script, ScriptedBackend, ScriptedLink
 from .contract import (
     BackendContract,
@@ -49,6 +47,25 @@ async def wait_until(predicate: Callable[[], bool], *, timeout: float = 600.0, s
             await trio.sleep(step)
 
 
+async def wait_reconnected(
+    supervisor: Supervisor, session_id: str, before: SessionState, *, timeout: float = 600.0
+) -> SessionState:
+    """Wait until the session is connected again after a drop seen since `before` (its state then).
+
+    Counts successful reconnect attempts, so it never mistakes the link that was
+    up before the drop for the one after it (no sleep-and-hope).
+    """
+
+    def reconnected() -> bool:
+        now = supervisor.state(session_id)
+        return now.status is SessionStatus.CONNECTED and (
+            now.attempts_total - now.attempts_failed > before.attempts_total - before.attempts_failed
+        )
+
+    await wait_until(reconnected, timeout=timeout)
+    return supervisor.state(session_id)
+
+
 async def wait_for_status(
     supervisor: Supervisor, session_id: str, status: SessionStatus, *, timeout: float = 600.0
 ) -> None:
@@ -60,14 +77,15 @@ __all__ = [
     "BackendContract",
     "Ledger",
     "LinkRecorder",
+    "Script",
+    "ScriptedBackend",
+    "ScriptedLink",
     "StrategyContract",
     "count_open_fds",
     "count_tasks",
     "make_link_request",
     "require_peer",
-    "Script",
-    "ScriptedBackend",
-    "ScriptedLink",
     "wait_for_status",
+    "wait_reconnected",
     "wait_until",
 ]

@@ -4,7 +4,7 @@ It opens no real connection: each session has a script (fail the next N
 connects, hang, raise, drop after T seconds, fail or hang probes) set from
 the spec's options or changed at run time through methods on the backend.
 It keeps a ledger of what tether asked of it (modes, restored state) so a
-test can prove a strategy really did the work (flaw 1).
+test can prove a strategy really did the work (docs/reference-design.md, lesson 1).
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from ._integration import integrate, shell_kind
 from ._link import ProcessLink
 from ._options import ProcessOptions
 from ._pty import PtyProcess, check_startable, spawn_on_pty, terminate
+from ._survivor import end_survivor, find_survivor
 from ._tmux import TmuxHandle
 
 DEFAULT_STRATEGIES: Mapping[DisconnectReason, str] = {
@@ -96,6 +97,8 @@ class ProcessBackend:
         self._runtime_dir = runtime_dir
         self.links: dict[str, ProcessLink] = {}
         """The live link of each session, for callers that want `ProcessLink.set_env` or the pid."""
+        self._programs: dict[str, int] = {}
+        """The program each session ran last in this process: a re-attach to it is no survivor."""
 
     # -- the contract -------------------------------------------------------------------------
 
@@ -118,6 +121,8 @@ class ProcessBackend:
         yielded = ended_on_purpose = False
         try:
             with trio.fail_at(request.deadline):
+                if request.mode is not ConnectMode.REATTACH:
+                    await _end_survivor(request)
                 if options.persist == "tmux":
                     try:
                         tmux, created = await self._prepare_tmux(request, options, plan)
@@ -130,6 +135,8 @@ class ProcessBackend:
                     )
                     if program_pid is None:
                         raise _tmux.reattach_error(tmux)
+                    if self._programs.get(request.spec.id) != program_pid:
+                        _note_adopted(request, program_pid)
                 else:
                     if request.mode is ConnectMode.REATTACH:
                         raise ReattachUnavailableError(
@@ -139,6 +146,7 @@ class ProcessBackend:
                         plan.argv, cwd=plan.cwd, env=plan.env, rows=options.rows, cols=options.cols
                     )
                     program_pid = child.pid
+            self._programs[request.spec.id] = program_pid
             state = request.state if request.mode is ConnectMode.REATTACH else None
             link = ProcessLink(
                 child=child, request=request, program_pid=program_pid,
@@ -162,6 +170,8 @@ class ProcessBackend:
                 del self.links[request.spec.id]
             if child is not None:
                 await terminate(child)
+            if ended_on_purpose:
+                self._programs.pop(request.spec.id, None)  # that program is gone for good
             doomed = tmux if ended_on_purpose else (created if not yielded else None)
             if doomed is not None:
                 await _tmux.kill_server(doomed, plan.env, link.pid if link is not None else None)
@@ -222,6 +232,24 @@ class ProcessBackend:
             history_lines=options.history_lines,
         )
         return handle, handle
+
+
+async def _end_survivor(request: LinkRequest) -> None:
+    """A program from before tether restarted still runs (it ignored SIGHUP): end it, never run two."""
+    survivor = find_survivor(request.last_state)
+    if survivor is None:
+        return
+    await end_survivor(survivor)
+    request.report_survivor(
+        survivor.pid, False, "the program from before the restart was still running; ended its process group"
+    )
+
+
+def _note_adopted(request: LinkRequest, program_pid: int) -> None:
+    """Re-attached to the program recorded before the restart: tell the engine it was adopted."""
+    survivor = find_survivor(request.last_state)
+    if request.mode is ConnectMode.REATTACH and survivor is not None and survivor.pid == program_pid:
+        request.report_survivor(program_pid, True, "re-attached to the program tmux kept running")
 
 
 def _tmux_failure(exc: OSError) -> LinkError:

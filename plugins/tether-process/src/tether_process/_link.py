@@ -22,7 +22,8 @@ import trio
 from tether import Disconnect, DisconnectReason, LinkError, LinkRequest, PreservedState
 
 from ._osc import CommandMark, CwdReport, OscScanner
-from ._pty import PtyProcess
+from ._pty import PtyProcess, proc_ref
+from ._survivor import identity
 from ._tmux import TmuxHandle, has_session
 
 READ_SIZE = 65536
@@ -77,6 +78,7 @@ class ProcessLink:
         self._last_command = last_command
         self._tmux = tmux
         self._tool_env = dict(tool_env or {})
+        self._identity = {**identity(proc_ref(program_pid)), "persist": "tmux" if tmux is not None else "none"}
         self._scanner = OscScanner(strip=strip)
         self._reported_cwd = False
         self._last_state: PreservedState | None = None
@@ -106,7 +108,7 @@ class ProcessLink:
         return PreservedState(
             cwd=cwd, env=dict(self._env), last_command=self._last_command,
             handle=self._tmux.encode() if self._tmux is not None else None,
-            extra={"pid": str(self._pid), "persist": "tmux" if self._tmux is not None else "none"},
+            extra=self._identity,
         )
 
     async def send(self, data: bytes) -> None:

@@ -28,22 +28,31 @@ from tether import (
 )
 
 from ._command import Markers, kill_tmux_command, remote_command, ssh_argv
-from ._link import SshLink
+from ._link import ChannelRefused, SshLink
 from ._options import SshOptions, parse_options, tmux_name
-from ._pty import open_pty_process
+from ._probe import read_greeting, resolve_route
+from ._pty import open_pty_process, parent_death_prefix
+from ._shared import Lease, LoginCounter, SharedConnections
 
 END_GRACE = 2.0
 """Seconds beyond connect_timeout the tmux kill on unregister may take."""
+MAX_REFUSALS = 3
+"""Shared connections one connect may find full (sshd's MaxSessions below our figure) before it gives up."""
+UNREACHABLE = frozenset({DisconnectReason.NETWORK, DisconnectReason.TIMEOUT})
+"""The reasons that mean the target did not answer: what a readiness probe raises."""
 
 
 @final
 class SshBackend:
     """Backend ``ssh``; see the package docstring for its options.
 
-    `connecting` and `peak_connecting` count connects between spawning ssh
-    and the ready marker (the unauthenticated window that sshd's MaxStartups
-    limits), so a storm's respect for the connect limit can be measured;
-    `remote_kills` counts tmux sessions ended because their session was unregistered.
+    `connecting` and `peak_connecting` count link connects between spawning ssh
+    and the ready marker; `logins` counts the connections that authenticate (the
+    unauthenticated window that sshd's MaxStartups limits): one per unshared
+    connect, one per shared connection, none for a channel on a shared one. So
+    a storm's respect for the connect limit, and what sharing saves, can be
+    measured. `remote_kills` counts tmux sessions ended because their session
+    was unregistered.
     """
 
     name = "ssh"
@@ -62,6 +71,9 @@ class SshBackend:
         self.peak_connecting = 0
         self.connects_started = 0
         self.remote_kills = 0
+        self.channels_refused = 0
+        self.logins = LoginCounter()
+        self._shared_var: trio.lowlevel.RunVar[SharedConnections] = trio.lowlevel.RunVar("tether_ssh_shared")
 
     def validate(self, spec: SessionSpec) -> None:
         parse_options(spec.options)
@@ -69,11 +81,73 @@ class SshBackend:
     def target(self, spec: SessionSpec) -> str:
         return parse_options(spec.options).target
 
+    async def probe_target(self, spec: SessionSpec, deadline: float) -> None:
+        """The readiness probe: return once the target answers; `LinkError` (network, timeout) if not.
+
+        A TCP connect and sshd's identification line where ssh connects directly
+        (cheap: no key exchange, no login). With connection sharing on, the first
+        shared connection is then brought up as well (if none is up), so the
+        sessions released next open channels at once; if it is still logging in at
+        the deadline, they wait for it. Through a ProxyCommand or ProxyJump a direct
+        probe would test the wrong host, so the probe is that login itself. A login
+        that fails for other reasons (a refused key, a changed host key) still means
+        the target answered: the sessions find that out themselves and end.
+        """
+        opts = parse_options(spec.options)
+        timeout = max(0.0, deadline - trio.current_time())
+        with trio.move_on_at(deadline) as scope:
+            route = await resolve_route(opts)
+            if not route.proxied:
+                await read_greeting(route.hostname, route.port)
+        if scope.cancelled_caught:
+            raise LinkError(f"no SSH identification from {opts.target} within {timeout:.1f}s",
+                            reason=DisconnectReason.TIMEOUT)
+        if opts.share_connection or route.proxied:
+            pool = await self._shared().pool(opts, opts.target, spec.policy.keepalive_interval)
+            failure = await pool.ensure_live(connect_timeout=spec.policy.connect_timeout, deadline=deadline)
+            if failure is not None and failure.reason in UNREACHABLE:
+                raise failure
+
     @asynccontextmanager
     async def open_link(self, request: LinkRequest) -> AsyncIterator[SshLink]:
-        """Spawn ssh, wait for the ready marker within the deadline, hold the link."""
+        """Spawn ssh (on a shared connection or a login of its own), wait for the ready marker, hold the link."""
         opts = parse_options(request.spec.options)
         state = _initial_state(opts, request)
+        shared = self._shared()
+        if not opts.share_connection:
+            async with self._connect(opts, request, state, None, shared) as link:
+                yield link
+            return
+        pool = await shared.pool(opts, opts.target, request.keepalive_interval)
+        for refusals in range(MAX_REFUSALS + 1):
+            lease = await pool.lease(
+                request.spec.id, connect_timeout=request.connect_timeout, deadline=request.deadline
+            )
+            try:
+                async with self._connect(opts, request, state, lease, shared) as link:
+                    yield link
+                return
+            except ChannelRefused as refused:
+                self.channels_refused += 1
+                lease.refused()
+                if refusals == MAX_REFUSALS:
+                    raise LinkError(
+                        f"{MAX_REFUSALS + 1} shared connections refused a channel: {refused.detail}",
+                        reason=DisconnectReason.REMOTE_CLOSED,
+                    ) from None
+            finally:
+                lease.release(request.spec.id, ending=request.session_ending())
+
+    @asynccontextmanager
+    async def _connect(
+        self,
+        opts: SshOptions,
+        request: LinkRequest,
+        state: PreservedState,
+        lease: Lease | None,
+        shared: SharedConnections,
+    ) -> AsyncIterator[SshLink]:
+        """One ssh client on a pty: a login of its own, or a channel on `lease`'s connection."""
         markers = Markers(secrets.token_hex(8))
         command = remote_command(
             opts, request.mode, markers, handle=state.handle, cwd=state.cwd, env=state.env
@@ -81,16 +155,22 @@ class SshBackend:
         argv = ssh_argv(
             opts, connect_timeout=request.connect_timeout,
             keepalive_interval=request.keepalive_interval, command=command,
+            control_path=lease.control_path if lease is not None else None,
         )
+        if lease is not None:
+            argv = parent_death_prefix() + argv
         env = {**os.environ, "TERM": opts.term}
+        failure: LinkError | None = None
+        login = _Login(self.logins, shared.login_slot(opts.target)) if lease is None else None
+        if login is not None:  # a login of its own: under the per-target login limit, counted
+            await login.begin()
         self.connects_started += 1
         self.connecting += 1
         self.peak_connecting = max(self.peak_connecting, self.connecting)
         counted = True
-        failure: LinkError | None = None
         try:
             async with open_pty_process(argv, env=env, rows=opts.rows, cols=opts.cols) as proc:
-                link = SshLink(proc, request, markers, state)
+                link = SshLink(proc, request, markers, state, lease)
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(link.pump_stderr)
                     nursery.start_soon(link.pump_pty)
@@ -100,6 +180,8 @@ class SshBackend:
                     finally:
                         self.connecting -= 1
                         counted = False
+                        if login is not None:
+                            login.end(ok=failure is None)
                     if failure is None:
                         request.report_state(state)
                         try:
@@ -112,26 +194,31 @@ class SshBackend:
         finally:
             if counted:
                 self.connecting -= 1
+            if login is not None:
+                login.end(ok=False)
             if opts.persist == "tmux" and request.session_ending():
-                await self._end_remote_session(opts, request, state.handle)
+                await self._end_remote_session(opts, request, state.handle, lease)
         if failure is not None:
             raise failure  # raised outside the nursery, so strategies can catch it by type
 
     async def _end_remote_session(
-        self, opts: SshOptions, request: LinkRequest, handle: str | None
+        self, opts: SshOptions, request: LinkRequest, handle: str | None, lease: Lease | None
     ) -> None:
         """The session was unregistered: kill its tmux session over a second, short ssh.
 
-        Not through the link's pty (that is the user's program's input). Shielded and
-        bounded, so an unreachable host delays the unregister by at most about
-        connect_timeout; a shutdown, reconnect or crash never gets here (tmux lives on).
+        Not through the link's pty (that is the user's program's input): a channel
+        on the shared connection if it still lives, else a connection of its own.
+        Shielded and bounded, so an unreachable host delays the unregister by at
+        most about connect_timeout; a shutdown, reconnect or crash never gets here
+        (tmux lives on).
         """
         if handle is None:
             return
+        path = lease.pool.live_path() if lease is not None else None
         argv = ssh_argv(
             opts, connect_timeout=request.connect_timeout,
             keepalive_interval=request.keepalive_interval,
-            command=kill_tmux_command(opts, handle), tty=False,
+            command=kill_tmux_command(opts, handle), tty=False, control_path=path,
         )
         self.remote_kills += 1
         with trio.CancelScope(shield=True), trio.move_on_after(request.connect_timeout + END_GRACE):
@@ -139,6 +226,36 @@ class SshBackend:
                 argv, stdin=b"", capture_stdout=True, capture_stderr=True, check=False,
                 env={**os.environ, "TERM": opts.term},
             )
+
+    def _shared(self) -> SharedConnections:
+        """This Trio run's shared connections, started (as a system task) on first use."""
+        try:
+            return self._shared_var.get()
+        except LookupError:
+            shared = SharedConnections(self.logins)
+            self._shared_var.set(shared)
+            trio.lowlevel.spawn_system_task(shared.serve, name="tether-ssh shared connections")
+            return shared
+
+
+class _Login:
+    """One unshared connect's login: a slot of the per-target login limit, counted once, given back once."""
+
+    def __init__(self, counter: LoginCounter, limiter: trio.CapacityLimiter) -> None:
+        self._counter = counter
+        self._limiter = limiter
+        self._held = False
+
+    async def begin(self) -> None:
+        await self._limiter.acquire()
+        self._held = True
+        self._counter.begin()
+
+    def end(self, *, ok: bool) -> None:
+        if self._held:
+            self._held = False
+            self._limiter.release()
+            self._counter.end(ok=ok)
 
 
 def _initial_state(opts: SshOptions, request: LinkRequest) -> PreservedState:

@@ -37,9 +37,20 @@ _TABLE: tuple[tuple[re.Pattern[str], DisconnectReason], ...] = (
                 r"|Temporary failure in name resolution|kex_exchange_identification"
                 r"|Connection closed by .* port \d+|Connection reset by .* port \d+"
                 r"|banner exchange|Software caused connection abort"), DisconnectReason.NETWORK),
-    (re.compile(r"^Connection to .* closed\.$"), DisconnectReason.REMOTE_CLOSED),
+    (re.compile(r"^(Shared c|C)onnection to .* closed\.$"), DisconnectReason.REMOTE_CLOSED),
 )
 """First match wins; what ssh says, per FAULTS.md, mapped to a typed reason."""
+
+
+_CHANNEL_REFUSED = re.compile(
+    r"Session open refused by peer|Master refused session request|session request failed"
+)
+"""A shared connection's master (or sshd behind it, past its MaxSessions) refused a channel."""
+
+
+def channel_refused(stderr: str) -> bool:
+    """Whether a shared-connection client was refused its channel (so another connection is needed)."""
+    return _CHANNEL_REFUSED.search(stderr) is not None
 
 
 def meaningful_lines(stderr: str) -> list[str]:

@@ -106,7 +106,15 @@ def remote_command(
     if mode is ConnectMode.REATTACH:
         return f"{check}; {exists} || {{ {markers._printf('GONE')}; exit 0; }}; {attach}"
     if mode is ConnectMode.RESTART:
-        return f"{check}; {tmux} kill-session -t ={name} 2>/dev/null; {create}; {passthrough}; {attach}"
+        # The new session first, then the old one goes: killing the server's last session
+        # makes the server exit, and a new-session racing that exit fails ("server exited
+        # unexpectedly"). The server never drops to zero sessions this way.
+        fresh = shlex.quote(f"{handle}-new-{markers.nonce}")
+        replace = (
+            f"{tmux} new-session -d -s {fresh} {shlex.quote(launcher)} || exit 1; "
+            f"{tmux} kill-session -t ={name} 2>/dev/null; {tmux} rename-session -t ={fresh} {name} || exit 1"
+        )
+        return f"{check}; {replace}; {passthrough}; {attach}"
     return f"{check}; {exists} || {{ {create}; }}; {passthrough}; {attach}"
 
 ACCEPTED_SUFFIX = ".tether-accepted"
@@ -130,29 +138,15 @@ def known_hosts_files(opts: SshOptions) -> tuple[str, ...] | None:
     return (trusted[0] + ACCEPTED_SUFFIX, *trusted)
 
 
-def ssh_argv(
-    opts: SshOptions,
-    *,
-    connect_timeout: float,
-    keepalive_interval: float,
-    command: str,
-    tty: bool = True,
-) -> list[str]:
-    """The ssh client's argv: the user's config still applies; the policy's knobs override it.
-
-    ``-tt`` forces a remote pty (our stdin is a pty, stderr a pipe); ``-e none``
-    so input is never read as an escape; no ControlMaster, so each link is its
-    own connection and its death is this link's death.
-    """
-    argv = [opts.ssh_path, "-tt" if tty else "-T", "-e", "none"]
+def _connection_options(opts: SshOptions, *, connect_timeout: float, keepalive_interval: float) -> list[str]:
+    """What decides the connection itself (config, policy knobs, host keys, identity, port, user)."""
+    argv: list[str] = []
     if opts.config_file:
         argv += ["-F", opts.config_file]
     argv += [
         "-o", "BatchMode=yes",
         "-o", f"StrictHostKeyChecking={'accept-new' if opts.accept_new_host_keys else 'yes'}",
         "-o", f"ConnectTimeout={max(1, math.ceil(connect_timeout))}",
-        "-o", "ControlMaster=no",
-        "-o", "ControlPath=none",
     ]
     if keepalive_interval > 0:
         argv += [
@@ -168,7 +162,83 @@ def ssh_argv(
         argv += ["-p", str(opts.port)]
     if opts.user:
         argv += ["-l", opts.user]
+    return argv
+
+
+def _extras(opts: SshOptions) -> list[str]:
+    argv: list[str] = []
     for extra in opts.extra_options:
         argv += ["-o", extra]
+    return argv
+
+
+def ssh_argv(
+    opts: SshOptions,
+    *,
+    connect_timeout: float,
+    keepalive_interval: float,
+    command: str,
+    tty: bool = True,
+    control_path: str | None = None,
+) -> list[str]:
+    """The ssh client's argv: the user's config still applies; the policy's knobs override it.
+
+    ``-tt`` forces a remote pty (our stdin is a pty, stderr a pipe); ``-e none``
+    so input is never read as an escape. Without `control_path` the link is its
+    own connection (``ControlMaster=no``, ``ControlPath=none``: a ControlMaster in the
+    user's config never applies). With it, ssh opens a channel on that shared
+    connection; ``ProxyCommand=false`` because ssh falls back to a login of its own
+    when the master refuses (sshd's MaxSessions) or is gone, and a refused channel
+    must be an answer tether sees, not a surprise login.
+    """
+    argv = [opts.ssh_path, "-tt" if tty else "-T", "-e", "none"]
+    argv += _connection_options(opts, connect_timeout=connect_timeout, keepalive_interval=keepalive_interval)
+    if control_path is None:
+        argv += ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
+    else:
+        argv += ["-o", "ControlMaster=no", "-o", f"ControlPath={control_path}", "-o", "ProxyCommand=false"]
+    argv += _extras(opts)
     argv += ["--", opts.host, command]
+    return argv
+
+
+def master_argv(
+    opts: SshOptions,
+    *,
+    connect_timeout: float,
+    keepalive_interval: float,
+    control_path: str,
+    log_path: str,
+    linger: int,
+) -> list[str]:
+    """A shared connection: ``ssh -N`` as ControlMaster, backgrounding itself once it listens.
+
+    With ``ControlPersist`` the foreground ssh exits 0 only after authentication
+    succeeded and the control socket is listening, so its exit is the readiness
+    signal; the background master then ends `linger` seconds after its last channel
+    (also after a crash of tether: nothing is left running for good). ``-E`` sends
+    what it logs (errors, ``Timeout, server ... not responding``) to `log_path`, where
+    the classifier reads it; a login banner is not logged there.
+    """
+    argv = [opts.ssh_path, "-N", "-E", log_path]
+    argv += _connection_options(opts, connect_timeout=connect_timeout, keepalive_interval=keepalive_interval)
+    argv += [
+        "-o", "ControlMaster=yes", "-o", f"ControlPath={control_path}", "-o", f"ControlPersist={linger}",
+    ]
+    argv += _extras(opts)
+    argv += ["--", opts.host]
+    return argv
+
+
+def control_argv(opts: SshOptions, control_path: str, operation: str) -> list[str]:
+    """``ssh -O check|exit`` against one master's socket (only the socket is used)."""
+    return [opts.ssh_path, "-F", "/dev/null", "-o", f"ControlPath={control_path}", "-O", operation, "--", opts.host]
+
+
+def resolve_argv(opts: SshOptions) -> list[str]:
+    """``ssh -G``: the configuration ssh would use for this session; no connection is made."""
+    argv = [opts.ssh_path, "-G"]
+    argv += _connection_options(opts, connect_timeout=1, keepalive_interval=0)
+    argv += _extras(opts)
+    argv += ["--", opts.host]
     return argv

@@ -1,15 +1,27 @@
 """One live ssh link: pumps for the pty and ssh's stderr, the exit watcher and the probe.
 
 The probe does not write to the remote shell (that would be input to the
-user's program) and needs no ControlMaster: it checks that this ssh client
-is still running. Transport liveness is ssh's own job, via
-ServerAliveInterval/CountMax from the policy: a black-holed or frozen peer
-makes ssh exit within interval x count, and the exit watcher turns that exit
-into a classified drop at once.
+user's program): it checks that this ssh client is still running. Transport
+liveness is ssh's own job, via ServerAliveInterval/CountMax from the policy:
+a black-holed or frozen peer makes ssh (or the shared connection's master)
+exit within interval x count, and the exit watcher turns that exit into a
+classified drop at once.
+
+What ssh printed before the remote shell was ready (a login banner, which
+may say anything, "Permission denied" included) is kept apart from what it
+printed after: a drop after connect is classified only from the latter. The
+ready marker arrives on the pty, so everything ssh wrote to stderr before it
+is already in the pipe when the marker is read; the pipe is drained then,
+before the split, with no checkpoint in between.
+
+On a shared connection a client that exits 255 after connect asks its lease
+whether the master ended: a master that died is a network drop for every
+channel on it; a channel that closed alone is classified like any other end.
 """
 
 from __future__ import annotations
 
+import os
 from typing import final
 
 import attrs
@@ -24,15 +36,25 @@ from tether import (
     ReattachUnavailableError,
 )
 
-from ._classify import classify_exit, error_for
+from ._classify import SSH_FAILURE, channel_refused, classify_exit, error_for
 from ._command import Markers
 from ._pty import PtyProcess
 from ._scan import MarkerScanner, Osc7Scanner
+from ._shared import Lease
 
 STDERR_KEPT = 8 * 1024
 """Bytes of ssh's stderr kept for classification (the tail is what matters)."""
 DRAIN_TIMEOUT = 1.0
 """How long after ssh exits we wait for the last pty and stderr bytes."""
+MASTER_GRACE = 1.0
+"""How long a shared-connection client that exited waits to learn whether its master ended
+(the client sees the socket close a moment before the master's exit is visible)."""
+
+
+class ChannelRefused(LinkError):
+    """The shared connection refused another channel (sshd's MaxSessions): use another one."""
+
+    default_reason = DisconnectReason.NETWORK
 
 
 @final
@@ -40,15 +62,26 @@ class SshLink:
     """A connected ssh client on a pty."""
 
     def __init__(
-        self, proc: PtyProcess, request: LinkRequest, markers: Markers, state: PreservedState
+        self,
+        proc: PtyProcess,
+        request: LinkRequest,
+        markers: Markers,
+        state: PreservedState,
+        lease: Lease | None = None,
     ) -> None:
         self._proc = proc
         self._request = request
         self._markers = markers
         self._state = state
+        self._lease = lease
         self._scanner = MarkerScanner((markers.ready, markers.gone))
         self._osc7 = Osc7Scanner()
-        self._stderr = bytearray()
+        self._stderr_fd = proc.stderr.fileno()  # non-blocking (FdStream)
+        self._stderr_before = bytearray()
+        """What ssh said before the remote shell was ready (banner, warnings, connect errors)."""
+        self._stderr_after = bytearray()
+        """What ssh said after it: all a drop of a connected link is classified from."""
+        self._stderr_split = False
         self._stderr_done = trio.Event()
         self._pty_done = trio.Event()
         self._settled = trio.Event()
@@ -82,7 +115,12 @@ class SshLink:
     @property
     def stderr_text(self) -> str:
         """What ssh itself said so far (never the remote program's output)."""
-        return self._stderr.decode("utf-8", errors="replace")
+        return (self._stderr_before + self._stderr_after).decode("utf-8", errors="replace")
+
+    @property
+    def stderr_since_ready(self) -> str:
+        """What ssh said after the remote shell was ready (never the login banner)."""
+        return self._stderr_after.decode("utf-8", errors="replace")
 
     # -- connect -------------------------------------------------------------------------------
 
@@ -94,17 +132,24 @@ class SshLink:
         """
         with trio.move_on_at(deadline):
             await self._settled.wait()
-        if self._scanner.found == self._markers.ready:
+        if self.ready:
             return None
         pre = self._scanner.before.decode("utf-8", errors="replace").strip()
         if self._scanner.found == self._markers.gone:
             return ReattachUnavailableError(f"tmux session {self._state.handle!r} is gone")
         if self.ended is not None:
+            if self._lease is not None and self.ended.exit_code == SSH_FAILURE:
+                if channel_refused(self.stderr_text):
+                    return ChannelRefused(f"the shared connection refused a channel: {self.ended.detail}")
+                lost = await self._lease.lost(MASTER_GRACE)
+                if lost is not None:
+                    return error_for(lost)
             remote = f"remote said: {pre[-300:]}" if pre else ""
             return error_for(self.ended, remote)
         stderr = "; ".join(self.stderr_text.split("\n")[-3:]).strip("; \r")
         return LinkError(
-            f"remote shell not ready within {connect_timeout}s" + (f" (ssh: {stderr})" if stderr else ""),
+            f"remote shell not ready within {connect_timeout}s" + (f" (ssh: {stderr})" if stderr else "")
+            + (f" (remote said: {pre[-300:]!r})" if pre else ""),
             reason=DisconnectReason.TIMEOUT,
         )
 
@@ -123,12 +168,22 @@ class SshLink:
                 if self._scanner.found is None:
                     data = self._scanner.feed(data)
                     self._settle_on_marker()
-                if data and self._scanner.found == self._markers.ready:
+                if data and self.ready:
                     self._on_output(data)
         finally:
             self._pty_done.set()
 
+    @property
+    def ready(self) -> bool:
+        """The ready marker was seen: the remote shell is up."""
+        return self._scanner.found == self._markers.ready
+
     def _settle_on_marker(self) -> None:
+        if self.ready:
+            # Everything ssh wrote to stderr before the marker is in the pipe by now: file it
+            # as "before" (banner, warnings), and only what comes next as "after".
+            self._take_stderr()
+            self._stderr_split = True
         if self._scanner.found is not None:
             self._settled.set()
 
@@ -140,18 +195,32 @@ class SshLink:
                 self._request.report_state(self._state)
 
     async def pump_stderr(self) -> None:
+        """Read ssh's stderr as it comes; reading and filing happen with no checkpoint between."""
         try:
             while True:
                 try:
-                    data = await self._proc.stderr.receive_some(4096)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    await trio.lowlevel.wait_readable(self._stderr_fd)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     return
-                if not data:
+                if not self._take_stderr():
                     return
-                self._stderr += data
-                del self._stderr[:-STDERR_KEPT]
         finally:
             self._stderr_done.set()
+
+    def _take_stderr(self) -> bool:
+        """Move what the stderr pipe holds now into the before- or after-ready buffer; False at its end."""
+        while True:
+            try:
+                data = os.read(self._stderr_fd, 65536)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            if not data:
+                return False
+            kept = self._stderr_after if self._stderr_split else self._stderr_before
+            kept += data
+            del kept[:-STDERR_KEPT]
 
     async def watch_exit(self) -> None:
         """When ssh exits: drain, classify from status + stderr, and report the drop once."""
@@ -159,8 +228,12 @@ class SshLink:
         with trio.move_on_after(DRAIN_TIMEOUT):
             await self._stderr_done.wait()
             await self._pty_done.wait()
-        connected = self._scanner.found == self._markers.ready
-        self.ended = classify_exit(returncode, self.stderr_text, connected=connected)
+        connected = self.ready
+        said = self.stderr_since_ready if connected else self.stderr_text
+        ended = classify_exit(returncode, said, connected=connected)
+        if connected and self._lease is not None and returncode == SSH_FAILURE:
+            ended = await self._lease.lost(MASTER_GRACE) or ended
+        self.ended = ended
         self._settled.set()
         if connected and not self.closing:
             self._request.report_closed(self.ended)

@@ -25,9 +25,9 @@ _MANAGED = {
     "connecttimeout": "set policy.connect_timeout",
     "serveraliveinterval": "set policy.keepalive_interval",
     "serveralivecountmax": "use the server_alive_count_max option",
-    "controlmaster": "each link is its own connection",
-    "controlpath": "each link is its own connection",
-    "controlpersist": "each link is its own connection",
+    "controlmaster": "tether manages connection sharing: use the share_connection option",
+    "controlpath": "tether manages connection sharing in a private directory of its own",
+    "controlpersist": "tether manages connection sharing: use the share_connection option",
     "escapechar": "input is passed through untouched",
     "requesttty": "tether always asks for a pty",
     "userknownhostsfile": "use the known_hosts_file option",
@@ -40,6 +40,7 @@ _KNOWN = (
     "host", "port", "user", "identity_file", "extra_options", "known_hosts_file", "config_file",
     "persist", "tmux_session", "tmux_socket", "shell_integration", "accept_new_host_keys",
     "server_alive_count_max", "env", "cwd", "term", "ssh_path", "rows", "cols",
+    "share_connection", "max_sessions_per_connection",
 )
 
 
@@ -70,6 +71,12 @@ class SshOptions:
     ssh_path: str = "ssh"
     rows: int = 24
     cols: int = 80
+    share_connection: bool = True
+    """Open this session as a channel on a shared, authenticated connection to the host
+    (OpenSSH ControlMaster, managed by tether) instead of a login of its own."""
+    max_sessions_per_connection: int = 10
+    """Channels per shared connection: sshd's MaxSessions (10 unless the server says
+    otherwise). A server that refuses a channel earlier lowers it for that connection."""
 
     @property
     def target(self) -> str:
@@ -169,7 +176,8 @@ def parse_options(options: Mapping[str, Any]) -> SshOptions:
     count = _int(options, "server_alive_count_max", 3, 1, 100)
     rows = _int(options, "rows", 24, 1, 1000)
     cols = _int(options, "cols", 80, 1, 1000)
-    assert count is not None and rows is not None and cols is not None
+    per_connection = _int(options, "max_sessions_per_connection", 10, 1, 1000)
+    assert count is not None and rows is not None and cols is not None and per_connection is not None
     return SshOptions(
         host=host,
         port=_int(options, "port", None, 1, 65535),
@@ -190,4 +198,6 @@ def parse_options(options: Mapping[str, Any]) -> SshOptions:
         ssh_path=_str(options, "ssh_path") or "ssh",
         rows=rows,
         cols=cols,
+        share_connection=_bool(options, "share_connection", True),
+        max_sessions_per_connection=per_connection,
     )

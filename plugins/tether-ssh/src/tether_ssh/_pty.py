@@ -3,17 +3,26 @@
 The pty carries the remote session (remote stdout and stderr alike); the
 pipe carries only the ssh client's own diagnostics, which is all the
 classifier may read.
+
+The pty starts with a terminal's usual modes, because ssh sends the modes
+of its stdin to the remote side when it asks for a remote pty (and then
+puts its own end in raw mode): a raw local pty would give the remote shell
+a raw pty too, with bare ``\n`` line ends, no echo and no Ctrl-C.
+
+ssh runs as the leader of a process group of its own, and that whole group
+is ended: a ``ProxyCommand`` ssh started is in it, and would otherwise be
+left running (re-parented to pid 1) when ssh is killed mid-connect.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import signal
 import struct
 import subprocess
 import termios
-import tty
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 
@@ -30,17 +39,17 @@ class PtyProcess:
 
     process: trio.Process
     pty: trio.lowlevel.FdStream
-    stderr: trio.abc.ReceiveStream
+    stderr: trio.lowlevel.FdStream
 
 
 @asynccontextmanager
 async def open_pty_process(
     argv: Sequence[str], *, env: Mapping[str, str], rows: int, cols: int
 ) -> AsyncIterator[PtyProcess]:
-    """Start `argv` on a fresh raw pty; leaving the context ends it (shielded, bounded)."""
+    """Start `argv` on a fresh pty in a terminal's usual modes; leaving the context ends it (shielded, bounded)."""
     master, slave = os.openpty()
     try:
-        tty.setraw(slave)  # no local echo or line editing before ssh sets its own modes
+        set_terminal_modes(slave)
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         # start_new_session: no controlling tty of ours, so nothing can ever prompt on it
         process = await trio.lowlevel.open_process(
@@ -53,28 +62,71 @@ async def open_pty_process(
     finally:
         os.close(slave)
     stream = trio.lowlevel.FdStream(master)
-    assert process.stderr is not None
+    stderr = process.stderr
     try:
-        yield PtyProcess(process, stream, process.stderr)
+        assert isinstance(stderr, trio.lowlevel.FdStream)  # a pipe: non-blocking, with a fileno
+        yield PtyProcess(process, stream, stderr)
     finally:
         with trio.CancelScope(shield=True):
-            await _end(process)
+            await end_process(process)
             await stream.aclose()
-            await process.stderr.aclose()
+            if stderr is not None:
+                await stderr.aclose()
 
 
-async def _end(process: trio.Process) -> None:
-    if process.returncode is not None:
-        return
-    _signal(process, signal.SIGTERM)
-    with trio.move_on_after(KILL_GRACE):
-        await process.wait()
-        return
-    _signal(process, signal.SIGKILL)
-    with trio.move_on_after(KILL_GRACE):
-        await process.wait()
+def set_terminal_modes(fd: int) -> None:
+    """A terminal's usual modes (``stty sane``-like): these are what ssh forwards to the remote pty."""
+    iflag, oflag, cflag, lflag, ispeed, ospeed, cc = termios.tcgetattr(fd)
+    iflag = (iflag | termios.ICRNL | termios.IXON | termios.BRKINT | getattr(termios, "IUTF8", 0)) & ~(
+        termios.INLCR | termios.IGNCR | termios.ISTRIP
+    )
+    oflag = (oflag | termios.OPOST | termios.ONLCR) & ~(termios.OCRNL | termios.ONLRET)
+    cflag = (cflag & ~termios.CSIZE) | termios.CS8 | termios.CREAD
+    lflag |= (
+        termios.ISIG | termios.ICANON | termios.IEXTEN | termios.ECHO | termios.ECHOE | termios.ECHOK
+        | termios.ECHOCTL | termios.ECHOKE
+    )
+    lflag &= ~(termios.ECHONL | termios.NOFLSH | termios.TOSTOP)
+    cc = list(cc)
+    for index, value in ((termios.VINTR, 0x03), (termios.VQUIT, 0x1C), (termios.VERASE, 0x7F),
+                         (termios.VKILL, 0x15), (termios.VEOF, 0x04), (termios.VSUSP, 0x1A)):
+        cc[index] = bytes([value])
+    termios.tcsetattr(fd, termios.TCSANOW, [iflag, oflag, cflag, lflag, ispeed, ospeed, cc])
 
 
-def _signal(process: trio.Process, signum: int) -> None:
-    with suppress(ProcessLookupError):
-        process.send_signal(signum)
+def parent_death_prefix() -> list[str]:
+    """``setpriv --pdeathsig TERM --`` where util-linux has it, else nothing.
+
+    A shared-connection client is only a go-between: its master holds the pty
+    and the channel. If tether dies (even by SIGKILL) the client must end too,
+    so the master closes the channel and, once idle, exits; without this the
+    channel and the remote shell would stay open for good.
+    """
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
+
+
+async def end_process(process: trio.Process, *, stragglers: bool = True) -> None:
+    """End the process group: TERM, then KILL after a grace.
+
+    With `stragglers`, the group is killed once more after the leader has exited:
+    a member may still run (a ProxyCommand ssh spawned and, killed mid-connect,
+    could not end). A group id cannot be reused while any member lives, and
+    signalling an empty group is ESRCH. Not for a shared connection that went to
+    the background: its ProxyCommand is still in that group, carrying it.
+    """
+    if process.returncode is None:
+        _signal_group(process, signal.SIGTERM)
+        with trio.move_on_after(KILL_GRACE):
+            await process.wait()
+        if process.returncode is None:
+            _signal_group(process, signal.SIGKILL)
+            with trio.move_on_after(KILL_GRACE):
+                await process.wait()
+    if stragglers:
+        _signal_group(process, signal.SIGKILL)
+
+
+def _signal_group(process: trio.Process, signum: int) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signum)

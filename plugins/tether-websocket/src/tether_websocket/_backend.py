@@ -66,6 +66,7 @@ from ._classify import error_for_connect
 from ._link import WebSocketLink
 from ._options import WebSocketOptions, parse_options
 from ._osc7 import restore_line
+from ._probe import probe
 from ._socket import open_socket
 
 if sys.version_info < (3, 11):  # pragma: no cover
@@ -102,6 +103,10 @@ class WebSocketBackend:
         options = parse_options(spec.options)
         parts = urlsplit(options.url or options.base_url or "")
         return f"{parts.hostname}:{parts.port or (443 if parts.scheme in ('wss', 'https') else 80)}"
+
+    async def probe_target(self, spec: SessionSpec, deadline: float) -> None:
+        """The readiness probe: any HTTP answer from the server (see `_probe`); `LinkError` if none."""
+        await probe(parse_options(spec.options), deadline)
 
     @asynccontextmanager
     async def open_link(self, request: LinkRequest) -> AsyncIterator[WebSocketLink]:

@@ -1,0 +1,174 @@
+"""Looking after the SQLite file by hand: check it, repair it, release a quarantined row.
+
+For the user whose daemon refuses to start (a damaged file) or who sees rows
+kept aside as unreadable. Nothing here loses data: `repair` moves the old
+file aside (``<name>.corrupt-<time>``, with its -wal and -shm) and copies
+every row it can still read, byte for byte, into a fresh file; `release`
+saves a row's raw text to ``released/<id>-<time>.json`` beside the database
+before it deletes it. Both take the store's owner lock, so they refuse to
+run under a live daemon; `check` only reads and works beside one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import attrs
+
+from ..rules._errors import CorruptStoreError, SnapshotError, StoreError
+from ._ownerlock import LockHeldError, OwnerLock
+from ._sqlite import _CREATE, APPLICATION_ID, LAYOUT_VERSION, SqliteStore, decode_row
+
+RELEASED_DIR = "released"
+
+
+@attrs.frozen(kw_only=True)
+class CheckReport:
+    """What `check_store` found."""
+
+    path: str
+    ok: bool
+    """The file opens, passes SQLite's integrity check and is a tether database."""
+    problem: str = ""
+    rows: int = 0
+    unreadable: tuple[tuple[str, str], ...] = ()
+    """(session id, why) of each row a daemon would keep aside (quarantine)."""
+
+
+@attrs.frozen(kw_only=True)
+class RepairReport:
+    moved_to: str
+    """Where the old file is now (untouched)."""
+    copied: int
+    lost: int
+    """Rows (or pages of rows) SQLite could no longer read at all."""
+
+
+def _owner_lock(path: Path) -> OwnerLock:
+    lock = OwnerLock(path.with_name(path.name + ".lock"))
+    try:
+        lock.acquire()
+    except LockHeldError as exc:
+        raise StoreError(str(path), f"in use by {exc.holder}: stop the daemon first") from None
+    return lock
+
+
+def check_store(path: Path) -> CheckReport:
+    """Read-only health check of a tether SQLite file (safe beside a running daemon)."""
+    if not path.exists():
+        return CheckReport(path=str(path), ok=False, problem="no such file")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        return CheckReport(path=str(path), ok=False, problem=f"cannot be opened: {exc}")
+    try:
+        problems = [row[0] for row in conn.execute("PRAGMA integrity_check")]
+        if problems != ["ok"]:
+            return CheckReport(path=str(path), ok=False, problem="corrupt: " + "; ".join(problems[:5]))
+        (app_id,) = conn.execute("PRAGMA application_id").fetchone()
+        if app_id not in (0, APPLICATION_ID):
+            return CheckReport(path=str(path), ok=False, problem=f"not a tether database (application_id {app_id:#x})")
+        rows = conn.execute("SELECT id, schema, body FROM sessions ORDER BY id").fetchall()
+    except sqlite3.DatabaseError as exc:
+        return CheckReport(path=str(path), ok=False, problem=f"corrupt: {exc}")
+    finally:
+        conn.close()
+    unreadable = []
+    for sid, schema, body in rows:
+        try:
+            decode_row(str(sid), schema, body)
+        except SnapshotError as exc:
+            unreadable.append((str(sid), exc.problem))
+    return CheckReport(path=str(path), ok=True, rows=len(rows), unreadable=tuple(unreadable))
+
+
+def repair_store(path: Path) -> RepairReport:
+    """Move a damaged file aside and start a fresh one holding every row still readable."""
+    lock = _owner_lock(path)
+    try:
+        store = SqliteStore(path)
+        moved = store._move_aside()
+        rows, lost = _salvage(moved)
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            os.chmod(path, 0o600)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(_CREATE)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {LAYOUT_VERSION}")
+            conn.executemany("INSERT OR REPLACE INTO sessions (id, schema, body, saved_at) VALUES (?, ?, ?, ?)", rows)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+    finally:
+        lock.release()
+    return RepairReport(moved_to=str(moved), copied=len(rows), lost=lost)
+
+
+def _salvage(path: Path) -> tuple[list[tuple[object, object, object, object]], int]:
+    """Every row of `path` SQLite can still read, walking the table by rowid so one bad page
+    costs only the rows on it."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return [], 0
+    rows: list[tuple[object, object, object, object]] = []
+    lost = 0
+    try:
+        try:
+            (high,) = conn.execute("SELECT max(rowid) FROM sessions").fetchone()
+        except sqlite3.DatabaseError:
+            return [], 0
+        for rowid in range(1, (high or 0) + 1):
+            try:
+                row = conn.execute(
+                    "SELECT id, schema, body, saved_at FROM sessions WHERE rowid = ?", (rowid,)
+                ).fetchone()
+            except sqlite3.DatabaseError:
+                lost += 1
+                continue
+            if row is not None:
+                rows.append(row)
+    finally:
+        conn.close()
+    return rows, lost
+
+
+def release_rows(path: Path, session_ids: Iterable[str]) -> dict[str, Path]:
+    """Save each row's raw text beside the database, then delete the row; returns where each went."""
+    lock = _owner_lock(path)
+    released: dict[str, Path] = {}
+    try:
+        folder = path.parent / RELEASED_DIR
+        folder.mkdir(mode=0o700, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None)
+        try:
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            for sid in session_ids:
+                row = conn.execute("SELECT schema, body, saved_at FROM sessions WHERE id = ?", (sid,)).fetchone()
+                if row is None:
+                    raise StoreError(str(path), f"no stored session {sid!r}")
+                target = folder / f"{_safe(sid)}-{stamp}.json"
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as file:
+                    body = row[1].decode("utf-8", "replace") if isinstance(row[1], bytes) else str(row[1])
+                    json.dump({"id": sid, "schema": row[0], "saved_at": row[2], "body": body}, file)
+                conn.execute("DELETE FROM sessions WHERE id = ?", (sid,))
+                released[sid] = target
+        except sqlite3.DatabaseError as exc:
+            raise CorruptStoreError(str(path), f"{exc}; run `tether store repair` first") from exc
+        finally:
+            conn.close()
+    finally:
+        lock.release()
+    return released
+
+
+def _safe(session_id: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in session_id)
