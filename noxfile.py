@@ -68,6 +68,8 @@ def demo(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Supervision overhead across thousands of sessions; ``-- --quick`` for a smoke run."""
-    session.install("-e", str(ROOT))
+    session.install("-e", f"{ROOT}[postgres]")
     session.install("matplotlib", "psutil")
     session.run("python", "benchmarks/run.py", *session.posargs)
+    sessions = "3000" if "--quick" in session.posargs else "30000"
+    session.run("python", "benchmarks/cluster.py", "--sessions", sessions, "--claim-batch", "2000")

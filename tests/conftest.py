@@ -3,13 +3,16 @@ fresh scripted backend, so other installed plugins never change what the core te
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import hashlib
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
 import tether
-from tether.testing import ScriptedBackend
+from tether.store._pg_schema import migrate_url
+from tether.testing import ScriptedBackend, require_peer
+from tether.testing._postgres import PostgresServer, postgres_missing_reason, running_postgres
 
 CORE_STRATEGIES = (
     tether.SimpleReconnect,
@@ -65,3 +68,33 @@ def drain(sub: tether.Subscription) -> list[tether.Event | tether.Lagged]:
     while (item := sub.get_nowait()) is not None:
         items.append(item)
     return items
+
+
+# -- a real PostgreSQL (Debian's server, started here as an unprivileged user) -------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL for the whole run; tests get their own database from `pg_url`."""
+    reason = postgres_missing_reason()
+    require_peer(reason is None, reason or "")
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(postgres_server: PostgresServer, request: pytest.FixtureRequest) -> str:
+    """A fresh database with tether's tables (`tether store migrate`), named after the test."""
+    name = "t_" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]
+    url = postgres_server.create_database(name)
+    migrate_url(url, "tether")
+    return url
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL of the test's own, to restart, kill or stop without disturbing the others."""
+    reason = postgres_missing_reason()
+    require_peer(reason is None, reason or "")
+    with running_postgres() as server:
+        yield server

@@ -405,3 +405,21 @@ def test_snapshot_to_dict_redacts_env_options_and_command() -> None:
     assert back.spec.options == {"env": {"DB_PASSWORD": REDACTED}, "token": REDACTED, "target": "h"}
     assert drop_redacted(back.state.preserved.env) == {"LANG": "C"}
     assert snap.state.preserved is not None and snap.state.preserved.env["API_TOKEN"] == "s3cr3t"
+
+
+def test_a_declared_spec_round_trips_redacted_and_bad_text_names_the_session() -> None:
+    """A spec alone (a session declared to a shared store before anyone ran it): JSON with a schema."""
+    import tether
+    from tether.store._codec import decode_spec, encode_spec
+
+    spec = tether.SessionSpec(id="db1", backend="ssh", options={"host": "db1", "password": "hunter2"})
+    text = encode_spec(spec, tether.DEFAULT_SECRET_PATTERNS)
+    assert "hunter2" not in text
+    back = decode_spec("db1", text)
+    assert back.options == {"host": "db1", "password": tether.REDACTED} and back.backend == "ssh"
+    with pytest.raises(tether.SnapshotError, match="session 'db1': spec is not valid JSON"):
+        decode_spec("db1", "{")
+    with pytest.raises(tether.SnapshotError, match="stored under 'other'"):
+        decode_spec("other", text)
+    with pytest.raises(tether.SnapshotError, match="spec does not match schema 1"):
+        decode_spec("db1", '{"schema": 1, "id": "db1"}')

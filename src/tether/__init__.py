@@ -70,6 +70,7 @@ from .rules._events import RetriesExhausted as RetriesExhausted
 from .rules._events import SessionConnected as SessionConnected
 from .rules._events import SessionDisconnected as SessionDisconnected
 from .rules._events import SessionFailed as SessionFailed
+from .rules._events import SessionMoved as SessionMoved
 from .rules._events import SessionOutput as SessionOutput
 from .rules._events import SessionRegistered as SessionRegistered
 from .rules._events import SessionSurvivor as SessionSurvivor
@@ -175,6 +176,7 @@ __all__ = [
     "SessionConnected",
     "SessionDisconnected",
     "SessionFailed",
+    "SessionMoved",
     "SessionNotFoundError",
     "SessionOutput",
     "SessionRegistered",

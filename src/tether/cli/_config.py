@@ -8,6 +8,7 @@ bad field is reported with its path (``sessions[3].policy.max_delay: must be
 from __future__ import annotations
 
 import math
+import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,18 +23,27 @@ from ..rules._policy import ReconnectPolicy
 from ..rules._spec import SessionSpec
 from ..rules._structure import FieldProblem, config_errors, make_strict_converter, register_table_class
 from ..server._settings import ServerSettings
+from ..store._pg_connection import check_url
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
+STORE_URL_ENV = "TETHER_STORE_URL"
+
+
 @attrs.frozen(kw_only=True)
 class StoreConfig:
-    """The snapshot store (SQLite in the state directory unless `path` says otherwise)."""
+    """The snapshot store: SQLite in the state directory unless `path` says otherwise, or PostgreSQL
+    shared by several tether processes when `url` (or ``$TETHER_STORE_URL``) names one (docs/cluster.md)."""
 
     enabled: bool = True
     path: str | None = None
+    url: str | None = None
+    """``postgresql://...``: the shared store; the file's value wins over ``$TETHER_STORE_URL``."""
+    lease_ttl: float = 15.0
+    """With `url`: seconds a process's lease lasts; its sessions move within about this after it dies."""
     durable: bool = False
     """fsync every batch (synchronous=FULL) instead of WAL's NORMAL."""
     flush_interval: float = 1.0
@@ -41,6 +51,21 @@ class StoreConfig:
     def __attrs_post_init__(self) -> None:
         if math.isnan(self.flush_interval) or self.flush_interval <= 0:
             raise ConfigError("flush_interval", f"must be > 0, got {self.flush_interval!r}")
+        if math.isnan(self.lease_ttl) or self.lease_ttl <= 0:
+            raise ConfigError("lease_ttl", f"must be > 0, got {self.lease_ttl!r}")
+        if self.url is not None:
+            if self.path is not None:
+                raise ConfigError("url", "give either path (SQLite) or url (PostgreSQL), not both")
+            check_url(self.url, "url")
+
+    def store_url(self) -> str | None:
+        """The PostgreSQL URL to use: `url`, else ``$TETHER_STORE_URL`` (unless `path` picks SQLite)."""
+        if self.url is not None:
+            return self.url
+        if self.path is not None:
+            return None
+        from_env = os.environ.get(STORE_URL_ENV) or None
+        return check_url(from_env, f"${STORE_URL_ENV}") if from_env else None
 
 
 @attrs.frozen(kw_only=True)

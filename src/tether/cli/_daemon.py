@@ -187,16 +187,28 @@ async def _serve(
     stopper: _Stopper,
     on_start: Callable[[Supervisor, trio.Nursery], Awaitable[None]] | None,
 ) -> None:
+    url = options.store.store_url() if options.store.enabled else None
     async with AsyncExitStack() as stack:
-        store = await stack.enter_async_context(_open_store(options))
-        supervisor = await stack.enter_async_context(
-            open_supervisor(
-                registry=options.registry, backends=options.backends, store=store,
-                durable=options.store.durable, flush_interval=options.store.flush_interval,
-                sessions=options.sessions, on_restore=_RestoreProgress(options.progress),
-                gc_policy="managed", stall_threshold=STALL_THRESHOLD,
+        if url is not None:  # one member of a cluster sharing PostgreSQL (docs/cluster.md)
+            from ._cluster import open_cluster_member
+
+            supervisor, _coordinator = await stack.enter_async_context(
+                open_cluster_member(
+                    url, sessions=options.sessions or (), registry=options.registry, backends=options.backends,
+                    flush_interval=options.store.flush_interval, lease_ttl=options.store.lease_ttl,
+                    durable=options.store.durable, gc_policy="managed", stall_threshold=STALL_THRESHOLD,
+                )
             )
-        )
+        else:
+            store = await stack.enter_async_context(_open_store(options))
+            supervisor = await stack.enter_async_context(
+                open_supervisor(
+                    registry=options.registry, backends=options.backends, store=store,
+                    durable=options.store.durable, flush_interval=options.store.flush_interval,
+                    sessions=options.sessions, on_restore=_RestoreProgress(options.progress),
+                    gc_policy="managed", stall_threshold=STALL_THRESHOLD,
+                )
+            )
         stopper.supervisor = supervisor
         logger.info("supervising %d sessions", len(supervisor.session_ids))
         supervisor.freeze_gc()  # start-up objects live as long as their sessions: keep them out of GC walks

@@ -99,11 +99,23 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common, client], help="sessions and statistics")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.add_argument("--session", action="append", default=[], help="only this session (repeatable)")
+    status.add_argument("--cluster", action="store_true",
+                        help="every process sharing the PostgreSQL store, with its lease, and every session's owner")
+    status.add_argument("--store-url", help="with --cluster: postgresql://... (default: $TETHER_STORE_URL)")
     plugins = sub.add_parser("plugins", parents=[common], help="discovered backends and strategies")
     plugins.add_argument("--json", action="store_true")
     check = sub.add_parser("check", parents=[common], help="validate a config file")
     check.add_argument("config")
     sub.add_parser("token", parents=[common], help="print the daemon's token (made if missing)")
+    store = sub.add_parser("store", parents=[common], help="the PostgreSQL store: migrate its schema, show the cluster")
+    actions = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
+    for action, what in (("migrate", "create or upgrade tether's tables (versioned, idempotent)"),
+                         ("status", "every process with its lease, every session with its owner and host")):
+        act = actions.add_parser(action, parents=[common], help=what)
+        act.add_argument("config", nargs="?", help="TOML config whose [store] url to use")
+        act.add_argument("--url", help="postgresql://... (default: [store] url, else $TETHER_STORE_URL)")
+        act.add_argument("--schema", default="tether", help="schema holding tether's tables (default tether)")
+        act.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -200,6 +212,11 @@ def _endpoint(args: argparse.Namespace) -> Endpoint:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.cluster:
+        url = args.store_url or StoreConfig().store_url()
+        if not url:
+            raise UsageError("--cluster reads the shared store: pass --store-url or set $TETHER_STORE_URL")
+        return _cluster_status(url, "tether", as_json=args.json, only=args.session)
     endpoint = _endpoint(args)
 
     async def ask() -> dict[str, Any]:
@@ -366,9 +383,54 @@ def cmd_token(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_store(args: argparse.Namespace) -> int:
+    from ..store._pg_connection import display_url
+    from ..store._pg_schema import LATEST_VERSION, migrate_url
+
+    config = load_config(args.config) if args.config else TetherConfig()
+    url = args.url or config.store.store_url()
+    if not url:
+        raise UsageError("no PostgreSQL store: pass --url, set [store] url in the config or $TETHER_STORE_URL")
+    if args.store_command == "migrate":
+        before, applied = migrate_url(url, args.schema)
+        if args.json:
+            print(json.dumps({"store": display_url(url), "schema": args.schema, "from": before,
+                              "to": LATEST_VERSION, "applied": [m.version for m in applied]}))
+        elif applied:
+            steps = "; ".join(f"{m.version}: {m.description}" for m in applied)
+            print(f"{display_url(url)}: schema {args.schema!r} migrated from version {before} to "
+                  f"{LATEST_VERSION} ({steps})")
+        else:
+            print(f"{display_url(url)}: schema {args.schema!r} is at version {before}, nothing to do")
+        return EXIT_OK
+    return _cluster_status(url, args.schema, as_json=args.json)
+
+
+def _cluster_status(url: str, schema: str, *, as_json: bool, only: Sequence[str] = ()) -> int:
+    from ..cluster._status import read_status
+
+    status = read_status(url, schema)
+    if only:
+        status["sessions"] = [row for row in status["sessions"] if row["session"] in only]
+    if as_json:
+        print(json.dumps(status))
+        return EXIT_OK
+    print(f"{status['store']} (schema {status['schema']!r})")
+    for node in status["nodes"]:
+        lease = f"lease {node['lease_left']:+.1f}s" if node["state"] == "live" else f"ended: {node['ended']}"
+        print(f"  node {node['node']:>4} {node['state']:<4} {node['host']} pid {node['pid']}  {lease}  "
+              f"{node['sessions']} sessions")
+    for row in status["sessions"]:
+        owner = f"node {row['owner']} on {row['host']}" if row["owner"] is not None else "free"
+        pinned = f"  pinned to {row['home']}" if row["home"] else ""
+        problem = f"  QUARANTINED: {row['problem']}" if row["problem"] else ""
+        print(f"  {row['session']}  {row['backend']}  {owner}  fence {row['fence']}{pinned}{problem}")
+    return EXIT_OK
+
+
 COMMANDS = {
     "run": cmd_run, "demo": cmd_demo, "watch": cmd_watch, "status": cmd_status,
-    "plugins": cmd_plugins, "check": cmd_check, "token": cmd_token,
+    "plugins": cmd_plugins, "check": cmd_check, "token": cmd_token, "store": cmd_store,
 }
 
 

@@ -203,6 +203,18 @@ class TargetUp(Event):
 
 
 @attrs.frozen(kw_only=True)
+class SessionMoved(Event):
+    """This process claimed a session another tether process held before (a cluster sharing PostgreSQL)."""
+
+    type: ClassVar[str] = "session.moved"
+    from_node: int
+    """The process (node id) that held it: it died, stopped cleanly, or handed it back to balance."""
+    to_node: int
+    fence: int
+    """The new fencing token: writes carrying an older one are refused."""
+
+
+@attrs.frozen(kw_only=True)
 class PluginMisbehaved(Event):
     """A plugin held things up: it blocked the event loop, or did not return after its call was cancelled.
 
@@ -253,6 +265,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     SessionOutput,
     SessionSurvivor,
     PluginFailed,
+    SessionMoved,
     PluginMisbehaved,
     TargetDown,
     TargetUp,

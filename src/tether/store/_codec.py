@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 import cattrs
 from cattrs.v import format_exception
@@ -36,7 +36,10 @@ from ..rules._secrets import (
     secret_name_matcher,
 )
 from ..rules._snapshots import SessionSnapshot
+from ..rules._spec import SessionSpec
 from ..rules._state import EpisodeOutcome, SessionStatus
+
+T = TypeVar("T")
 
 SNAPSHOT_SCHEMA_VERSION = 1
 """Version of the dict layout written by this tether. Bump it with a `MIGRATIONS` entry."""
@@ -157,6 +160,17 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
     return format_exception(exc, type_)
 
 
+def _structure(body: Mapping[str, Any], cls: type[T], sid: str, what: str = "") -> T:
+    """`body` as a `cls`, or a `SnapshotError` with cattrs' ``field @ $.path`` lines."""
+    try:
+        return _CONVERTER.structure(body, cls)
+    except cattrs.BaseValidationError as exc:
+        lines = "; ".join(cattrs.transform_error(exc, path="$", format_exception=_format_exception))
+        raise SnapshotError(sid, f"{what}does not match schema {SNAPSHOT_SCHEMA_VERSION}: {lines}") from exc
+    except (TetherError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise SnapshotError(sid, f"{what}does not match schema {SNAPSHOT_SCHEMA_VERSION}: {exc}") from exc
+
+
 def snapshot_from_dict(
     data: Mapping[str, Any], *, session_id: str | None = None, migrations: Mapping[int, Migration] | None = None
 ) -> SessionSnapshot:
@@ -171,13 +185,7 @@ def snapshot_from_dict(
         raise SnapshotError(sid, f"is not a table (got {type(data).__name__})")
     body = migrate(data, session_id=sid, migrations=migrations)
     del body["schema"]
-    try:
-        snapshot: SessionSnapshot = _CONVERTER.structure(body, SessionSnapshot)
-    except cattrs.BaseValidationError as exc:
-        lines = "; ".join(cattrs.transform_error(exc, path="$", format_exception=_format_exception))
-        raise SnapshotError(sid, f"does not match schema {SNAPSHOT_SCHEMA_VERSION}: {lines}") from exc
-    except (TetherError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise SnapshotError(sid, f"does not match schema {SNAPSHOT_SCHEMA_VERSION}: {exc}") from exc
+    snapshot = _structure(body, SessionSnapshot, sid)
     if session_id is not None and snapshot.spec.id != session_id:
         raise SnapshotError(sid, f"is stored under {session_id!r} but describes session {snapshot.spec.id!r}")
     return snapshot
@@ -198,24 +206,59 @@ def encode_snapshot(snapshot: SessionSnapshot, secret_patterns: Iterable[str]) -
 
     A value JSON cannot hold (in the spec's options) is a `SnapshotError` naming the session.
     """
-    data = snapshot_to_dict(snapshot, secret_patterns=secret_patterns)
-    try:
-        return json.dumps(data, separators=(",", ":"), default=_json_default)
-    except (TypeError, ValueError) as exc:
-        raise SnapshotError(snapshot.spec.id, f"cannot be encoded as JSON: {exc}") from exc
+    return _dumps(snapshot_to_dict(snapshot, secret_patterns=secret_patterns), snapshot.spec.id)
 
 
 def parse_snapshot_text(session_id: str, text: str | bytes) -> dict[str, Any]:
     """The JSON object stored as `text`; anything else is a `SnapshotError`."""
-    try:
-        data = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise SnapshotError(session_id, f"is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise SnapshotError(session_id, f"is not a JSON object (got {type(data).__name__})")
-    return data
+    return _loads(text, session_id)
 
 
 def decode_snapshot(session_id: str, text: str | bytes) -> SessionSnapshot:
     """The snapshot stored as `text` under `session_id`; any problem is a `SnapshotError`."""
-    return snapshot_from_dict(parse_snapshot_text(session_id, text), session_id=session_id)
+    return snapshot_from_dict(_loads(text, session_id), session_id=session_id)
+
+
+def _dumps(data: Mapping[str, Any], sid: str) -> str:
+    try:
+        return json.dumps(data, separators=(",", ":"), default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise SnapshotError(sid, f"cannot be encoded as JSON: {exc}") from exc
+
+
+def _loads(text: str | bytes, sid: str, what: str = "") -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SnapshotError(sid, f"{what}is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SnapshotError(sid, f"{what}is not a JSON object (got {type(data).__name__})")
+    return data
+
+
+# -- a spec alone (a shared store declares sessions before anyone has run them) ------------------
+
+
+def encode_spec(spec: SessionSpec, secret_patterns: Iterable[str]) -> str:
+    """Compact JSON text of the redacted spec with ``"schema"``: a session declared, not yet run.
+
+    Redacted like a snapshot's spec: a literal secret becomes ``"[redacted]"``,
+    a secret named by reference survives and resolves on whichever machine runs it.
+    """
+    body: dict[str, Any] = _CONVERTER.unstructure(spec, SessionSpec)
+    regex = secret_name_matcher(secret_patterns)
+    if regex is not None:
+        body["options"] = redact_tree(body["options"], regex)
+    return _dumps({"schema": SNAPSHOT_SCHEMA_VERSION, **body}, spec.id)
+
+
+def decode_spec(session_id: str, text: str | bytes) -> SessionSpec:
+    """The spec stored as `text` under `session_id`; any problem is a `SnapshotError`."""
+    data = _loads(text, session_id, "spec ")
+    version = data.pop("schema", None)
+    if version != SNAPSHOT_SCHEMA_VERSION:
+        raise SnapshotError(session_id, f"spec has schema {version!r}, this tether reads {SNAPSHOT_SCHEMA_VERSION}")
+    spec = _structure(data, SessionSpec, session_id, "spec ")
+    if spec.id != session_id:
+        raise SnapshotError(session_id, f"spec is stored under {session_id!r} but describes session {spec.id!r}")
+    return spec
