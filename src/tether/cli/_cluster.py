@@ -27,7 +27,6 @@ from ..engine._plugins import PluginRegistry
 from ..engine._supervisor import Supervisor, open_supervisor
 from ..rules._cluster import LeaseTiming
 from ..rules._errors import UnknownBackendError
-from ..rules._events import SessionMoved
 from ..rules._spec import SessionSpec
 from ..store._postgres import open_postgres_store
 
@@ -52,8 +51,7 @@ def _announce_moves(supervisor: Supervisor) -> Callable[[Move], None]:
         if move.previous_owner is None:
             return
         logger.info("session %s moved here from node %d (fence %d)", move.session_id, move.previous_owner, move.fence)
-        supervisor.bus.publish(SessionMoved, session_id=move.session_id, from_node=move.previous_owner,
-                               to_node=move.node_id, fence=move.fence)
+        supervisor.note_moved(move.session_id, move.previous_owner, move.node_id, move.fence)
     return moved
 
 
@@ -80,6 +78,7 @@ async def open_cluster_member(
             open_coordinator(url, supervisor, store=store, timing=LeaseTiming(ttl=lease_ttl),
                              is_movable=movable_in(supervisor), on_move=_announce_moves(supervisor))
         )
+        supervisor.set_reconnect_check(coordinator.confirm)  # never reconnect a session another node took
         if sessions:
             changed = await coordinator.declare(sessions)
             logger.info("declared %d sessions to the cluster (%d new or changed)", len(sessions), changed)

@@ -107,6 +107,7 @@ class _Stopper:
     """Stops the daemon on a signal, and makes sure it has stopped within `STOP_BOUND`."""
 
     main: trio.CancelScope
+    bound: float = STOP_BOUND
     daemon_file: Path | None = None
     supervisor: Supervisor | None = None
     stopping: trio.Event = attrs.field(factory=trio.Event)
@@ -125,12 +126,12 @@ class _Stopper:
             if first is not None:
                 self.stop(signal.Signals(first).name)
             second: int | None = None
-            with trio.move_on_after(STOP_BOUND):
+            with trio.move_on_after(self.bound):
                 second = await _next_signal(signals, self.stopped)
                 if second is None:
                     return  # stopped in time
             await self._force_exit(f"a second {signal.Signals(second).name}" if second else
-                                   f"still not stopped {STOP_BOUND}s after the stop request")
+                                   f"still not stopped {self.bound:g}s after the stop request")
 
     async def _force_exit(self, why: str) -> None:
         stuck = self.supervisor.stuck_report() if self.supervisor is not None else ""
@@ -191,6 +192,10 @@ async def _serve(
     async with AsyncExitStack() as stack:
         if url is not None:  # one member of a cluster sharing PostgreSQL (docs/cluster.md)
             from ._cluster import open_cluster_member
+
+            # Handing thousands of sessions over takes longer than a lone daemon's stop; past the
+            # lease's ttl the others would take them anyway.
+            stopper.bound = max(STOP_BOUND, options.store.lease_ttl)
 
             supervisor, _coordinator = await stack.enter_async_context(
                 open_cluster_member(

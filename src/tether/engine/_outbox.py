@@ -57,7 +57,7 @@ class Outbox:
         self._on_fenced = on_fenced
         self._dirty: set[str] = set()
         self._deleted: set[str] = set()
-        self._parting: dict[str, SessionSnapshot] = {}
+        self._parting: dict[str, tuple[SessionSnapshot, int | None]] = {}
         """Last snapshots of sessions that ended without being unregistered (stopped by a cancel
         or a release before the final flush): written with the next flush."""
         self._held: list[tuple[type[Event], float, dict[str, Any]]] = []
@@ -103,10 +103,11 @@ class Outbox:
             self._deleted.discard(sid)
             self._parting.pop(sid, None)
 
-    def parting(self, snapshot: SessionSnapshot) -> None:
-        """A session leaves without being unregistered: keep its last state for the next write."""
+    def parting(self, snapshot: SessionSnapshot, fence: int | None = None) -> None:
+        """A session leaves without being unregistered: keep its last state (and the fence it was
+        held under) for the next write."""
         if self._store is not None and not self.sealed and snapshot.session_id in self._dirty:
-            self._parting[snapshot.session_id] = snapshot
+            self._parting[snapshot.session_id] = (snapshot, fence)
 
     async def load_all(self) -> LoadReport:
         """Every stored snapshot (at start)."""
@@ -144,10 +145,14 @@ class Outbox:
         held = self._take_held()
         parting, self._parting = self._parting, {}
         snapshots = [
-            snap for sid in dirty if (snap := self._snapshot_of(sid) or parting.get(sid)) is not None
+            snap for sid in dirty
+            if (snap := self._snapshot_of(sid) or (parting[sid][0] if sid in parting else None)) is not None
         ]
         ids = [s.session_id for s in snapshots] + sorted(deleted)
-        fences = {sid: fence for sid in ids if (fence := self._fence_of(sid)) is not None}
+        fences = {
+            sid: fence for sid in ids
+            if (fence := self._fence_of(sid) if sid not in parting else parting[sid][1]) is not None
+        }
         fenced: frozenset[str] = frozenset()
         while snapshots or deleted:
             try:

@@ -20,7 +20,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import ExitStack, asynccontextmanager
 from typing import Literal, final
 
@@ -38,7 +38,7 @@ from ..rules._errors import (
     SupervisorClosedError,
     TetherError,
 )
-from ..rules._events import PluginFailed, PluginMisbehaved, SessionRegistered, SessionUnregistered
+from ..rules._events import PluginFailed, PluginMisbehaved, SessionMoved, SessionRegistered, SessionUnregistered
 from ..rules._reasons import Disconnect, DisconnectReason
 from ..rules._secret_refs import missing_literals, validation_view
 from ..rules._session import StepKind
@@ -121,6 +121,7 @@ class Supervisor:
             self._nursery, self._outbox, self._rng,
             lambda target: self._connect_limit if self._connect_limit is not None else 10,
         )
+        self._reconnect_check: Callable[[str], Awaitable[bool]] | None = None
         self._all_finished: trio.Event | None = None
         self.restore_errors: list[TetherError] = []
         """Snapshots that could not be restored at start (each names its session); kept in the store."""
@@ -189,16 +190,32 @@ class Supervisor:
         session = self._get(session_id)
         self._stop(session)
         await self._wait_ended([session])
+        await self._outbox.flush()  # its last state, under its fence, before the next owner reads it
 
     def fence_lost(self, session_ids: Iterable[str]) -> None:
-        """Another process owns these sessions now: stop them at once and write nothing more for them."""
+        """Another process owns these sessions now: stop them at once and write nothing more for them.
+
+        Their ids are free at once (the cluster may hand a session straight back); the old tasks
+        wind down on their own, detached.
+        """
         ids = [sid for sid in session_ids if sid in self._sessions]
         self._outbox.forget(ids)
         for sid in ids:
-            session = self._sessions[sid]
+            session = self._sessions.pop(sid)
             session.fence = None
             session.fenced_out = True
+            self._stats.removed(session)
+            self._limiter_ref(session.target, -1)
             self._stop(session)
+
+    def set_reconnect_check(self, check: Callable[[str], Awaitable[bool]] | None) -> None:
+        """Ask `check(session_id)` before every reconnect attempt; False means the session was taken
+        over by another process (a shared store's fence moved on): it is stopped instead."""
+        self._reconnect_check = check
+
+    def note_moved(self, session_id: str, from_node: int, to_node: int, fence: int) -> None:
+        """A session another tether process held was claimed here (``session.moved``)."""
+        self._outbox.publish(SessionMoved, session_id=session_id, from_node=from_node, to_node=to_node, fence=fence)
 
     async def force_reconnect(
         self, session_id: str, strategy: str | None = None, *, wait: bool = True
@@ -454,6 +471,10 @@ class Supervisor:
                 )
                 kind = step.kind
                 if kind is StepKind.ATTEMPT:
+                    check = self._reconnect_check if step.number > 0 else None
+                    if check is not None and not await check(session.sid):
+                        self.fence_lost([session.sid])  # another node owns it now
+                        return
                     await attempts.run(session, step, session.take_force())
                     gated = session.recovering and readiness.gated(session) and session.epoch == epoch
                     if gated and await readiness.confirm_down(session):  # one probe per target says so
@@ -493,7 +514,7 @@ class Supervisor:
                 fx.deleted(session.sid)
                 fx.publish(SessionUnregistered, session_id=session.sid)
             elif not session.fenced_out:
-                fx.parting(_snapshot(session))
+                fx.parting(_snapshot(session), session.fence)
             self._limiter_ref(session.target, -1)
             if not self._sessions and self._all_finished is not None:
                 self._all_finished.set()
