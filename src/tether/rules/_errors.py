@@ -9,6 +9,7 @@
     ├── SessionNotFoundError   no session with that id
     ├── DuplicateSessionError  a session with that id is already registered
     ├── SupervisorClosedError  the supervisor is shutting down or closed
+    ├── CursorError            an output cursor the session's log cannot serve
     ├── SnapshotError          one session's stored snapshot cannot be read or written
     ├── StoreError             the snapshot store itself is unusable (names the file)
     │   └── CorruptStoreError  damaged or foreign database file, left untouched
@@ -98,6 +99,11 @@ class DuplicateSessionError(TetherError):
 
 class SupervisorClosedError(TetherError):
     """The supervisor is closing or closed and takes no more work."""
+
+
+class CursorError(TetherError, ValueError):
+    """A read of a session's output log asked for what it cannot serve: a negative cursor,
+    one past anything the log handed out, or a cursor taken from another log."""
 
 
 class LinkError(TetherError):
