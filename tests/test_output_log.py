@@ -234,7 +234,7 @@ def test_reads_never_pass_the_last_reservation_written_down() -> None:
     log.append(b"ab")
     disk.commit(log)  # reserved = 6
     log.append(b"cdefgh")
-    assert log.read(0).data == b"abcdef" and log.wants_reservation
+    assert log.read(0).data == b"abcdef" and log.wants_flush
     disk.commit(log)
     assert log.read(0).data == b"abcdefgh"
 
@@ -250,7 +250,7 @@ def test_after_kill_9_the_unsaved_positions_become_one_explicit_loss() -> None:
     assert restored.read(cursor).next == cursor  # nothing yet, and no error
     restored.append(b"after")
     reserved = disk.head.reserved  # type: ignore[attr-defined]
-    assert restored.wants_reservation and restored.read(cursor).next == reserved  # "after" waits for a flush
+    assert restored.wants_flush and restored.read(cursor).next == reserved  # "after" waits for a flush
     disk.commit(restored)
     got = restored.read(cursor)
     assert got.losses == (Loss(cursor, reserved, LossKind.UNSAVED, None),) and got.data == b"after"
@@ -282,6 +282,18 @@ def test_positions_after_a_stream_ends_stay_hidden_until_written_down() -> None:
     assert log.read(0).data == b"abc"
     disk.commit(log)
     assert log.read(0).data == b"abcplain"
+
+
+def test_a_new_stream_is_readable_once_written_down() -> None:
+    """A stream begun after the last flush waits for a head that names it: after a crash the
+    peer would replay it from its start, and a reader must not have seen any of it before."""
+    disk, log = Disk(), OutputLog()
+    log.append(b"ab")
+    disk.commit(log)
+    log.append_at(PeerMark("pane", 0), b"0123")
+    assert log.read(0).data == b"ab" and log.wants_flush
+    disk.commit(log)
+    assert log.read(0).data == b"ab0123" and not log.wants_flush
 
 
 def test_an_interruption_survives_a_restart() -> None:

@@ -47,8 +47,9 @@ Restarts. The log is written behind (`take_flush`, then `flushed` once the
 write committed; batched with snapshots). Each flush reserves positions ahead
 (``LogHead.reserved``) and reads never go past the last reservation written
 down, so no reader holds a cursor a restarted tether does not know about;
-likewise, positions after a change of the peer numbering stay unreadable until
-the change is written down. After a clean stop (``take_flush(final=True)``)
+likewise, positions after a change of the peer numbering (a new stream, or
+plain positions moving it) stay unreadable until the change is written down.
+`wants_flush` says when readers are waiting for such a write. After a clean stop (``take_flush(final=True)``)
 nothing is reserved ahead and the log continues exactly. After kill -9 the
 restored log holds the pending range ``[end, reserved)``: a chunk continuing
 the same peer stream fills it exactly (the same bytes on the same positions),
@@ -70,7 +71,7 @@ from __future__ import annotations
 
 import enum
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Final, final
 
 import attrs
@@ -336,8 +337,9 @@ class OutputLog:
         return self._saved != self._facts()
 
     @property
-    def wants_reservation(self) -> bool:
-        """True when output nears the last reservation written down: flush soon or reads lag."""
+    def wants_flush(self) -> bool:
+        """True when readers wait (or soon will) for a write-down: output past the last
+        reservation, or a change of peer numbering not yet stored. Flush soon."""
         return self._ceiling is not None and self._end + self.limits.reserve // 2 > self._ceiling
 
     # -- writing ----------------------------------------------------------------------------
@@ -377,9 +379,13 @@ class OutputLog:
             self._unsaved_to = None
         else:
             self._settle_pending()
+            if self._ceiling is not None:
+                # unreadable until a head naming the stream is written down: after a crash the
+                # peer would replay the stream from its start, and a reader would see it twice
+                self._ceiling = min(self._ceiling, self._end)
             self._peer_stream = mark.stream
             self._peer_base = self._end - mark.offset
-            self._special = True  # a plain chunk must end the stream
+            self._special = True
         position = self._end
         self._buf += data
         self._end = position + len(data)
@@ -491,14 +497,11 @@ class OutputLog:
         Raises ValueError when the rows do not cover the head's window exactly.
         """
         head = stored.head
-        if not 0 <= head.start <= head.end <= head.reserved:
-            raise ValueError(f"stored log {head.log_id} has a bad head ({head.start}, {head.end}, {head.reserved})")
+        check_stored(stored)
         log = cls(limits, log_id=head.log_id, start=head.start)
         for row in stored.rows:
             if row.stop <= log._end or row.start >= head.end:
                 continue
-            if row.start > log._end:
-                raise ValueError(f"stored log {head.log_id} has a hole at {log._end}..{row.start}")
             if row.kind is RowKind.DATA:
                 log._buf += row.data[log._end - row.start :]
             else:
@@ -507,8 +510,6 @@ class OutputLog:
                 log._gaps.append(loss)
                 log._gap_width += loss.stop - loss.start
             log._end = row.stop
-        if log._end != head.end:
-            raise ValueError(f"stored log {head.log_id} ends at {log._end}, its head says {head.end}")
         log._peer_stream = head.peer_stream
         log._peer_base = head.peer_base
         log._interrupted = head.interrupted
@@ -655,12 +656,28 @@ def apply_flush(rows: dict[int, LogRow], flush: LogFlush) -> None:
         del rows[start]
 
 
-def check_rows(rows: Sequence[LogRow]) -> None:
-    """Raise ValueError unless `rows` are in order and do not overlap (what a store loads)."""
-    last = None
-    for row in rows:
-        if row.stop <= row.start or (row.kind is RowKind.DATA and len(row.data) != row.stop - row.start):
-            raise ValueError(f"row at {row.start} is malformed")
-        if last is not None and row.start < last:
-            raise ValueError(f"rows overlap at {row.start}")
-        last = row.stop
+def check_stored(stored: StoredLog) -> None:
+    """Raise ValueError unless `stored` restores: a sane head and rows in order that cover its
+    window exactly (what a store checks on load, so a damaged log is reported, not half-used)."""
+    head = stored.head
+    if not head.log_id or not 0 <= head.start <= head.end <= head.reserved:
+        raise ValueError(f"bad head (start {head.start}, end {head.end}, reserved {head.reserved})")
+    if head.trimmed_unknown_before < 0 or (head.peer_stream is None and head.peer_base != 0):
+        raise ValueError("bad head (peer numbering or trim mark)")
+    covered = head.start
+    for row in stored.rows:
+        if row.stop <= row.start:
+            raise ValueError(f"row at {row.start} is empty")
+        if row.kind is RowKind.DATA and len(row.data) != row.stop - row.start:
+            raise ValueError(f"row at {row.start} holds {len(row.data)} bytes for {row.stop - row.start} positions")
+        if row.kind is not RowKind.DATA and (row.data or (row.size is not None and row.size != row.stop - row.start)):
+            raise ValueError(f"loss row at {row.start} is malformed")
+        if row.stop <= covered:
+            continue
+        if row.start > covered:
+            raise ValueError(f"hole at {covered}..{row.start}")
+        if row.stop > head.end:
+            raise ValueError(f"row at {row.start} runs past the end {head.end}")
+        covered = row.stop
+    if covered < head.end:
+        raise ValueError(f"rows end at {covered}, the head says {head.end}")

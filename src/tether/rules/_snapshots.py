@@ -14,6 +14,14 @@ have one owner by construction (memory, SQLite) accept and ignore it.
 Rows that cannot be read come back in `LoadReport.errors` and are
 *quarantined*: the store keeps them untouched and skips later writes and
 deletes of those ids until `release` says they may be overwritten.
+
+Output logs (`tether.rules._output`) travel with snapshots: a write carries
+each changed session's `LogFlush` in the same transaction, so a log's head
+never gets ahead of the snapshot written with it, and `load_all` returns every
+stored log beside the snapshots. A log that cannot be read is reported in
+`LoadReport.errors` (its session's snapshot still loads) and left as it is
+until the session's next log write, which replaces it with a new log.
+Deleting a session deletes its log.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from typing import Any, Protocol, runtime_checkable
 import attrs
 
 from ._errors import ConfigError, SnapshotError
+from ._output import LogFlush, StoredLog
 from ._spec import SessionSpec
 from ._state import SessionState
 
@@ -56,6 +65,8 @@ class LoadReport:
 
     snapshots: tuple[SessionSnapshot, ...]
     errors: tuple[SnapshotError, ...] = ()
+    logs: Mapping[str, StoredLog] = attrs.field(factory=dict, hash=False)
+    """Session id -> its output log as last written (only logs that could be read)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -81,6 +92,11 @@ class StoreStats:
     load_errors: int = 0
     quarantined: int = 0
     """Ids currently quarantined."""
+    log_rows_written: int = 0
+    """Output-log rows (data and losses) upserted, heads not counted."""
+    log_bytes_written: int = 0
+    """Output bytes in those rows."""
+    logs_loaded: int = 0
 
     @property
     def bytes_per_session(self) -> float:
@@ -125,12 +141,15 @@ class SnapshotStore(Protocol):
         deleted: Sequence[str] = (),
         *,
         fences: Mapping[str, int] | None = None,
+        logs: Sequence[LogFlush] = (),
     ) -> WriteResult:
-        """Upsert `snapshots` and delete `deleted` ids in ONE transaction: all or nothing.
+        """Upsert `snapshots`, delete `deleted` ids (and their logs) and apply the output-log
+        flushes `logs`, in ONE transaction: all or nothing.
 
         `fences` maps a session id to the fencing token its owner holds; a store
         shared by several processes writes a row only while its stored fence is
-        that token and reports the others in `WriteResult.fenced`.
+        that token and reports the others in `WriteResult.fenced`. A log flush
+        for a session deleted in the same batch, or quarantined, is skipped.
         """
         ...
 

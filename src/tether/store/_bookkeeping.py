@@ -7,11 +7,12 @@ without sharing a base class.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import attrs
 
 from ..rules._errors import SnapshotError
+from ..rules._output import LogFlush, StoredLog
 from ..rules._snapshots import LoadReport, SessionSnapshot, StoreStats
 
 logger = logging.getLogger("tether.store")
@@ -34,6 +35,9 @@ class Counters:
     loads: int = 0
     rows_loaded: int = 0
     load_errors: int = 0
+    log_rows_written: int = 0
+    log_bytes_written: int = 0
+    logs_loaded: int = 0
 
     def wrote(self, rows: int, deleted: int, skipped: int, nbytes: int, seconds: float) -> None:
         self.writes += 1
@@ -47,10 +51,15 @@ class Counters:
         self.last_write_rows = rows
         self.last_write_bytes = nbytes
 
-    def loaded(self, rows: int, errors: int) -> None:
+    def loaded(self, rows: int, errors: int, logs: int = 0) -> None:
         self.loads += 1
         self.rows_loaded += rows
         self.load_errors += errors
+        self.logs_loaded += logs
+
+    def wrote_logs(self, rows: int, nbytes: int) -> None:
+        self.log_rows_written += rows
+        self.log_bytes_written += nbytes
 
     def freeze(self, quarantined: int) -> StoreStats:
         return StoreStats(quarantined=quarantined, **attrs.asdict(self))
@@ -62,6 +71,13 @@ class Quarantine:
     def __init__(self) -> None:
         self.ids: set[str] = set()
         self._warned: set[str] = set()
+
+    def logs(self, flushes: Sequence[LogFlush], deleted: Sequence[str]) -> list[LogFlush]:
+        """The log flushes to apply: not of a quarantined session, nor of one deleted in the same batch."""
+        if not flushes:
+            return []
+        gone = set(deleted) | self.ids
+        return [f for f in flushes if f.session_id not in gone]
 
     def split(
         self, snapshots: Sequence[SessionSnapshot], deleted: Sequence[str]
@@ -94,12 +110,22 @@ class StoreBookkeeping:
     counters: Counters = attrs.field(factory=Counters)
     quarantine: Quarantine = attrs.field(factory=Quarantine)
 
-    def loaded(self, snapshots: Sequence[SessionSnapshot], errors: Sequence[SnapshotError]) -> LoadReport:
-        """Quarantine every row that failed, count the load, and report it."""
+    def loaded(
+        self,
+        snapshots: Sequence[SessionSnapshot],
+        errors: Sequence[SnapshotError],
+        logs: Mapping[str, StoredLog] | None = None,
+        log_errors: Sequence[SnapshotError] = (),
+    ) -> LoadReport:
+        """Quarantine every snapshot row that failed, count the load, and report it.
+
+        An unreadable log quarantines nothing: its session still loads, starts a new log,
+        and that log's first write replaces the damaged one.
+        """
         for error in errors:
             self.quarantine.ids.add(error.session_id)
-        self.counters.loaded(len(snapshots), len(errors))
-        return LoadReport(tuple(snapshots), tuple(errors))
+        self.counters.loaded(len(snapshots), len(errors) + len(log_errors), len(logs or {}))
+        return LoadReport(tuple(snapshots), (*errors, *log_errors), dict(logs or {}))
 
     def stats(self) -> StoreStats:
         return self.counters.freeze(len(self.quarantine.ids))

@@ -15,6 +15,7 @@ from typing import final
 import trio
 
 from ..rules._errors import SnapshotError
+from ..rules._output import LogFlush, LogHead, LogRow, StoredLog, apply_flush, check_stored
 from ..rules._secrets import DEFAULT_SECRET_PATTERNS
 from ..rules._snapshots import LoadReport, SessionSnapshot, StoreStats, WriteResult
 from ._bookkeeping import StoreBookkeeping
@@ -32,6 +33,8 @@ class MemoryStore:
     def __init__(self, *, secret_patterns: Iterable[str] = DEFAULT_SECRET_PATTERNS) -> None:
         self.rows: dict[str, str] = {}
         """Session id -> JSON text. Tests may plant bad rows here."""
+        self.logs: dict[str, tuple[LogHead, dict[int, LogRow]]] = {}
+        """Session id -> its output log's head and rows (keyed by start). Tests may damage them."""
         self.last_fences: Mapping[str, int] = {}
         """The fences handed to the last `write` (a memory store has one owner and checks none)."""
         self._patterns = tuple(secret_patterns)
@@ -48,7 +51,17 @@ class MemoryStore:
                 snapshots.append(decode_snapshot(sid, text))
             except SnapshotError as exc:
                 errors.append(exc)
-        return self._books.loaded(snapshots, errors)
+        logs: dict[str, StoredLog] = {}
+        log_errors: list[SnapshotError] = []
+        for sid, (head, rows) in sorted(self.logs.items()):
+            stored = StoredLog(head, tuple(rows[start] for start in sorted(rows)))
+            try:
+                check_stored(stored)
+            except ValueError as exc:
+                log_errors.append(SnapshotError(sid, f"output log: {exc}"))
+                continue
+            logs[sid] = stored
+        return self._books.loaded(snapshots, errors, logs, log_errors)
 
     async def write(
         self,
@@ -56,16 +69,27 @@ class MemoryStore:
         deleted: Sequence[str] = (),
         *,
         fences: Mapping[str, int] | None = None,
+        logs: Sequence[LogFlush] = (),
     ) -> WriteResult:
         await trio.lowlevel.checkpoint()
         self._check_open()
         started = time.perf_counter()
         keep, drop, skipped = self._books.quarantine.split(snapshots, deleted)
+        flushes = self._books.quarantine.logs(logs, deleted)
         encoded = {s.spec.id: encode_snapshot(s, self._patterns) for s in keep}
         # All encoding happens before the first change, so a failure leaves the store as it was.
         self.rows.update(encoded)
         for sid in drop:
             self.rows.pop(sid, None)
+            self.logs.pop(sid, None)
+        for flush in flushes:
+            stored = self.logs.get(flush.session_id)
+            rows = stored[1] if stored is not None and stored[0].log_id == flush.head.log_id else {}
+            apply_flush(rows, flush)
+            self.logs[flush.session_id] = (flush.head, rows)
+        self._books.counters.wrote_logs(
+            sum(len(f.rows) for f in flushes), sum(len(r.data) for f in flushes for r in f.rows)
+        )
         self.last_fences = dict(fences or {})
         nbytes = sum(len(text) for text in encoded.values())
         self._books.counters.wrote(len(encoded), len(drop), skipped, nbytes, time.perf_counter() - started)

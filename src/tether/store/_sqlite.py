@@ -29,6 +29,16 @@ Why these choices:
   reported and quarantined: kept byte for byte, never overwritten or deleted
   by `write` until `release`d. Upserts also refuse to replace a row written
   with a newer schema, at the SQL level.
+- Output logs (`tether.rules._output`) live in two tables beside the
+  snapshots, written in the same transaction: ``output_heads`` (one row per
+  session: the log's identity, window and reservation) and ``output_rows``
+  (data rows of at most ``LogLimits.row_bytes`` and loss rows). A flush
+  upserts its rows, then deletes the session's rows that left the window or
+  belong to an older log. Disk per session is therefore bounded by
+  ``max_bytes + row_bytes`` of data in at most ``ceil(max_bytes / row_bytes)
+  + 1 + max_gaps`` rows, plus the head; SQLite reuses the freed pages.
+- Layouts: 1 had only ``sessions``; 2 adds the output tables. Opening a
+  layout-1 file creates them in one transaction and keeps every snapshot.
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ from typing import TypeVar, final
 import trio
 
 from ..rules._errors import CorruptStoreError, SnapshotError, StoreError
+from ..rules._output import LogFlush, LogHead, LogRow, RowKind, StoredLog, check_stored
 from ..rules._paths import default_state_dir
 from ..rules._secrets import DEFAULT_SECRET_PATTERNS
 from ..rules._snapshots import LoadReport, SessionSnapshot, StoreStats, WriteResult
@@ -60,25 +71,71 @@ T = TypeVar("T")
 DB_FILENAME = "tether.sqlite3"
 APPLICATION_ID = 0x54455448
 """``PRAGMA application_id`` of a tether database ("TETH"), so we never adopt someone else's file."""
-LAYOUT_VERSION = 1
-"""``PRAGMA user_version``: the table layout (not the snapshot schema, which lives per row)."""
+LAYOUT_VERSION = 2
+"""``PRAGMA user_version``: the table layout (not the snapshot schema, which lives per row).
+1: sessions; 2: sessions, output_heads, output_rows."""
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _SIDE_FILES = ("-wal", "-shm")
 
-_CREATE = """
+_CREATE = (
+    """
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY NOT NULL,
     schema INTEGER NOT NULL,
     body TEXT NOT NULL,
     saved_at REAL NOT NULL
 )
-"""
+""",
+    """
+CREATE TABLE IF NOT EXISTS output_heads (
+    session_id TEXT PRIMARY KEY NOT NULL,
+    log_id TEXT NOT NULL,
+    start_at INTEGER NOT NULL,
+    end_at INTEGER NOT NULL,
+    reserved_to INTEGER NOT NULL,
+    peer_stream TEXT,
+    peer_base INTEGER NOT NULL,
+    interrupted INTEGER NOT NULL,
+    trimmed_unknown_before INTEGER NOT NULL
+)
+""",
+    """
+CREATE TABLE IF NOT EXISTS output_rows (
+    session_id TEXT NOT NULL,
+    log_id TEXT NOT NULL,
+    start_at INTEGER NOT NULL,
+    stop_at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    size INTEGER,
+    data BLOB NOT NULL,
+    PRIMARY KEY (session_id, log_id, start_at)
+)
+""",
+)
+_TABLES = frozenset({"sessions", "output_heads", "output_rows"})
 _UPSERT = """
 INSERT INTO sessions (id, schema, body, saved_at) VALUES (?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET schema = excluded.schema, body = excluded.body, saved_at = excluded.saved_at
 WHERE sessions.schema <= excluded.schema
 """
 _DELETE = "DELETE FROM sessions WHERE id = ?"
+_UPSERT_HEAD = """
+INSERT INTO output_heads (session_id, log_id, start_at, end_at, reserved_to, peer_stream, peer_base, interrupted,
+                          trimmed_unknown_before)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (session_id) DO UPDATE SET log_id = excluded.log_id, start_at = excluded.start_at,
+    end_at = excluded.end_at, reserved_to = excluded.reserved_to, peer_stream = excluded.peer_stream,
+    peer_base = excluded.peer_base, interrupted = excluded.interrupted,
+    trimmed_unknown_before = excluded.trimmed_unknown_before
+"""
+_UPSERT_ROW = """
+INSERT INTO output_rows (session_id, log_id, start_at, stop_at, kind, size, data) VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (session_id, log_id, start_at) DO UPDATE SET stop_at = excluded.stop_at, kind = excluded.kind,
+    size = excluded.size, data = excluded.data
+"""
+_TRIM_ROWS = "DELETE FROM output_rows WHERE session_id = ? AND (log_id != ? OR stop_at <= ?)"
+_DELETE_HEAD = "DELETE FROM output_heads WHERE session_id = ?"
+_DELETE_ROWS = "DELETE FROM output_rows WHERE session_id = ?"
 
 
 def default_store_path() -> Path:
@@ -127,7 +184,8 @@ class SqliteStore:
         async with self._lock:
             conn = await self._ensure_open()
             snapshots, errors = await self._in_thread(lambda: self._load_sync(conn))
-            return self._books.loaded(snapshots, errors)
+            logs, log_errors = await self._in_thread(lambda: self._load_logs_sync(conn))
+            return self._books.loaded(snapshots, errors, logs, log_errors)
 
     async def write(
         self,
@@ -135,8 +193,10 @@ class SqliteStore:
         deleted: Sequence[str] = (),
         *,
         fences: Mapping[str, int] | None = None,
+        logs: Sequence[LogFlush] = (),
     ) -> WriteResult:
-        """Upsert and delete in one transaction. `fences` are ignored: one owner per file (the lock).
+        """Upsert, delete and apply log flushes in one transaction. `fences` are ignored: one owner
+        per file (the lock).
 
         Quarantined ids are skipped (logged once, counted in ``rows_skipped``).
         An encoding failure (`SnapshotError`) or a database failure
@@ -145,8 +205,12 @@ class SqliteStore:
         async with self._lock:
             conn = await self._ensure_open()
             keep, drop, skipped = self._books.quarantine.split(snapshots, deleted)
+            flushes = self._books.quarantine.logs(logs, deleted)
             started = time.perf_counter()
-            nbytes, guarded = await self._in_thread(lambda: self._write_sync(conn, keep, drop))
+            nbytes, guarded = await self._in_thread(lambda: self._write_sync(conn, keep, drop, flushes))
+            self._books.counters.wrote_logs(
+                sum(len(f.rows) for f in flushes), sum(len(r.data) for f in flushes for r in f.rows)
+            )
             self._books.counters.wrote(
                 len(keep) - guarded, len(drop), skipped + guarded, nbytes, time.perf_counter() - started
             )
@@ -267,7 +331,7 @@ class SqliteStore:
         if app_id not in (0, APPLICATION_ID):
             raise self._corrupt(f"belongs to another application (application_id {app_id:#x})")
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_schema WHERE type = 'table'")}
-        if app_id == 0 and tables - {"sessions"}:
+        if app_id == 0 and tables - _TABLES:
             raise self._corrupt(f"is not a tether database (has tables {', '.join(sorted(tables))})")
         (layout,) = conn.execute("PRAGMA user_version").fetchone()
         if layout > LAYOUT_VERSION:
@@ -280,9 +344,13 @@ class SqliteStore:
         if str(mode).lower() != "wal":
             raise self._fail(f"cannot use WAL journaling (got {mode!r})")
         conn.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
+        (layout,) = conn.execute("PRAGMA user_version").fetchone()
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.execute(_CREATE)
+            for statement in _CREATE:
+                conn.execute(statement)
+            if 0 < layout < LAYOUT_VERSION:
+                logger.info("%s: table layout %d -> %d (output log tables added)", self.path, layout, LAYOUT_VERSION)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {LAYOUT_VERSION}")
             conn.execute("COMMIT")
@@ -315,17 +383,59 @@ class SqliteStore:
                 errors.append(exc)
         return snapshots, errors
 
+    def _load_logs_sync(self, conn: sqlite3.Connection) -> tuple[dict[str, StoredLog], list[SnapshotError]]:
+        try:
+            heads = conn.execute(
+                "SELECT session_id, log_id, start_at, end_at, reserved_to, peer_stream, peer_base, interrupted, "
+                "trimmed_unknown_before FROM output_heads ORDER BY session_id"
+            ).fetchall()
+            rows = conn.execute(
+                "SELECT r.session_id, r.start_at, r.stop_at, r.kind, r.size, r.data FROM output_rows r "
+                "JOIN output_heads h ON h.session_id = r.session_id AND h.log_id = r.log_id "
+                "ORDER BY r.session_id, r.start_at"
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise self._fail(f"cannot read output logs: {exc}") from exc
+        by_session: dict[str, list[tuple[object, ...]]] = {}
+        for row in rows:
+            by_session.setdefault(str(row[0]), []).append(row[1:])
+        logs: dict[str, StoredLog] = {}
+        errors: list[SnapshotError] = []
+        for head in heads:
+            sid = str(head[0])
+            try:
+                stored = StoredLog(_head_of(head[1:]), tuple(_row_of(r) for r in by_session.get(sid, ())))
+                check_stored(stored)
+            except (TypeError, ValueError) as exc:
+                errors.append(SnapshotError(sid, f"output log: {exc}"))
+                continue
+            logs[sid] = stored
+        return logs, errors
+
     def _write_sync(
-        self, conn: sqlite3.Connection, snapshots: Sequence[SessionSnapshot], deleted: Sequence[str]
+        self,
+        conn: sqlite3.Connection,
+        snapshots: Sequence[SessionSnapshot],
+        deleted: Sequence[str],
+        flushes: Sequence[LogFlush] = (),
     ) -> tuple[int, int]:
         """Returns (bytes encoded, rows left alone because they hold a newer schema)."""
         # Encode everything first: a bad snapshot must fail the batch before the transaction starts.
         rows = [(s.spec.id, SNAPSHOT_SCHEMA_VERSION, encode_snapshot(s, self._patterns), s.saved_at) for s in snapshots]
+        heads = [_head_row(f.session_id, f.head) for f in flushes]
+        log_rows = [_log_row(f.session_id, f.head.log_id, r) for f in flushes for r in f.rows]
+        trims = [(f.session_id, f.head.log_id, f.head.start) for f in flushes]
+        gone = [(sid,) for sid in deleted]
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 changed = conn.executemany(_UPSERT, rows).rowcount if rows else 0
-                conn.executemany(_DELETE, [(sid,) for sid in deleted])
+                conn.executemany(_DELETE, gone)
+                conn.executemany(_DELETE_HEAD, gone)
+                conn.executemany(_DELETE_ROWS, gone)
+                conn.executemany(_UPSERT_HEAD, heads)
+                conn.executemany(_UPSERT_ROW, log_rows)
+                conn.executemany(_TRIM_ROWS, trims)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -349,6 +459,44 @@ def decode_row(sid: str, schema: object, body: object) -> SessionSnapshot:
     if schema != data.get("schema"):
         raise SnapshotError(sid, f"the row's schema column says {schema!r} but its body says {data.get('schema')!r}")
     return snapshot_from_dict(data, session_id=sid)
+
+
+def _head_row(session_id: str, head: LogHead) -> tuple[object, ...]:
+    return (
+        session_id, head.log_id, head.start, head.end, head.reserved, head.peer_stream, head.peer_base,
+        int(head.interrupted), head.trimmed_unknown_before,
+    )
+
+
+def _log_row(session_id: str, log_id: str, row: LogRow) -> tuple[object, ...]:
+    return (session_id, log_id, row.start, row.stop, row.kind.value, row.size, row.data)
+
+
+def _int(value: object, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{what} is {type(value).__name__}, not an integer")
+    return value
+
+
+def _head_of(values: Sequence[object]) -> LogHead:
+    log_id, start, end, reserved, stream, base, interrupted, trimmed = values
+    if not isinstance(log_id, str) or (stream is not None and not isinstance(stream, str)):
+        raise TypeError("log_id and peer_stream must be text")
+    return LogHead(
+        log_id=log_id, start=_int(start, "start_at"), end=_int(end, "end_at"), reserved=_int(reserved, "reserved_to"),
+        peer_stream=stream, peer_base=_int(base, "peer_base"), interrupted=bool(_int(interrupted, "interrupted")),
+        trimmed_unknown_before=_int(trimmed, "trimmed_unknown_before"),
+    )
+
+
+def _row_of(values: Sequence[object]) -> LogRow:
+    start, stop, kind, size, data = values
+    if not isinstance(data, bytes):
+        raise TypeError(f"row data is {type(data).__name__}, not a blob")
+    return LogRow(
+        _int(start, "start_at"), _int(stop, "stop_at"), RowKind(kind),
+        data, None if size is None else _int(size, "size"),
+    )
 
 
 @asynccontextmanager
