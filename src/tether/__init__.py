@@ -39,9 +39,11 @@ from .rules._backoff import backoff_schedule as backoff_schedule
 from .rules._backoff import ideal_delay as ideal_delay
 from .rules._backoff import retry_delay as retry_delay
 from .rules._classify import classify as classify
+from .rules._console import ConsoleOutput as ConsoleOutput
 from .rules._errors import AuthError as AuthError
 from .rules._errors import ConfigError as ConfigError
 from .rules._errors import CorruptStoreError as CorruptStoreError
+from .rules._errors import CursorError as CursorError
 from .rules._errors import DuplicateSessionError as DuplicateSessionError
 from .rules._errors import HostKeyError as HostKeyError
 from .rules._errors import InvalidConfigError as InvalidConfigError
@@ -79,6 +81,31 @@ from .rules._events import StrategyAttempted as StrategyAttempted
 from .rules._events import TargetDown as TargetDown
 from .rules._events import TargetUp as TargetUp
 from .rules._filters import EventFilter as EventFilter
+from .rules._keys import KEYS as KEYS
+from .rules._keys import encode_keys as encode_keys
+from .rules._osc import MARK_OSC as MARK_OSC
+from .rules._osc import CommandMark as CommandMark
+from .rules._osc import CwdReport as CwdReport
+from .rules._osc import Found as Found
+from .rules._osc import OscEvent as OscEvent
+from .rules._osc import OscScanner as OscScanner
+from .rules._osc import RunResult as RunResult
+from .rules._osc import RunTracker as RunTracker
+from .rules._osc import ShellMark as ShellMark
+from .rules._osc import encode_mark as encode_mark
+from .rules._osc import encode_osc7 as encode_osc7
+from .rules._osc import encode_shell_mark as encode_shell_mark
+from .rules._osc import new_nonce as new_nonce
+from .rules._osc import parse_mark as parse_mark
+from .rules._osc import parse_osc7 as parse_osc7
+from .rules._osc import parse_shell_mark as parse_shell_mark
+from .rules._osc import run_line as run_line
+from .rules._output import LogLimits as LogLimits
+from .rules._output import LogRead as LogRead
+from .rules._output import Loss as Loss
+from .rules._output import LossKind as LossKind
+from .rules._output import OutputLog as OutputLog
+from .rules._output import PeerMark as PeerMark
 from .rules._paths import default_state_dir as default_state_dir
 from .rules._policy import DEFAULT_STRATEGIES as DEFAULT_STRATEGIES
 from .rules._policy import Jitter as Jitter
@@ -105,7 +132,11 @@ from .rules._state import SessionStatus as SessionStatus
 from .rules._stats import SupervisorStats as SupervisorStats
 from .rules._wire import event_from_dict as event_from_dict
 from .rules._wire import event_to_dict as event_to_dict
+from .rules._wire import input_from_dict as input_from_dict
+from .rules._wire import input_to_dict as input_to_dict
 from .rules._wire import make_event_converter as make_event_converter
+from .rules._wire import read_from_dict as read_from_dict
+from .rules._wire import read_to_dict as read_to_dict
 from .server._server import serve_events as serve_events
 from .server._settings import ServerSettings as ServerSettings
 from .store._codec import MIGRATIONS as MIGRATIONS
@@ -125,9 +156,13 @@ __all__ = [
     "AuthError",
     "BACKENDS_GROUP",
     "Backend",
+    "CommandMark",
     "ConfigError",
     "ConnectMode",
+    "ConsoleOutput",
     "CorruptStoreError",
+    "CursorError",
+    "CwdReport",
     "DEFAULT_SECRET_PATTERNS",
     "DEFAULT_STRATEGIES",
     "Disconnect",
@@ -141,18 +176,29 @@ __all__ = [
     "EventFilter",
     "Feature",
     "ForceReconnect",
+    "Found",
     "HealthCheckFailed",
     "HostKeyError",
     "InvalidConfigError",
     "Jitter",
+    "KEYS",
     "Lagged",
     "Link",
     "LinkError",
     "LinkRequest",
     "LoadReport",
+    "LogLimits",
+    "LogRead",
+    "Loss",
+    "LossKind",
+    "MARK_OSC",
     "MIGRATIONS",
     "MemoryStore",
+    "OscEvent",
+    "OscScanner",
+    "OutputLog",
     "PLUGIN_API_VERSION",
+    "PeerMark",
     "PluginError",
     "PluginFailed",
     "PluginFailure",
@@ -170,6 +216,8 @@ __all__ = [
     "ReconnectSucceeded",
     "RecoveryContext",
     "RetriesExhausted",
+    "RunResult",
+    "RunTracker",
     "SNAPSHOT_SCHEMA_VERSION",
     "STRATEGIES_GROUP",
     "ServerSettings",
@@ -187,6 +235,7 @@ __all__ = [
     "SessionStatus",
     "SessionSurvivor",
     "SessionUnregistered",
+    "ShellMark",
     "SimpleReconnect",
     "SnapshotError",
     "SnapshotStore",
@@ -219,18 +268,31 @@ __all__ = [
     "default_store_path",
     "discover_plugins",
     "drop_redacted",
+    "encode_keys",
+    "encode_mark",
+    "encode_osc7",
+    "encode_shell_mark",
     "event_from_dict",
     "event_to_dict",
     "ideal_delay",
+    "input_from_dict",
+    "input_to_dict",
     "load_config",
     "make_event_converter",
     "make_snapshot_converter",
+    "new_nonce",
     "open_sqlite_store",
     "open_supervisor",
     "parse_config",
+    "parse_mark",
+    "parse_osc7",
+    "parse_shell_mark",
+    "read_from_dict",
+    "read_to_dict",
     "redact_env",
     "redact_options",
     "retry_delay",
+    "run_line",
     "serve_events",
     "snapshot_from_dict",
     "snapshot_to_dict",

@@ -26,6 +26,7 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
+from ..rules._output import PeerMark
 from ..rules._reasons import Disconnect, DisconnectReason
 from ..rules._spec import SessionSpec
 from ..rules._state import Attempt, PreservedState
@@ -77,9 +78,20 @@ class LinkRequest:
     report_closed: Callable[[Disconnect], None]
     """Call once when the link ends, with the typed reason. Safe to call from any task."""
     report_output: Callable[[bytes], None]
-    """Call with every chunk of output; tether keeps the bounded history and fans it out."""
+    """Call with every chunk of output, exactly as the program wrote it; tether keeps it in the
+    session's output log (at the next positions) and fans it out."""
     report_state: Callable[[PreservedState], None]
     """Call when the program's state changes (an OSC 7 cwd report, a finished command)."""
+    resume: PeerMark | None = None
+    """For a backend that numbers its output (a tmux pane log): the stream and peer offset of
+    the first byte the session's output log does not hold. Re-attaching to that stream, send
+    from there (or from the oldest byte still kept, if that is later). None: nothing to resume."""
+    report_output_at: Callable[[PeerMark, bytes], None] = attrs.field(
+        default=attrs.Factory(lambda self: lambda mark, data: self.report_output(data), takes_self=True)
+    )
+    """Like `report_output`, for a chunk the peer numbered: `mark` names the stream (one per
+    program) and the peer offset of the chunk's first byte. tether drops bytes it already holds
+    and records exactly what the peer skipped as a loss. Default: plain `report_output`."""
     session_ending: Callable[[], bool] = attrs.field(default=lambda: False)
     """True while the link is being closed because its session was unregistered: not on
     shutdown, reconnect or crash. A backend that keeps programs alive (tmux) ends them then."""

@@ -35,7 +35,7 @@ from tether import (
     SessionSpec,
 )
 
-from . import _tmux
+from . import _panelog, _tmux
 from ._integration import integrate, shell_kind
 from ._link import ProcessLink
 from ._options import ProcessOptions
@@ -81,7 +81,6 @@ class _Plan:
     """What the spec and tether set on top of it: the part that is preserved."""
     last_command: str | None
     rerun: str | None
-    strip: bool
 
 
 @final
@@ -151,12 +150,14 @@ class ProcessBackend:
             link = ProcessLink(
                 child=child, request=request, program_pid=program_pid,
                 cwd=state.cwd if state is not None else plan.cwd, env=plan.user_env,
-                last_command=plan.last_command, strip=plan.strip, tmux=tmux, tool_env=plan.env,
+                last_command=plan.last_command, tmux=tmux, tool_env=plan.env,
+                pane_from=_pane_start(request, tmux),
             )
             if plan.rerun:
                 await link.send(plan.rerun.encode() + b"\r")
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(link.run_reader)
+                nursery.start_soon(link.run_pane_reader)
                 nursery.start_soon(link.run_waiter)
                 self.links[request.spec.id] = link
                 yielded = True
@@ -200,14 +201,9 @@ class ProcessBackend:
         env["TERM"] = options.term
         env.update(user_env)
         argv = options.argv
-        strip = False
         if options.shell_integration and shell_kind(argv) is not None:
             argv = integrate(argv, env, _tmux.private_dir(os.path.join(self.runtime_dir(), "shell")))
-            strip = True
-        return _Plan(
-            argv=argv, cwd=cwd, env=env, user_env=user_env, last_command=last_command, rerun=rerun,
-            strip=strip,
-        )
+        return _Plan(argv=argv, cwd=cwd, env=env, user_env=user_env, last_command=last_command, rerun=rerun)
 
     async def _prepare_tmux(
         self, request: LinkRequest, options: ProcessOptions, plan: _Plan
@@ -226,11 +222,18 @@ class ProcessBackend:
         if old is not None and _tmux.socket_is_private(old.socket):
             await _tmux.kill_server(old, plan.env)  # the new program replaces it
         sockets = _tmux.private_dir(os.path.join(self.runtime_dir(), "tmux"))
-        handle = _tmux.new_handle(sockets, request.spec.id)
-        await _tmux.new_session(
-            handle, plan.argv, cwd=plan.cwd, env=plan.env, rows=options.rows, cols=options.cols,
-            history_lines=options.history_lines,
-        )
+        logs = _tmux.private_dir(os.path.join(self.runtime_dir(), "panelog"))
+        log = _panelog.create(logs, request.spec.id, options.pane_log_bytes)
+        handle = _tmux.new_handle(sockets, request.spec.id, log)
+        try:
+            await _tmux.new_session(
+                handle, plan.argv, cwd=plan.cwd, env=plan.env, rows=options.rows, cols=options.cols,
+                history_lines=options.history_lines,
+            )
+        except BaseException:
+            if handle.log is not None:
+                handle.log.remove()
+            raise
         return handle, handle
 
 
@@ -250,6 +253,19 @@ def _note_adopted(request: LinkRequest, program_pid: int) -> None:
     survivor = find_survivor(request.last_state)
     if request.mode is ConnectMode.REATTACH and survivor is not None and survivor.pid == program_pid:
         request.report_survivor(program_pid, True, "re-attached to the program tmux kept running")
+
+
+def _pane_start(request: LinkRequest, tmux: TmuxHandle | None) -> int | None:
+    """Where to start reading the pane log: where the session's output log stands in it, else
+    (a re-attach with nothing to resume from) its end, else (a new program) its start."""
+    if tmux is None or tmux.log is None:
+        return None
+    resume = request.resume
+    if resume is not None and resume.stream == tmux.log.stream:
+        return min(resume.offset, tmux.log.end())
+    if request.mode is ConnectMode.REATTACH:
+        return tmux.log.end()
+    return 0
 
 
 def _tmux_failure(exc: OSError) -> LinkError:

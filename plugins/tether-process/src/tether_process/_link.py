@@ -1,10 +1,13 @@
 """`ProcessLink`: one live program on a pty, its output stream and the state it reports.
 
 Two tasks run beside the session while the link is up: a reader (pty output
--> escape scanner -> ``report_output`` / ``report_state``) and a waiter (the
-process exit -> ``report_closed``). The link ends exactly once, with a typed
-reason: the program exited (code or signal), the terminal closed, or, with
-tmux, the client dropped while the program kept running.
+-> ``report_output``, and the escape scanner -> ``report_state``) and a waiter
+(the process exit -> ``report_closed``). With tmux and a pane log, a third
+task follows the pane log and reports the program's own bytes with their
+offsets (``report_output_at``); the tmux client's pty (what tmux draws) is
+then only drained. The link ends exactly once, with a typed reason: the
+program exited (code or signal), the terminal closed, or, with tmux, the
+client dropped while the program kept running.
 """
 
 from __future__ import annotations
@@ -19,9 +22,20 @@ from typing import final
 
 import trio
 
-from tether import Disconnect, DisconnectReason, LinkError, LinkRequest, PreservedState
+from tether import (
+    CommandMark,
+    CwdReport,
+    Disconnect,
+    DisconnectReason,
+    LinkError,
+    LinkRequest,
+    OscScanner,
+    PeerMark,
+    PreservedState,
+    ShellMark,
+)
 
-from ._osc import CommandMark, CwdReport, OscScanner
+from ._panelog import PaneLogReader
 from ._pty import PtyProcess, proc_ref
 from ._survivor import identity
 from ._tmux import TmuxHandle, has_session
@@ -66,9 +80,9 @@ class ProcessLink:
         cwd: str | None,
         env: Mapping[str, str],
         last_command: str | None,
-        strip: bool,
         tmux: TmuxHandle | None = None,
         tool_env: Mapping[str, str] | None = None,
+        pane_from: int | None = None,
     ) -> None:
         self._child = child
         self._request = request
@@ -79,14 +93,19 @@ class ProcessLink:
         self._tmux = tmux
         self._tool_env = dict(tool_env or {})
         self._identity = {**identity(proc_ref(program_pid)), "persist": "tmux" if tmux is not None else "none"}
-        self._scanner = OscScanner(strip=strip)
+        self._scanner = OscScanner()
         self._reported_cwd = False
+        self._shell: str | None = None
+        """The shell whose tether integration reported a prompt (`run` needs one)."""
         self._last_state: PreservedState | None = None
         self._closed: Disconnect | None = None
         self._broken = False
         self._reported = False
         self._send_lock = trio.Lock()
         self._eof = trio.Event()
+        self._pane: PaneLogReader | None = None
+        if tmux is not None and tmux.log is not None and pane_from is not None:
+            self._pane = PaneLogReader(tmux.log, pane_from, self._take_numbered)
 
     # -- the contract -------------------------------------------------------------------------
 
@@ -105,10 +124,12 @@ class ProcessLink:
     def current_state(self) -> PreservedState:
         """cwd (shell report, else /proc), env set through tether, last command, tmux handle."""
         cwd = self._cwd if self._reported_cwd else (_proc_cwd(self._pid) or self._cwd)
+        extra = dict(self._identity)
+        if self._shell is not None:
+            extra["shell"] = self._shell
         return PreservedState(
             cwd=cwd, env=dict(self._env), last_command=self._last_command,
-            handle=self._tmux.encode() if self._tmux is not None else None,
-            extra=self._identity,
+            handle=self._tmux.encode() if self._tmux is not None else None, extra=extra,
         )
 
     async def send(self, data: bytes) -> None:
@@ -129,6 +150,11 @@ class ProcessLink:
     @property
     def tmux(self) -> TmuxHandle | None:
         return self._tmux
+
+    @property
+    def pane_log_position(self) -> int | None:
+        """The peer offset the pane log has been read to (None without a pane log)."""
+        return self._pane.position if self._pane is not None else None
 
     @property
     def healthy(self) -> bool:
@@ -161,10 +187,8 @@ class ProcessLink:
                     return
                 if not data:
                     break
-                self._take(data)
-            tail = self._scanner.flush()
-            if tail:
-                self._request.report_output(tail)
+                if self._pane is None:
+                    self._take(data)
         finally:
             self._eof.set()
         with trio.move_on_after(LINGER_TIME):
@@ -172,11 +196,18 @@ class ProcessLink:
             return  # the waiter reports the exit
         self._close(Disconnect(DisconnectReason.REMOTE_CLOSED, "the program closed its terminal"))
 
+    async def run_pane_reader(self) -> None:
+        """Follow the pane log (tmux): the program's own bytes, each chunk with its offset."""
+        if self._pane is not None:
+            await self._pane.run()
+
     async def run_waiter(self) -> None:
         """Report the process's exit once its last output has been passed on."""
         code = await self._child.process.wait()
         with trio.move_on_after(DRAIN_TIME):
             await self._eof.wait()
+        if self._pane is not None:
+            self._pane.read_available()  # what the program wrote last
         if self._tmux is None:
             self._close(exit_disconnect(code))
             return
@@ -202,15 +233,25 @@ class ProcessLink:
             self._request.report_closed(self._closed)
 
     def _take(self, data: bytes) -> None:
-        out, events = self._scanner.feed(data)
-        for event in events:
+        """Pass the exact bytes on, and learn the program's state from the marks among them."""
+        self._request.report_output(data)
+        self._learn(data)
+
+    def _take_numbered(self, mark: PeerMark, data: bytes) -> None:
+        self._request.report_output_at(mark, data)
+        self._learn(data)
+
+    def _learn(self, data: bytes) -> None:
+        _, found = self._scanner.feed(data)
+        for item in found:
+            event = item.event
             if isinstance(event, CwdReport):
                 self._cwd = event.path
                 self._reported_cwd = True
             elif isinstance(event, CommandMark) and event.command:
                 self._last_command = event.command
-        if out:
-            self._request.report_output(out)
+            elif isinstance(event, ShellMark) and event.kind == "A" and event.shell:
+                self._shell = event.shell
         self._report_state()
 
     def _report_state(self) -> None:

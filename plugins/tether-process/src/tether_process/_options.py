@@ -10,11 +10,13 @@ import attrs
 
 from tether import ConfigError
 
+from ._panelog import DEFAULT_PANE_LOG_BYTES
+
 Persist = Literal["none", "tmux"]
 
 _KNOWN = (
     "argv", "command", "cwd", "env", "rows", "cols", "shell_integration", "persist",
-    "history_lines", "rerun_last_command", "term",
+    "history_lines", "rerun_last_command", "term", "pane_log_bytes",
 )
 
 
@@ -38,6 +40,9 @@ class ProcessOptions:
     a dropped link and a tether restart, and session-restore re-attaches to it."""
     history_lines: int = 2000
     """Scrollback tmux keeps for the program (persist = tmux)."""
+    pane_log_bytes: int = DEFAULT_PANE_LOG_BYTES
+    """persist = tmux: the program's own output kept beside it, so a re-attach delivers exactly
+    the bytes tether missed. Bounded: at most this much on disk (the runtime dir, usually tmpfs)."""
     rerun_last_command: bool = False
     """On a process-restart, type the last finished command again."""
     term: str = "xterm-256color"
@@ -60,6 +65,8 @@ class ProcessOptions:
                 kwargs[key] = _int(options, key, low=1, high=10_000)
         if "history_lines" in options:
             kwargs["history_lines"] = _int(options, "history_lines", low=0, high=10_000_000)
+        if "pane_log_bytes" in options:
+            kwargs["pane_log_bytes"] = _int(options, "pane_log_bytes", low=4096, high=1 << 30)
         for key in ("shell_integration", "rerun_last_command"):
             if key in options:
                 if not isinstance(options[key], bool):

@@ -26,6 +26,7 @@ import trio
 
 from tether import ConfigError, DisconnectReason, LinkError, ReattachUnavailableError
 
+from ._panelog import PaneLog
 from ._pty import ProcRef, end_session, proc_ref, session_tree, wait_exited
 
 SESSION_NAME = "tether"
@@ -36,13 +37,19 @@ COMMAND_TIMEOUT = 5.0
 
 @attrs.frozen
 class TmuxHandle:
-    """Where a session's program lives: a private tmux server's socket and its session."""
+    """Where a session's program lives: a private tmux server's socket and its session,
+    and the pane log beside it (None for programs started before pane logs existed)."""
 
     socket: str
     session: str = SESSION_NAME
+    log: PaneLog | None = None
 
     def encode(self) -> str:
-        return json.dumps({"tmux": {"socket": self.socket, "session": self.session}}, sort_keys=True)
+        inner: dict[str, object] = {"socket": self.socket, "session": self.session}
+        if self.log is not None:
+            inner["log"] = self.log.directory
+            inner["segment"] = self.log.segment_bytes
+        return json.dumps({"tmux": inner}, sort_keys=True)
 
     @classmethod
     def decode(cls, text: str | None) -> TmuxHandle | None:
@@ -59,7 +66,11 @@ class TmuxHandle:
         socket, session = inner.get("socket"), inner.get("session")
         if not isinstance(socket, str) or not isinstance(session, str) or not os.path.isabs(socket):
             return None
-        return cls(socket=socket, session=session)
+        directory, segment = inner.get("log"), inner.get("segment")
+        log = None
+        if isinstance(directory, str) and os.path.isabs(directory) and type(segment) is int and segment > 0:
+            log = PaneLog(directory, segment)
+        return cls(socket=socket, session=session, log=log)
 
 
 def tmux_binary() -> str | None:
@@ -87,13 +98,13 @@ def socket_is_private(socket: str) -> bool:
     return info.st_uid == os.getuid() and not stat.S_IMODE(info.st_mode) & 0o077
 
 
-def new_handle(directory: str, session_id: str) -> TmuxHandle:
+def new_handle(directory: str, session_id: str, log: PaneLog | None = None) -> TmuxHandle:
     """A fresh, unguessable socket name in `directory` for `session_id`."""
     slug = re.sub(r"[^A-Za-z0-9_.-]", "_", session_id)[:20]
     socket = os.path.join(directory, f"{slug}-{secrets.token_hex(4)}.sock")
     if len(socket.encode()) > SOCKET_PATH_MAX:
         raise ConfigError("persist", f"tmux socket path {socket!r} is too long; use a shorter runtime_dir")
-    return TmuxHandle(socket=socket)
+    return TmuxHandle(socket=socket, log=log)
 
 
 def client_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -114,8 +125,16 @@ async def new_session(
     handle: TmuxHandle, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str],
     rows: int, cols: int, history_lines: int,
 ) -> None:
-    """Start a private tmux server running `argv` (exec'd, so the pane's pid is the program's)."""
+    """Start a private tmux server running `argv` (exec'd, so the pane's pid is the program's).
+
+    With a pane log, the pane first waits on a ``wait-for`` channel that the same tmux
+    command signals once ``pipe-pane`` is in place: the program's first byte is logged.
+    """
     command = "exec " + shlex.join(argv)
+    gate = f"tether-{secrets.token_hex(4)}"
+    if handle.log is not None:
+        tmux = shutil.which("tmux") or "tmux"
+        command = f"{shlex.quote(tmux)} -S {shlex.quote(handle.socket)} wait-for {gate}; {command}"
     args = [
         "-f", "/dev/null", "start-server", ";",
         "set-option", "-g", "history-limit", str(history_lines), ";",
@@ -127,6 +146,9 @@ async def new_session(
     if cwd is not None:
         args += ["-c", cwd]
     args.append(command)
+    if handle.log is not None:
+        target = f"={handle.session}:"
+        args += [";", "pipe-pane", "-O", "-t", target, handle.log.pipe_command(), ";", "wait-for", "-S", gate]
     result = await run(handle, args, env)
     if result.returncode != 0:
         await kill_server(handle, env)
@@ -171,6 +193,8 @@ async def kill_server(handle: TmuxHandle, env: Mapping[str, str], program_pid: i
             await _reap_foreign(program, tree)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(handle.socket)
+    if handle.log is not None:
+        handle.log.remove()
 
 
 async def _reap_foreign(program: ProcRef, tree: list[ProcRef], grace: float = 1.0) -> None:

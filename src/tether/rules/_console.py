@@ -1,0 +1,89 @@
+"""One session's output as the engine keeps it: the log, the marks found in it, the runs waiting. Pure.
+
+The engine owns one `ConsoleOutput` per session and calls it from exactly
+three places: the link's ``report_output`` / ``report_output_at`` (every
+chunk), its ``run`` (to get the line to type and a tracker), and its
+flusher (through `log`). Marks are scanned on the bytes the log actually
+took, at the positions it gave them, so a replayed duplicate can never
+complete a run twice and a run's output range is a range of the log.
+"""
+
+from __future__ import annotations
+
+from typing import Final, final
+
+from ._osc import Found, OscScanner, RunResult, RunTracker, ShellMark, new_nonce, run_line
+from ._output import OutputLog, PeerMark
+
+MAX_PENDING_RUNS: Final = 64
+"""Runs a session keeps waiting for their D mark; the oldest is given up past this."""
+
+
+@final
+class ConsoleOutput:
+    """The output log of one session, with the escape marks in it and the runs that wait on them."""
+
+    __slots__ = ("_runs", "_scanner", "log", "shell")
+
+    def __init__(self, log: OutputLog) -> None:
+        self.log = log
+        self.shell: str | None = None
+        """The shell whose tether integration last reported a prompt (``133;A;tether-shell``):
+        `run` needs one. Cleared when the link's output stops being that shell's."""
+        self._scanner = OscScanner(position=log.end)
+        self._runs: dict[str, RunTracker] | None = None
+
+    def output(self, data: bytes) -> tuple[int, list[RunResult]]:
+        """A plain chunk: where it landed, and the runs it completed."""
+        position = self.log.append(data)
+        return position, self._scan(data, position)
+
+    def output_at(self, mark: PeerMark, data: bytes) -> tuple[int, bytes, list[RunResult]]:
+        """A numbered chunk: where its new bytes landed, the new bytes, and the runs they completed."""
+        position, new = self.log.append_at(mark, data)
+        return position, new, self._scan(new, position) if new else []
+
+    def start_run(self, command: str, *, nonce: str | None = None) -> tuple[bytes, RunTracker]:
+        """The line to type for `command` and the tracker that will hold its result.
+
+        Register before sending, so a fast command's marks are never missed.
+        """
+        nonce = nonce if nonce is not None else new_nonce()
+        line = run_line(command, nonce)
+        if self._runs is None:
+            self._runs = {}
+        while len(self._runs) >= MAX_PENDING_RUNS:
+            del self._runs[next(iter(self._runs))]
+        tracker = RunTracker(nonce, sent_at=self.log.end)
+        self._runs[nonce] = tracker
+        return line, tracker
+
+    def forget_run(self, nonce: str) -> None:
+        """Stop tracking a run (its caller gave up on it)."""
+        if self._runs is not None:
+            self._runs.pop(nonce, None)
+
+    def link_ended(self) -> None:
+        """The link is gone: a new one must show its shell's prompt again before `run`."""
+        self.shell = None
+
+    def _scan(self, data: bytes, position: int) -> list[RunResult]:
+        _, found = self._scanner.feed(data, at=position)
+        if not found:
+            return []
+        self._note_prompt(found)
+        if not self._runs:
+            return []
+        done = []
+        for nonce, tracker in list(self._runs.items()):
+            result = tracker.observe(found)
+            if result is not None:
+                done.append(result)
+                del self._runs[nonce]
+        return done
+
+    def _note_prompt(self, found: list[Found]) -> None:
+        for item in found:
+            mark = item.event
+            if isinstance(mark, ShellMark) and mark.kind == "A" and mark.shell:
+                self.shell = mark.shell
