@@ -7,9 +7,10 @@ import subprocess
 import pytest
 
 import tether
+from tether import CwdReport, OscScanner
 from tether_ssh import SshBackend, parse_options, remote_command, ssh_argv, tmux_name
 from tether_ssh._command import Markers, shell_launcher
-from tether_ssh._scan import MarkerScanner, Osc7Scanner
+from tether_ssh._scan import MarkerScanner
 
 BASE = {"host": "example.org"}
 
@@ -151,8 +152,9 @@ def test_marker_found_across_chunk_splits() -> None:
 
 
 def test_osc7_reports_across_chunk_splits() -> None:
-    """OSC 7 (BEL or ST terminated) yields the path, however the stream was cut."""
+    """OSC 7 (BEL or ST terminated) yields the path, however the stream was cut (the core scanner)."""
     data = b"a\x1b]7;file://box/tmp/my%20dir\x07b\x1b]7;file://box/root\x1b\\c"
     for cut in range(len(data) + 1):
-        scanner = Osc7Scanner()
-        assert scanner.feed(data[:cut]) + scanner.feed(data[cut:]) == ["/tmp/my dir", "/root"]
+        scanner = OscScanner()
+        found = scanner.feed(data[:cut])[1] + scanner.feed(data[cut:])[1]
+        assert [f.event for f in found] == [CwdReport("/tmp/my dir", "box"), CwdReport("/root", "box")]

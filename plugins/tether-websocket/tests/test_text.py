@@ -7,8 +7,10 @@ from typing import Any
 import pytest
 
 import tether
+from tether import OscScanner
 from tether_websocket import parse_options
-from tether_websocket._osc7 import CwdTracker, restore_line
+from tether_websocket._link import newest_cwd
+from tether_websocket._osc7 import restore_line
 from tether_websocket._redact import redact
 from tether_websocket._replay import new_part
 
@@ -30,15 +32,19 @@ def test_new_part(history: bytes, replay: bytes, new: bytes) -> None:
     assert new_part(history, replay) == new
 
 
-def test_cwd_tracker_handles_split_sequences() -> None:
-    """An OSC 7 report split across chunks is still seen; both terminators work."""
-    tracker = CwdTracker()
-    assert tracker.feed(b"out\x1b]7;file://host/tmp/a%20") is None
-    assert tracker.feed(b"b\x07$ ") == "/tmp/a b"
-    assert tracker.feed(b"\x1b") is None
-    assert tracker.feed(b"]7;file:///srv\x1b\\") == "/srv"
-    assert tracker.feed(b"\x1b]7;file://h/one\x07\x1b]7;file://h/two\x07") == "/two"
-    assert tracker.feed(b"\x1b]7;http://h/x\x07") is None
+def test_cwd_tracking_handles_split_sequences() -> None:
+    """An OSC 7 report split across chunks is still seen (the core scanner); the newest one wins."""
+    scanner = OscScanner()
+
+    def feed(data: bytes) -> str | None:
+        return newest_cwd(scanner.feed(data)[1])
+
+    assert feed(b"out\x1b]7;file://host/tmp/a%20") is None
+    assert feed(b"b\x07$ ") == "/tmp/a b"
+    assert feed(b"\x1b") is None
+    assert feed(b"]7;file:///srv\x1b\\") == "/srv"
+    assert feed(b"\x1b]7;file://h/one\x07\x1b]7;file://h/two\x07") == "/two"
+    assert feed(b"\x1b]7;http://h/x\x07") is None
 
 
 def test_restore_line_quotes() -> None:

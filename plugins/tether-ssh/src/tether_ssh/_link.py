@@ -28,10 +28,12 @@ import attrs
 import trio
 
 from tether import (
+    CwdReport,
     Disconnect,
     DisconnectReason,
     LinkError,
     LinkRequest,
+    OscScanner,
     PreservedState,
     ReattachUnavailableError,
 )
@@ -39,7 +41,7 @@ from tether import (
 from ._classify import SSH_FAILURE, channel_refused, classify_exit, error_for
 from ._command import Markers
 from ._pty import PtyProcess
-from ._scan import MarkerScanner, Osc7Scanner
+from ._scan import MarkerScanner
 from ._shared import Lease
 
 STDERR_KEPT = 8 * 1024
@@ -75,7 +77,7 @@ class SshLink:
         self._state = state
         self._lease = lease
         self._scanner = MarkerScanner((markers.ready, markers.gone))
-        self._osc7 = Osc7Scanner()
+        self._osc = OscScanner()
         self._stderr_fd = proc.stderr.fileno()  # non-blocking (FdStream)
         self._stderr_before = bytearray()
         """What ssh said before the remote shell was ready (banner, warnings, connect errors)."""
@@ -189,8 +191,10 @@ class SshLink:
 
     def _on_output(self, data: bytes) -> None:
         self._request.report_output(data)
-        for cwd in self._osc7.feed(data):
-            if cwd != self._state.cwd:
+        _, found = self._osc.feed(data)
+        for item in found:
+            cwd = item.event.path if isinstance(item.event, CwdReport) else None
+            if cwd is not None and cwd != self._state.cwd:
                 self._state = attrs.evolve(self._state, cwd=cwd)
                 self._request.report_state(self._state)
 

@@ -8,15 +8,20 @@ import attrs
 import trio
 import trio_websocket
 
-from tether import Disconnect, DisconnectReason, LinkError, LinkRequest, PreservedState
+from tether import CwdReport, Disconnect, DisconnectReason, Found, LinkError, LinkRequest, OscScanner, PreservedState
 
 from ._adapters import Adapter
 from ._classify import disconnect_for_close, error_for_close
 from ._options import WebSocketOptions
-from ._osc7 import CwdTracker
 from ._replay import new_part
 
 _MAX_LINE = 4096
+
+
+def newest_cwd(found: list[Found]) -> str | None:
+    """The last working directory among the sequences found, if any."""
+    paths = [item.event.path for item in found if isinstance(item.event, CwdReport)]
+    return paths[-1] if paths else None
 
 
 @final
@@ -40,7 +45,7 @@ class WebSocketLink:
         self._options = options
         self._ping_timeout = ping_timeout
         self._state = state
-        self._tracker = CwdTracker()
+        self._osc = OscScanner()
         self._replay_pending = dedup_replay
         """Re-attached: the first output is the server's replay, to de-duplicate."""
         self._line = bytearray()
@@ -130,7 +135,7 @@ class WebSocketLink:
         if self._replay_pending:
             self._replay_pending = False
             data = new_part(self._request.history, data)
-        cwd = self._tracker.feed(data)
+        cwd = newest_cwd(self._osc.feed(data)[1])
         if data:
             self._request.report_output(data)
         if cwd is not None and cwd != self._state.cwd:
