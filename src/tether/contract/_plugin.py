@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Protocol, runtime_checkable
+from typing import Protocol, final, runtime_checkable
 
 import attrs
 
@@ -58,6 +58,20 @@ class Feature(str, enum.Enum):
     """The link crosses a network (ssh-reconnect applies)."""
 
 
+@final
+class _PlainOutput:
+    """`LinkRequest.report_output_at` for a caller that does not de-duplicate: the numbered chunk
+    goes to `report_output` as it is. A class, not a closure over the request: no reference cycle."""
+
+    __slots__ = ("_report",)
+
+    def __init__(self, report: Callable[[bytes], None]) -> None:
+        self._report = report
+
+    def __call__(self, mark: PeerMark, data: bytes) -> None:
+        self._report(data)
+
+
 @attrs.frozen(kw_only=True)
 class LinkRequest:
     """Everything a backend needs to open one link, and the callbacks it reports through."""
@@ -87,7 +101,7 @@ class LinkRequest:
     the first byte the session's output log does not hold. Re-attaching to that stream, send
     from there (or from the oldest byte still kept, if that is later). None: nothing to resume."""
     report_output_at: Callable[[PeerMark, bytes], None] = attrs.field(
-        default=attrs.Factory(lambda self: lambda mark, data: self.report_output(data), takes_self=True)
+        default=attrs.Factory(lambda self: _PlainOutput(self.report_output), takes_self=True)
     )
     """Like `report_output`, for a chunk the peer numbered: `mark` names the stream (one per
     program) and the peer offset of the chunk's first byte. tether drops bytes it already holds
