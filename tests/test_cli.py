@@ -58,6 +58,26 @@ def test_check_names_every_bad_field(tmp_path: Path) -> None:
     assert "Traceback" not in ok.stderr
 
 
+def test_check_notes_a_command_that_runs_under_sh(tmp_path: Path) -> None:
+    """A valid config still gets the backend's advice: a shell line under /bin/sh -c loses the
+    shell integration, and `tether check` says so (exit 0), naming the option."""
+    pytest.importorskip("tether_process")
+    config = tmp_path / "sh.toml"
+    config.write_text(
+        '[[sessions]]\nid = "wrapped"\nbackend = "process"\noptions = { command = "cd /tmp && bash" }\n'
+        '[[sessions]]\nid = "plain"\nbackend = "process"\noptions = { command = "bash" }\n'
+    )
+    result = _run("check", str(config), state=tmp_path / "state")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{config}: ok (2 sessions)"
+    assert lines[1:] == [
+        "  note: sessions[0].options.command: runs under /bin/sh -c: a shell it starts gets no tether "
+        "integration (cwd only from /proc, no rerun_last_command, no run); use argv = [\"bash\"] or a plain "
+        "command such as \"bash\"",
+    ]
+
+
 def test_plugins_lists_backends_and_strategies(tmp_path: Path) -> None:
     """`tether plugins --json` shows the scripted backend and the six strategies, with distributions."""
     result = _run("plugins", "--json", state=tmp_path)

@@ -42,8 +42,37 @@ def test_env_value_is_never_echoed_in_errors() -> None:
 
 
 def test_command_runs_through_sh() -> None:
-    """A command line becomes /bin/sh -c, so shell syntax works."""
-    assert ProcessOptions.from_options({"command": "echo hi | cat"}).argv == ("/bin/sh", "-c", "echo hi | cat")
+    """A command line with shell syntax becomes /bin/sh -c, so the syntax works."""
+    for line in ("echo hi | cat", "cd /srv && bash", "FOO=1 bash", "bash -c 'x'", "exit 3", "ls $HOME"):
+        assert ProcessOptions.from_options({"command": line}).argv == ("/bin/sh", "-c", line), line
+        assert ProcessOptions.from_options({"command": line}).under_sh
+
+
+def test_a_plain_command_runs_as_its_words() -> None:
+    """Plain words need no shell: `bash -l` runs as bash itself, so the integration reaches it."""
+    assert ProcessOptions.from_options({"command": "bash -l"}).argv == ("bash", "-l")
+    words = ProcessOptions.from_options({"command": "  python3 app.py --port=8 "}).argv
+    assert words == ("python3", "app.py", "--port=8")
+    assert not ProcessOptions.from_options({"command": "zsh"}).under_sh
+
+
+def test_notes_say_what_a_sh_command_loses() -> None:
+    """`tether check` advice: a shell line loses the integration; rerun without a shell does nothing."""
+    backend = ProcessBackend()
+
+    def notes(**options: object) -> list[tuple[str, str]]:
+        return backend.notes(tether.SessionSpec(id="n", backend="process", options=options))
+
+    (note,) = notes(command="cd /srv && bash")
+    assert note[0] == "command" and note[1].startswith("runs under /bin/sh -c: a shell it starts gets no tether")
+    assert notes(command="bash -i") == [] and notes(argv=["zsh", "-l"], rerun_last_command=True) == []
+    assert notes(command="bash -l") == [
+        ("command", "a login bash (-l) reads its profile, not an rc file tether can add: no tether integration "
+                    "(cwd only from /proc, no rerun, no run)"),
+    ]
+    assert notes(argv=["python3"], rerun_last_command=True) == [
+        ("rerun_last_command", "has no effect: only bash and zsh report their commands"),
+    ]
 
 
 async def test_register_reports_the_options_path() -> None:

@@ -16,6 +16,7 @@ import signal
 import sys
 from pathlib import Path
 
+import attrs
 import pytest
 import trio
 
@@ -152,3 +153,23 @@ async def test_tether_killed_then_restored_continues_the_same_stream(
         after = restored.log.read(unsaved_cursor, 1 << 20)
     assert losses == []  # the same stream filled the unsaved positions exactly
     assert after.losses == () and after.data.startswith(stream(10_000)[unsaved_cursor : unsaved_cursor + 20])
+
+
+async def test_a_handle_from_before_pane_logs_reattaches_as_before(backend: ProcessBackend, spec: Spec) -> None:
+    """A handle without a pane log (an older tether's program): re-attach works, output is what the
+    tmux client draws, and no numbered stream is claimed."""
+    session = spec(argv=["bash", "--norc", "-c", LOOP], persist="tmux", shell_integration=False)
+    async with open_console(backend, session) as console:
+        await printed_past(console, 10)
+        assert console.link is not None
+        state = console.link.current_state()
+        await drop_the_client(console)
+    old = TmuxHandle.decode(state.handle)
+    assert old is not None and old.log is not None
+    legacy = attrs.evolve(state, handle=attrs.evolve(old, log=None).encode())
+    assert '"log"' not in (legacy.handle or "")
+    fresh = Console(ConsoleOutput(OutputLog()))
+    async with open_console(backend, session, fresh, ConnectMode.REATTACH, legacy) as fresh:
+        assert fresh.link is not None and fresh.link.pane_log_position is None
+        await fresh.until(lambda: b"n=" in fresh.everything())
+    assert fresh.log.resume is None

@@ -122,3 +122,14 @@ async def test_a_run_typed_before_the_first_prompt_still_completes(
     async with open_console(backend, spec(argv=[shell])) as con:
         result, output = await con.run("echo early")
         assert result.status == 0 and output == b"early\r\n"
+
+
+async def test_a_plain_command_line_starting_a_shell_gets_the_integration(
+    backend: ProcessBackend, spec: Spec, shell: str, tmp_path: os.PathLike[str]
+) -> None:
+    """`command = "bash"` (plain words) runs bash itself: cwd, run and its marks all work."""
+    async with open_console(backend, spec(command=f"{shell} -i", cwd=str(tmp_path))) as con:
+        assert await con.prompt() == shell
+        result, output = await con.run("cd / && pwd")
+        assert result.status == 0 and output == b"/\r\n"
+        await con.until(lambda: con.link is not None and con.link.current_state().cwd == "/")

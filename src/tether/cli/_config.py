@@ -224,6 +224,14 @@ def check_with_plugins(config: TetherConfig, registry: PluginRegistry) -> list[C
     return errors
 
 
+def config_notes(config: TetherConfig, registry: PluginRegistry) -> list[ConfigError]:
+    """The backends' advice on a config that passed: each note with its path (`tether check` prints them)."""
+    notes: list[ConfigError] = []
+    for index, spec in enumerate(config.sessions):
+        notes.extend(ConfigError(f"sessions[{index}].{n.path}", n.problem) for n in registry.notes_for(spec))
+    return notes
+
+
 def check_spec(spec: SessionSpec, registry: PluginRegistry, where: str) -> list[ConfigError]:
     """What the plugins say about one session of the file, with paths under `where`."""
     return [ConfigError(f"{where}.{e.path}", e.problem) for e in registry.check_spec(spec)]

@@ -35,6 +35,7 @@ from ._config import (
     TetherConfig,
     check_config_file,
     check_with_plugins,
+    config_notes,
     load_config,
 )
 from ._logging import add_secret, setup_logging
@@ -373,8 +374,11 @@ def _plugins_dict(registry: PluginRegistry) -> dict[str, Any]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    config = check_config_file(args.config, discover_plugins())
+    registry = discover_plugins()
+    config = check_config_file(args.config, registry)
     print(f"{args.config}: ok ({len(config.sessions)} session{'' if len(config.sessions) == 1 else 's'})")
+    for note in config_notes(config, registry):
+        print(f"  note: {note}")
     return EXIT_OK
 
 

@@ -136,6 +136,19 @@ class PluginRegistry:
         info = next((i for i in self.loaded if i.group == group and i.name == name), None)
         return info.distribution if info is not None else "(direct)"
 
+    def notes_for(self, spec: SessionSpec) -> list[ConfigError]:
+        """What the backend advises about a valid `spec` (a ``notes(spec)`` method is optional):
+        things that work, but not the way the user may expect. Paths as in `check_spec`."""
+        backend = self.backends.get(spec.backend)
+        notes = getattr(backend, "notes", None)
+        if notes is None:
+            return []
+        try:
+            found = list(notes(spec))
+        except Exception:  # advice must never break a check that passed
+            return []
+        return [ConfigError(f"options.{path}" if path else "options", text) for path, text in found]
+
     def check_spec(self, spec: SessionSpec) -> list[ConfigError]:
         """Everything the plugins say about `spec`, each problem with its path inside the spec.
 

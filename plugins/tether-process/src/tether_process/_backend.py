@@ -36,7 +36,7 @@ from tether import (
 )
 
 from . import _panelog, _tmux
-from ._integration import integrate, shell_kind
+from ._integration import integrate, integration_blocked, shell_kind
 from ._link import ProcessLink
 from ._options import ProcessOptions
 from ._pty import PtyProcess, check_startable, spawn_on_pty, terminate
@@ -108,6 +108,25 @@ class ProcessBackend:
 
     def target(self, spec: SessionSpec) -> str:
         return "localhost"
+
+    def notes(self, spec: SessionSpec) -> list[tuple[str, str]]:
+        """What works, but not as a user may expect (`tether check` prints these)."""
+        options = ProcessOptions.from_options(spec.options)
+        found: list[tuple[str, str]] = []
+        if options.under_sh:
+            found.append((
+                "command",
+                "runs under /bin/sh -c: a shell it starts gets no tether integration (cwd only from /proc, "
+                "no rerun_last_command, no run); use argv = [\"bash\"] or a plain command such as \"bash\"",
+            ))
+        elif options.shell_integration and (blocked := integration_blocked(options.argv)) is not None:
+            where = "command" if "command" in spec.options else "argv"
+            found.append((where, f"{blocked}: no tether integration (cwd only from /proc, no rerun, no run)"))
+        elif shell_kind(options.argv) is None and options.rerun_last_command:
+            found.append(("rerun_last_command", "has no effect: only bash and zsh report their commands"))
+        if options.shell_integration is False and options.rerun_last_command:
+            found.append(("rerun_last_command", "has no effect with shell_integration = false"))
+        return found
 
     @asynccontextmanager
     async def open_link(self, request: LinkRequest) -> AsyncIterator[ProcessLink]:

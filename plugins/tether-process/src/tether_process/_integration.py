@@ -152,6 +152,21 @@ def shell_kind(argv: tuple[str, ...]) -> str | None:
     return name if name in ("bash", "zsh") else None
 
 
+def integration_blocked(argv: tuple[str, ...]) -> str | None:
+    """Why the integration cannot load into this bash or zsh (None: it can)."""
+    if shell_kind(argv) != "bash":
+        return None
+    options = argv[1:]
+    if any(a in ("--rcfile", "--init-file", "--norc", "--posix") for a in options):
+        return "bash was given its own start-up (--rcfile, --norc or --posix)"
+    login = "--login" in options or any(a.startswith("-") and not a.startswith("--") and "l" in a for a in options)
+    if login or os.path.basename(argv[0]).startswith("-"):
+        return "a login bash (-l) reads its profile, not an rc file tether can add"
+    if any(a == "-c" or (a.startswith("-") and not a.startswith("--") and "c" in a) for a in options):
+        return "bash -c runs a command, not an interactive shell"
+    return None
+
+
 def _write_once(directory: str, name: str, text: str) -> str:
     """Write `text` under a content-hashed name (so versions never clash); return its path."""
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -171,8 +186,8 @@ def integrate(argv: tuple[str, ...], env: dict[str, str], directory: str) -> tup
     """
     kind = shell_kind(argv)
     if kind == "bash":
-        if any(a in ("--rcfile", "--init-file", "--norc", "--posix") for a in argv[1:]):
-            return argv  # the user chose their own start-up; respect it
+        if integration_blocked(argv) is not None:
+            return argv  # the user chose their own start-up, or bash will not read ours
         rc = _write_once(directory, "bashrc", BASH_RC)
         return (argv[0], "--rcfile", rc, *argv[1:])
     if kind == "zsh":

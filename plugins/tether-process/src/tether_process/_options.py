@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -14,6 +15,17 @@ from ._panelog import DEFAULT_PANE_LOG_BYTES
 
 Persist = Literal["none", "tmux"]
 
+_PLAIN_WORDS = re.compile(r"[A-Za-z0-9_./:,+@%-]+(?:[ \t]+[A-Za-z0-9_./:,+@%=-]+)*")
+"""A command line /bin/sh would only split into words: no quotes, expansions, operators or
+leading assignments."""
+
+_SH_ONLY = frozenset({
+    ".", ":", "alias", "bg", "break", "cd", "command", "continue", "eval", "exec", "exit", "export", "fg",
+    "getopts", "hash", "jobs", "read", "readonly", "return", "set", "shift", "source", "times", "trap",
+    "type", "ulimit", "umask", "unalias", "unset", "wait",
+})
+"""Words that are /bin/sh built-ins, not programs: a line starting with one stays a shell line."""
+
 _KNOWN = (
     "argv", "command", "cwd", "env", "rows", "cols", "shell_integration", "persist",
     "history_lines", "rerun_last_command", "term", "pane_log_bytes",
@@ -25,7 +37,8 @@ class ProcessOptions:
     """What to run and how. Exactly one of ``argv`` or ``command`` is required."""
 
     argv: tuple[str, ...]
-    """The program and its arguments; a ``command`` line becomes ``/bin/sh -c COMMAND``."""
+    """The program and its arguments. A ``command`` line of plain words (``bash -l``) runs
+    directly, as its words; any other becomes ``/bin/sh -c COMMAND`` (see `under_sh`)."""
     cwd: str | None = None
     """Start directory (the daemon's own when absent)."""
     env: Mapping[str, str] = attrs.field(factory=dict, hash=False)
@@ -47,6 +60,12 @@ class ProcessOptions:
     """On a process-restart, type the last finished command again."""
     term: str = "xterm-256color"
     """TERM for the program (or for the tmux client)."""
+
+    @property
+    def under_sh(self) -> bool:
+        """True when the program is ``/bin/sh -c COMMAND``: whatever shell COMMAND starts, tether's
+        integration cannot reach it (no cwd from OSC 7, no re-run, no `run`; cwd from /proc only)."""
+        return self.argv[:2] == ("/bin/sh", "-c")
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> ProcessOptions:
@@ -89,6 +108,10 @@ def _argv(options: Mapping[str, Any]) -> tuple[str, ...]:
         command = _string(options, "command")
         if not command.strip():
             raise ConfigError("command", "must not be empty")
+        if _PLAIN_WORDS.fullmatch(command.strip()) and command.split()[0] not in _SH_ONLY:
+            # nothing for a shell to do: run the words themselves, so a bash or zsh started this way
+            # gets tether's integration (cwd, re-run, run) exactly like argv = [...]
+            return tuple(command.split())
         return ("/bin/sh", "-c", command)
     argv = options["argv"]
     if isinstance(argv, str):
