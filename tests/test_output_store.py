@@ -288,3 +288,20 @@ async def test_a_writer_killed_mid_transaction_leaves_every_log_readable(tmp_pat
 def test_the_writer_script_is_valid_python() -> None:
     """The SIGKILL test's child is compiled here too, so a typo fails fast and clearly."""
     compile(WRITER, "writer", "exec")
+
+
+async def test_repair_copies_the_output_logs_too(tmp_path: Path) -> None:
+    """`repair` moves the file aside and copies every readable row, the logs' included."""
+    from tether.store._maintenance import repair_store
+
+    path = tmp_path / DB_FILENAME
+    logs = {"a": busy_log(), "b": busy_log(n=40)}
+    async with open_sqlite_store(path) as sqlite_store:
+        await flush(sqlite_store, logs, snapshots=[snap("a"), snap("b")])
+    report = repair_store(path)
+    assert report.copied == 2 and report.log_rows > 2
+    async with open_sqlite_store(path) as sqlite_store:
+        loaded = await sqlite_store.load_all()
+    assert loaded.errors == ()
+    for sid, log in logs.items():
+        assert everything(OutputLog.restore(loaded.logs[sid])) == everything(log)

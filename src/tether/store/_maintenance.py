@@ -45,8 +45,12 @@ class RepairReport:
     moved_to: str
     """Where the old file is now (untouched)."""
     copied: int
+    """Snapshot rows copied."""
     lost: int
-    """Rows (or pages of rows) SQLite could no longer read at all."""
+    """Snapshot rows (or pages of rows) SQLite could no longer read at all."""
+    log_rows: int = 0
+    """Output-log rows (heads and pieces) copied; a log that lost a piece is reported on load and
+    replaced by the session's next log, like any damaged log."""
 
 
 def _owner_lock(path: Path) -> OwnerLock:
@@ -93,48 +97,64 @@ def repair_store(path: Path) -> RepairReport:
     try:
         store = SqliteStore(path)
         moved = store._move_aside()
-        rows, lost = _salvage(moved)
+        rows, lost = _salvage(moved, "sessions", _SESSION_COLUMNS)
+        tables = {table: _salvage(moved, table, columns)[0] for table, columns in _LOG_TABLES.items()}
         conn = sqlite3.connect(path, isolation_level=None)
         try:
             os.chmod(path, 0o600)
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute(_CREATE)
+            for statement in _CREATE:
+                conn.execute(statement)
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {LAYOUT_VERSION}")
-            conn.executemany("INSERT OR REPLACE INTO sessions (id, schema, body, saved_at) VALUES (?, ?, ?, ?)", rows)
+            conn.executemany(_insert("sessions", _SESSION_COLUMNS), rows)
+            for table, columns in _LOG_TABLES.items():
+                conn.executemany(_insert(table, columns), tables[table])
             conn.execute("COMMIT")
         finally:
             conn.close()
     finally:
         lock.release()
-    return RepairReport(moved_to=str(moved), copied=len(rows), lost=lost)
+    log_rows = sum(len(found) for found in tables.values())
+    return RepairReport(moved_to=str(moved), copied=len(rows), lost=lost, log_rows=log_rows)
 
 
-def _salvage(path: Path) -> tuple[list[tuple[object, object, object, object]], int]:
-    """Every row of `path` SQLite can still read, walking the table by rowid so one bad page
-    costs only the rows on it."""
+_SESSION_COLUMNS = ("id", "schema", "body", "saved_at")
+_LOG_TABLES = {
+    "output_heads": ("session_id", "log_id", "start_at", "end_at", "reserved_to", "peer_stream", "peer_base",
+                     "interrupted", "trimmed_unknown_before"),
+    "output_rows": ("session_id", "log_id", "start_at", "stop_at", "kind", "size", "data"),
+}
+
+
+def _insert(table: str, columns: tuple[str, ...]) -> str:
+    return f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+def _salvage(path: Path, table: str, columns: tuple[str, ...]) -> tuple[list[tuple[object, ...]], int]:
+    """Every row of `table` in `path` SQLite can still read, walking it by rowid so one bad page
+    costs only the rows on it. A table a layout-1 file does not have yields nothing."""
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     except sqlite3.Error:
         return [], 0
-    rows: list[tuple[object, object, object, object]] = []
+    rows: list[tuple[object, ...]] = []
     lost = 0
     try:
         try:
-            (high,) = conn.execute("SELECT max(rowid) FROM sessions").fetchone()
+            (high,) = conn.execute(f"SELECT max(rowid) FROM {table}").fetchone()
         except sqlite3.DatabaseError:
             return [], 0
+        select = f"SELECT {', '.join(columns)} FROM {table} WHERE rowid = ?"
         for rowid in range(1, (high or 0) + 1):
             try:
-                row = conn.execute(
-                    "SELECT id, schema, body, saved_at FROM sessions WHERE rowid = ?", (rowid,)
-                ).fetchone()
+                row = conn.execute(select, (rowid,)).fetchone()
             except sqlite3.DatabaseError:
                 lost += 1
                 continue
             if row is not None:
-                rows.append(row)
+                rows.append(tuple(row))
     finally:
         conn.close()
     return rows, lost
