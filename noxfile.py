@@ -73,3 +73,5 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/run.py", *session.posargs)
     sessions = "3000" if "--quick" in session.posargs else "30000"
     session.run("python", "benchmarks/cluster.py", "--sessions", sessions, "--claim-batch", "2000")
+    quick = ["--quick"] if "--quick" in session.posargs else []
+    session.run("python", "benchmarks/output.py", *quick)

@@ -107,6 +107,16 @@ def test_tmux_passthrough_is_understood() -> None:
     assert found[0].start == 1 and found[0].stop == 1 + len(wrapped)
 
 
+def test_an_introducer_cut_at_any_byte_is_kept_for_the_next_chunk() -> None:
+    """Each chunk alone: a wrapped or plain sequence whose start ends a chunk is still found."""
+    for sequence in (wrap_for_tmux(encode_osc7("/w")), encode_osc7("/p")):
+        for cut in range(1, len(sequence)):
+            scanner = OscScanner()
+            first = scanner.feed(b"plain text " + sequence[:cut])[1]
+            second = scanner.feed(sequence[cut:] + b" more")[1]
+            assert [f.event for f in first + second] == [CwdReport(sequence.split(b"file://")[1][:2].decode())], cut
+
+
 def test_shell_marks_parse_with_their_options() -> None:
     """133 marks: kind, status, tether's nonce and shell; unknown options and bad nonces ignored."""
     assert parse_shell_mark("A;tether-shell=zsh;cl=m") == ShellMark("A", shell="zsh")

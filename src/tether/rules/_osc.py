@@ -216,8 +216,8 @@ class OscScanner:
             self.position = at
         base = self.position - len(self._pending)
         self.position += len(data)
-        if not self._pending and data.find(b"\x1b") < 0:
-            return data, []  # the common chunk: no escape at all
+        if not self._pending and not _may_start_here(data):
+            return data, []  # no OSC and no passthrough begins in this chunk: the common case
         buf = self._pending + data
         self._pending = b""
         out = bytearray() if self.strip else None
@@ -255,6 +255,24 @@ class OscScanner:
         """Whatever is held back (at the end of the stream), for a stripping scanner to pass on."""
         pending, self._pending = self._pending, b""
         return pending if self.strip else b""
+
+
+def _may_start_here(data: bytes) -> bool:
+    """Whether an OSC or a tmux passthrough may begin in `data` (false positives are fine).
+
+    Colourful output has an ESC every few bytes, where a two-byte search crawls; the byte
+    after the ESC (``]``) is rare, so memchr for it and look one byte back.
+    """
+    if data.find(b"\x1b") < 0:
+        return False  # one memchr: most chunks end here
+    if data[-1] == 0x1B or data.find(b"Ptmux;") >= 0 or data.find(b"\x1bP", len(data) - len(_DCS_TMUX)) >= 0:
+        return True  # a lone ESC, a passthrough, or one whose introducer the next chunk completes
+    i = data.find(b"]", 1)
+    while i > 0:
+        if data[i - 1] == 0x1B:
+            return True
+        i = data.find(b"]", i + 1)
+    return False
 
 
 def _next_start(buf: bytes, pos: int) -> tuple[int, bool]:

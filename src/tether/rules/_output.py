@@ -349,10 +349,16 @@ class OutputLog:
         if self._special:
             self._settle_plain(len(data))
         position = self._end
-        self._buf += data
+        buf = self._buf
+        buf += data
         self._end = position + len(data)
-        if len(self._buf) > self.limits.max_bytes:
-            self._trim()
+        excess = len(buf) - self.limits.max_bytes
+        if excess > 0:
+            if self._gaps:
+                self._trim()
+            else:  # the common case, inline: only bytes to drop
+                del buf[:excess]
+                self._start += excess
         return position
 
     def append_at(self, mark: PeerMark, data: bytes) -> tuple[int, bytes]:
