@@ -49,8 +49,8 @@ def test_command_runs_through_sh() -> None:
 
 
 def test_a_plain_command_runs_as_its_words() -> None:
-    """Plain words need no shell: `bash -l` runs as bash itself, so the integration reaches it."""
-    assert ProcessOptions.from_options({"command": "bash -l"}).argv == ("bash", "-l")
+    """Plain words need no shell: `bash -i` runs as bash itself, so the integration reaches it."""
+    assert ProcessOptions.from_options({"command": "bash -i"}).argv == ("bash", "-i")
     words = ProcessOptions.from_options({"command": "  python3 app.py --port=8 "}).argv
     assert words == ("python3", "app.py", "--port=8")
     assert not ProcessOptions.from_options({"command": "zsh"}).under_sh

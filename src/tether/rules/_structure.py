@@ -170,10 +170,15 @@ def config_errors(exc: BaseException, root: str = "") -> list[ConfigError]:
     return errors
 
 
-def structure_session(data: object, *, path: str = "session") -> SessionSpec:
-    """One session table (the /control register command), errors with paths under `path`."""
+def structure_at(converter: cattrs.Converter, data: object, cls: type[T], path: str) -> T:
+    """`data` as a `cls`, or one `InvalidConfigError` naming every bad field under `path`."""
     try:
-        spec: SessionSpec = _CONVERTER.structure(data, SessionSpec)
+        value: T = converter.structure(data, cls)
     except Exception as exc:
         raise InvalidConfigError(path, config_errors(exc, f".{path}")) from None
-    return spec
+    return value
+
+
+def structure_session(data: object, *, path: str = "session") -> SessionSpec:
+    """One session table (the /control register command), errors with paths under `path`."""
+    return structure_at(_CONVERTER, data, SessionSpec, path)

@@ -24,7 +24,7 @@ from ._events import EVENT_TYPES, Event, Lagged
 from ._keys import encode_keys
 from ._output import LogRead, Loss, LossKind
 from ._reasons import DisconnectReason
-from ._structure import FieldProblem, config_errors, make_strict_converter, register_table_class
+from ._structure import FieldProblem, make_strict_converter, register_table_class, structure_at
 
 AnyEvent = Union[EVENT_TYPES]  # type: ignore[valid-type]  # noqa: UP007 - runtime union of classes
 
@@ -165,11 +165,7 @@ def read_to_dict(read: LogRead) -> dict[str, Any]:
 
 def read_from_dict(data: object, *, path: str = "read") -> LogRead:
     """The read a dict from `read_to_dict` describes; `InvalidConfigError` names each bad field."""
-    try:
-        read: LogRead = _WIRE.structure(data, LogRead)
-    except Exception as exc:
-        raise InvalidConfigError(path, config_errors(exc, f".{path}")) from None
-    return read
+    return structure_at(_WIRE, data, LogRead, path)
 
 
 def input_to_dict(
