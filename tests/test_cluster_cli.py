@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tether.store._pg_schema import LATEST_VERSION
 from tether.testing._postgres import PostgresServer
 
 
@@ -22,7 +23,7 @@ def test_migrate_then_status_from_the_environment_variable(postgres_server: Post
     env = {"TETHER_STORE_URL": url, "TETHER_STATE_DIR": str(tmp_path)}
     first = tether("store", "migrate", env=env)
     assert first.returncode == 0, first.stderr
-    assert "migrated from version 0 to 1" in first.stdout and "@" in first.stdout
+    assert f"migrated from version 0 to {LATEST_VERSION}" in first.stdout and "@" in first.stdout
     again = tether("store", "migrate", "--json", env=env)
     assert json.loads(again.stdout)["applied"] == []
     status = tether("store", "status", "--json", env=env)

@@ -188,8 +188,8 @@ def test_concurrent_migrations_apply_each_step_once(postgres_server: PostgresSer
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(len(applied) for _, applied in results) == [0, 0, 0, 1]
-    assert sql(url, "SELECT version FROM migrations") == [(1,)]
+    assert sorted(len(applied) for _, applied in results) == [0, 0, 0, LATEST_VERSION]
+    assert sql(url, "SELECT version FROM migrations ORDER BY 1") == [(v,) for v in range(1, LATEST_VERSION + 1)]
 
 
 

@@ -14,6 +14,7 @@ from typing import final
 
 import trio
 
+from ..rules._output import LogFlush
 from ..rules._snapshots import LoadReport, SessionSnapshot, StoreStats, WriteResult
 from ..store._postgres import PostgresStore
 
@@ -35,8 +36,9 @@ class ClusterStore:
         deleted: Sequence[str] = (),
         *,
         fences: Mapping[str, int] | None = None,
+        logs: Sequence[LogFlush] = (),
     ) -> WriteResult:
-        return await self.store.write(snapshots, deleted, fences=fences)
+        return await self.store.write(snapshots, deleted, fences=fences, logs=logs)
 
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()  # the store is the caller's to close

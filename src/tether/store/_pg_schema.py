@@ -30,6 +30,15 @@ The layout (version 1):
     host may (local backends: a program on that machine's pty).
     ``problem`` quarantines a row whose spec or body this tether cannot read:
     no node claims it until the text is cleared.
+
+Version 2 adds each session's output log (`tether.rules._output`), written in
+the same transaction as its snapshot and under the same fence:
+
+``output_heads``: one row per session: the log's identity, window, reservation
+    and peer numbering.
+``output_rows``: the log's pieces (data rows of at most ``row_bytes`` bytes, and
+    losses), keyed by session, log and start position; rows that left the
+    window or belong to an older log are deleted by the flush that supersedes them.
 """
 
 from __future__ import annotations
@@ -95,6 +104,33 @@ MIGRATIONS: Sequence[Migration] = (
                 CHECK (spec IS NOT NULL OR body IS NOT NULL)
             )""",
             "CREATE INDEX sessions_owner ON sessions (owner)",
+        ),
+    ),
+    Migration(
+        2,
+        "output logs: a head per session and its pieces",
+        (
+            """CREATE TABLE output_heads (
+                session_id text PRIMARY KEY,
+                log_id text NOT NULL,
+                start_at bigint NOT NULL,
+                end_at bigint NOT NULL,
+                reserved_to bigint NOT NULL,
+                peer_stream text,
+                peer_base bigint NOT NULL,
+                interrupted integer NOT NULL,
+                trimmed_unknown_before bigint NOT NULL
+            )""",
+            """CREATE TABLE output_rows (
+                session_id text NOT NULL,
+                log_id text NOT NULL,
+                start_at bigint NOT NULL,
+                stop_at bigint NOT NULL,
+                kind text NOT NULL,
+                size bigint,
+                data bytea NOT NULL,
+                PRIMARY KEY (session_id, log_id, start_at)
+            )""",
         ),
     ),
 )

@@ -20,6 +20,11 @@ counters, one transaction per batch), with what sharing needs:
   (`tether.store._pg_connection`).
 - Bad rows lose nothing: a body that fails to decode is reported and
   quarantined exactly as the other stores do (`tether.store._bookkeeping`).
+- Output logs (`tether.rules._output`) go in the same transaction and under
+  the same rules: a fenced session's log is written only while its row holds
+  the writer's fence (the row is locked for the rest of the transaction, so a
+  claim cannot slip in between), an unfenced one only while nobody owns it.
+  A log refused that way is reported in `WriteResult.fenced` with the rest.
 
 psycopg is imported only when a store is opened, so ``import tether`` never
 needs it (it is the optional ``tether[postgres]`` extra).
@@ -36,10 +41,12 @@ from typing import TYPE_CHECKING, Any, Protocol, final
 import attrs
 
 from ..rules._errors import SnapshotError
+from ..rules._output import LogFlush, StoredLog
 from ..rules._secrets import DEFAULT_SECRET_PATTERNS
 from ..rules._snapshots import LoadReport, SessionSnapshot, StoreStats, WriteResult
 from ._bookkeeping import StoreBookkeeping
 from ._codec import SNAPSHOT_SCHEMA_VERSION, decode_snapshot, encode_snapshot
+from ._logrows import HEAD_COLUMNS, ROW_COLUMNS, head_row, log_row, stored_logs
 from ._pg_connection import DEFAULT_SCHEMA, PgConnection
 from ._pg_schema import check_schema
 
@@ -98,6 +105,29 @@ RETURNING s.session_id
 """
 _FREE_DELETE = "DELETE FROM sessions WHERE session_id = ANY(%(ids)s) AND owner IS NULL RETURNING session_id"
 _ROWS_OF = "SELECT session_id, fence, schema, owner FROM sessions WHERE session_id = ANY(%(ids)s)"
+_LOG_FENCE_HELD = """
+SELECT s.session_id FROM sessions AS s
+JOIN unnest(%(ids)s::text[], %(fences)s::int8[]) AS u(session_id, fence) ON s.session_id = u.session_id
+WHERE s.fence = u.fence
+  AND (%(node)s::bigint IS NULL OR (s.owner = %(node)s AND EXISTS (
+        SELECT 1 FROM nodes n WHERE n.node_id = %(node)s AND n.state = 'live' AND n.expires_at > now())))
+FOR UPDATE OF s
+"""
+_LOG_OWNED = "SELECT session_id FROM sessions WHERE session_id = ANY(%(ids)s) AND owner IS NOT NULL FOR SHARE"
+_UPSERT_HEAD = f"""
+INSERT INTO output_heads ({", ".join(HEAD_COLUMNS)}) VALUES ({", ".join(["%s"] * len(HEAD_COLUMNS))})
+ON CONFLICT (session_id) DO UPDATE SET {", ".join(f"{c} = excluded.{c}" for c in HEAD_COLUMNS[1:])}
+"""
+_UPSERT_PIECE = f"""
+INSERT INTO output_rows ({", ".join(ROW_COLUMNS)}) VALUES ({", ".join(["%s"] * len(ROW_COLUMNS))})
+ON CONFLICT (session_id, log_id, start_at) DO UPDATE
+SET stop_at = excluded.stop_at, kind = excluded.kind, size = excluded.size, data = excluded.data
+"""
+_TRIM_PIECES = "DELETE FROM output_rows WHERE session_id = %s AND (log_id <> %s OR stop_at <= %s)"
+_DELETE_LOGS = (
+    "DELETE FROM output_heads WHERE session_id = ANY(%(ids)s)",
+    "DELETE FROM output_rows WHERE session_id = ANY(%(ids)s)",
+)
 
 
 @attrs.frozen
@@ -116,6 +146,8 @@ class _Outcome:
     written: int
     deleted: int
     nbytes: int = 0
+    log_rows: int = 0
+    log_bytes: int = 0
 
 
 @final
@@ -160,9 +192,11 @@ class PostgresStore:
         await self._conn.run(self._check_sync)
 
     async def load_all(self) -> LoadReport:
-        """Every stored snapshot (rows declared but never written have none and are skipped)."""
+        """Every stored snapshot (rows declared but never written have none and are skipped),
+        and every readable output log."""
         snapshots, errors = await self._conn.run(self._load_sync)
-        return self._books.loaded(snapshots, errors)
+        logs, log_errors = await self._conn.run(self._load_logs_sync)
+        return self._books.loaded(snapshots, errors, logs, log_errors)
 
     async def write(
         self,
@@ -170,16 +204,19 @@ class PostgresStore:
         deleted: Sequence[str] = (),
         *,
         fences: Mapping[str, int] | None = None,
+        logs: Sequence[LogFlush] = (),
     ) -> WriteResult:
-        """Upsert and delete in one transaction; sessions whose fence was lost come back in `fenced`.
+        """Upsert, delete and apply log flushes in one transaction; sessions whose fence was lost
+        come back in `fenced`.
 
-        A snapshot in `fences` is written only while its row still holds that
-        fence; one not in `fences` only when nobody owns its row. Quarantined
+        A snapshot (or log) in `fences` is written only while its row still holds
+        that fence; one not in `fences` only when nobody owns its row. Quarantined
         ids are skipped. An encoding failure (`SnapshotError`) or a database
         failure (`StoreError`) leaves the database exactly as it was.
         """
         fences = dict(fences or {})
         keep, drop, skipped = self._books.quarantine.split(snapshots, deleted)
+        flushes = self._books.quarantine.logs(logs, deleted)
         started = time.perf_counter()
         node: int | None = None
         lost: set[str] = set()
@@ -187,11 +224,14 @@ class PostgresStore:
             node = self.guard.writer()
             if node is None:  # the lease is gone: nothing fenced may leave this process
                 lost = {s.spec.id for s in keep if s.spec.id in fences} | {d for d in drop if d in fences}
+                lost |= {f.session_id for f in flushes if f.session_id in fences}
                 keep = [s for s in keep if s.spec.id not in fences]
                 drop = [d for d in drop if d not in fences]
+                flushes = [f for f in flushes if f.session_id not in fences]
         outcome = _Outcome(frozenset(), 0, 0, 0)
-        if keep or drop:
-            outcome = await self._conn.run(lambda conn: self._write_sync(conn, keep, drop, fences, node))
+        if keep or drop or flushes:
+            outcome = await self._conn.run(lambda conn: self._write_sync(conn, keep, drop, fences, node, flushes))
+            self._books.counters.wrote_logs(outcome.log_rows, outcome.log_bytes)
         fenced = outcome.fenced | lost
         self.fenced_total += len(fenced)
         if fenced:
@@ -247,6 +287,7 @@ class PostgresStore:
         drop: Sequence[str],
         fences: Mapping[str, int],
         node: int | None,
+        flushes: Sequence[LogFlush] = (),
     ) -> _Outcome:
         # Encoded here, in the worker thread, so thousands of snapshots never stall the Trio loop
         # (where the lease is renewed), and before the first statement: a bad snapshot (SnapshotError)
@@ -304,11 +345,57 @@ class PostgresStore:
                 else:
                     fenced.add(sid)
             fenced |= {d for d in missing_drop if d in found}
+        if removed:
+            for statement in _DELETE_LOGS:
+                conn.execute(statement, {"ids": sorted(removed)})
+        refused, log_rows, log_bytes = self._write_logs_sync(conn, flushes, fences, node, fenced)
+        fenced |= refused
         if guarded:
             logger.warning(
                 "%d snapshots not written: their rows hold a newer schema than %d", guarded, SNAPSHOT_SCHEMA_VERSION
             )
-        return _Outcome(frozenset(fenced), guarded, len(written), len(removed), sum(len(r.body) for r in rows))
+        return _Outcome(
+            frozenset(fenced), guarded, len(written), len(removed), sum(len(r.body) for r in rows), log_rows, log_bytes
+        )
+
+    def _write_logs_sync(
+        self,
+        conn: psycopg.Connection[Any],
+        flushes: Sequence[LogFlush],
+        fences: Mapping[str, int],
+        node: int | None,
+        fenced: set[str],
+    ) -> tuple[set[str], int, int]:
+        """Apply the log flushes whose session this writer may write; (refused ids, rows, bytes)."""
+        if not flushes:
+            return set(), 0, 0
+        held = [f.session_id for f in flushes if f.session_id in fences and f.session_id not in fenced]
+        allowed: set[str] = set()
+        if held:
+            params = {"ids": held, "fences": [fences[sid] for sid in held], "node": node}
+            allowed |= {row[0] for row in conn.execute(_LOG_FENCE_HELD, params)}
+        free = [f.session_id for f in flushes if f.session_id not in fences]
+        if free:
+            owned = {row[0] for row in conn.execute(_LOG_OWNED, {"ids": free})}
+            allowed |= set(free) - owned
+        apply = [f for f in flushes if f.session_id in allowed]
+        pieces = [log_row(f.session_id, f.head.log_id, r) for f in apply for r in f.rows]
+        with conn.cursor() as cur:
+            cur.executemany(_UPSERT_HEAD, [head_row(f.session_id, f.head) for f in apply])
+            if pieces:
+                cur.executemany(_UPSERT_PIECE, pieces)
+            cur.executemany(_TRIM_PIECES, [(f.session_id, f.head.log_id, f.head.start) for f in apply])
+        refused = {f.session_id for f in flushes} - allowed
+        return refused, len(pieces), sum(len(r.data) for f in apply for r in f.rows)
+
+    def _load_logs_sync(self, conn: psycopg.Connection[Any]) -> tuple[dict[str, StoredLog], list[SnapshotError]]:
+        heads = conn.execute(f"SELECT {', '.join(HEAD_COLUMNS)} FROM output_heads ORDER BY session_id").fetchall()
+        rows = conn.execute(
+            "SELECT r.session_id, r.start_at, r.stop_at, r.kind, r.size, r.data FROM output_rows r "
+            "JOIN output_heads h ON h.session_id = r.session_id AND h.log_id = r.log_id "
+            "ORDER BY r.session_id, r.start_at"
+        ).fetchall()
+        return stored_logs(heads, rows)
 
 
 @asynccontextmanager

@@ -56,12 +56,13 @@ from typing import TypeVar, final
 import trio
 
 from ..rules._errors import CorruptStoreError, SnapshotError, StoreError
-from ..rules._output import LogFlush, LogHead, LogRow, RowKind, StoredLog, check_stored
+from ..rules._output import LogFlush, StoredLog
 from ..rules._paths import default_state_dir
 from ..rules._secrets import DEFAULT_SECRET_PATTERNS
 from ..rules._snapshots import LoadReport, SessionSnapshot, StoreStats, WriteResult
 from ._bookkeeping import StoreBookkeeping
 from ._codec import SNAPSHOT_SCHEMA_VERSION, encode_snapshot, parse_snapshot_text, snapshot_from_dict
+from ._logrows import HEAD_COLUMNS, head_row, log_row, stored_logs
 from ._ownerlock import LockHeldError, OwnerLock
 
 logger = logging.getLogger("tether.store")
@@ -385,10 +386,7 @@ class SqliteStore:
 
     def _load_logs_sync(self, conn: sqlite3.Connection) -> tuple[dict[str, StoredLog], list[SnapshotError]]:
         try:
-            heads = conn.execute(
-                "SELECT session_id, log_id, start_at, end_at, reserved_to, peer_stream, peer_base, interrupted, "
-                "trimmed_unknown_before FROM output_heads ORDER BY session_id"
-            ).fetchall()
+            heads = conn.execute(f"SELECT {', '.join(HEAD_COLUMNS)} FROM output_heads ORDER BY session_id").fetchall()
             rows = conn.execute(
                 "SELECT r.session_id, r.start_at, r.stop_at, r.kind, r.size, r.data FROM output_rows r "
                 "JOIN output_heads h ON h.session_id = r.session_id AND h.log_id = r.log_id "
@@ -396,21 +394,7 @@ class SqliteStore:
             ).fetchall()
         except sqlite3.Error as exc:
             raise self._fail(f"cannot read output logs: {exc}") from exc
-        by_session: dict[str, list[tuple[object, ...]]] = {}
-        for row in rows:
-            by_session.setdefault(str(row[0]), []).append(row[1:])
-        logs: dict[str, StoredLog] = {}
-        errors: list[SnapshotError] = []
-        for head in heads:
-            sid = str(head[0])
-            try:
-                stored = StoredLog(_head_of(head[1:]), tuple(_row_of(r) for r in by_session.get(sid, ())))
-                check_stored(stored)
-            except (TypeError, ValueError) as exc:
-                errors.append(SnapshotError(sid, f"output log: {exc}"))
-                continue
-            logs[sid] = stored
-        return logs, errors
+        return stored_logs(heads, rows)
 
     def _write_sync(
         self,
@@ -422,8 +406,8 @@ class SqliteStore:
         """Returns (bytes encoded, rows left alone because they hold a newer schema)."""
         # Encode everything first: a bad snapshot must fail the batch before the transaction starts.
         rows = [(s.spec.id, SNAPSHOT_SCHEMA_VERSION, encode_snapshot(s, self._patterns), s.saved_at) for s in snapshots]
-        heads = [_head_row(f.session_id, f.head) for f in flushes]
-        log_rows = [_log_row(f.session_id, f.head.log_id, r) for f in flushes for r in f.rows]
+        heads = [head_row(f.session_id, f.head) for f in flushes]
+        log_rows = [log_row(f.session_id, f.head.log_id, r) for f in flushes for r in f.rows]
         trims = [(f.session_id, f.head.log_id, f.head.start) for f in flushes]
         gone = [(sid,) for sid in deleted]
         try:
@@ -459,44 +443,6 @@ def decode_row(sid: str, schema: object, body: object) -> SessionSnapshot:
     if schema != data.get("schema"):
         raise SnapshotError(sid, f"the row's schema column says {schema!r} but its body says {data.get('schema')!r}")
     return snapshot_from_dict(data, session_id=sid)
-
-
-def _head_row(session_id: str, head: LogHead) -> tuple[object, ...]:
-    return (
-        session_id, head.log_id, head.start, head.end, head.reserved, head.peer_stream, head.peer_base,
-        int(head.interrupted), head.trimmed_unknown_before,
-    )
-
-
-def _log_row(session_id: str, log_id: str, row: LogRow) -> tuple[object, ...]:
-    return (session_id, log_id, row.start, row.stop, row.kind.value, row.size, row.data)
-
-
-def _int(value: object, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{what} is {type(value).__name__}, not an integer")
-    return value
-
-
-def _head_of(values: Sequence[object]) -> LogHead:
-    log_id, start, end, reserved, stream, base, interrupted, trimmed = values
-    if not isinstance(log_id, str) or (stream is not None and not isinstance(stream, str)):
-        raise TypeError("log_id and peer_stream must be text")
-    return LogHead(
-        log_id=log_id, start=_int(start, "start_at"), end=_int(end, "end_at"), reserved=_int(reserved, "reserved_to"),
-        peer_stream=stream, peer_base=_int(base, "peer_base"), interrupted=bool(_int(interrupted, "interrupted")),
-        trimmed_unknown_before=_int(trimmed, "trimmed_unknown_before"),
-    )
-
-
-def _row_of(values: Sequence[object]) -> LogRow:
-    start, stop, kind, size, data = values
-    if not isinstance(data, bytes):
-        raise TypeError(f"row data is {type(data).__name__}, not a blob")
-    return LogRow(
-        _int(start, "start_at"), _int(stop, "stop_at"), RowKind(kind),
-        data, None if size is None else _int(size, "size"),
-    )
 
 
 @asynccontextmanager
