@@ -10,12 +10,12 @@ Everything that happens is told to the session's rules, whose effects go out
 through the outbox.
 
 Plugin code can refuse to be cancelled (a blocking call in a worker thread
-that cannot be abandoned). Each call into a plugin is watched: once it has
-been cancelled and still has not come back after `ABANDON_GRACE` of a
-running loop, the session task is *abandoned* (its epoch moves on): the attempt is
-recorded as timed out, the plugin is reported by distribution, and a fresh
-task carries the session on. The abandoned task touches nothing of the
-session when it finally returns; it only closes what it opened.
+that cannot be abandoned). Each call into a plugin is watched
+(`tether.engine._watch`); one that does not come back after its cancel is
+*abandoned* (the session's epoch moves on): the attempt is recorded as timed
+out, the plugin is reported by distribution, and a fresh task carries the
+session on. The abandoned task touches nothing of the session when it
+finally returns; it only closes what it opened.
 """
 
 from __future__ import annotations
@@ -40,12 +40,11 @@ from ._hooks import AttemptHooks
 from ._outbox import Outbox
 from ._recovery import AttemptContext
 from ._session import ForceRequest, Session
+from ._watch import PluginCalls
 
 logger = logging.getLogger("tether.supervisor")
 
 NO_REASON = Disconnect(DisconnectReason.BACKEND_ERROR, "link closed without a reason")
-ABANDON_GRACE = 1.0
-"""Seconds a cancelled plugin call gets to come back before its task is abandoned."""
 
 
 @final
@@ -63,6 +62,7 @@ class AttemptRunner:
         distribution_of: Callable[[str], str] = lambda backend: "(unknown)",
         respawn: Callable[[Session], None] = lambda session: None,
     ) -> None:
+        self.calls = PluginCalls(self.abandon)
         self._outbox = outbox
         self._strategies = strategies
         self._limiter_for = limiter_for
@@ -94,7 +94,7 @@ class AttemptRunner:
         held: Attempt | None = None
         drop: Disconnect | None = None
         failure: Disconnect | None = None  # kept as a value: holding the exception would make a GC cycle
-        watch = _Watch(self, session, epoch)
+        calls = self.calls
         try:
             with trio.CancelScope() as attempt_scope:
                 session.scope = attempt_scope
@@ -104,9 +104,9 @@ class AttemptRunner:
                 ctx = self._context(session, number, attempt_scope)
                 try:
                     try:
-                        watch.arm("connect", attempt_scope, started + timeout)
+                        calls.enter(session, "connect", attempt_scope)
                         link = await self._connect(ctx, step.strategy)
-                        watch.disarm()
+                        calls.leave(session)
                         if session.epoch != epoch:
                             raise _Abandoned
                         attempt_scope.deadline = math.inf
@@ -121,13 +121,13 @@ class AttemptRunner:
                         )
                         ctx._settle()
                         self._connected(session, link, held, force)
-                        drop = await self._hold(session, link, watch)
+                        drop = await self._hold(session, link)
                         if session.epoch != epoch:
                             raise _Abandoned
                         session.current.dropped = drop
                         if not self._closing():  # bound the close; on shutdown the exit's grace period does
                             attempt_scope.deadline = trio.current_time() + timeout
-                        watch.arm("close", attempt_scope, trio.current_time() + timeout)
+                        calls.enter(session, "close", attempt_scope)
                     except BaseException as exc:
                         if not await ctx.close_link(exc):
                             raise
@@ -138,8 +138,8 @@ class AttemptRunner:
                 except Exception as exc:
                     failure = classify(exc)
         finally:
-            watch.disarm()
             if session.epoch == epoch:
+                calls.leave(session)
                 session.scope = None
                 session.current = None
                 session.link = None  # the link's reporter points back at the session: no cycle for the GC
@@ -225,7 +225,7 @@ class AttemptRunner:
         if force is not None:
             force.resolve(attempt)
 
-    async def _hold(self, session: Session, link: Link, watch: _Watch) -> Disconnect | None:
+    async def _hold(self, session: Session, link: Link) -> Disconnect | None:
         """Stay parked while the link is up; probe on the health interval. None = stopping."""
         policy = session.spec.policy
         supervise = policy.enabled
@@ -247,23 +247,23 @@ class AttemptRunner:
                 return Disconnect(DisconnectReason.FORCED, "reconnect requested")
             now = trio.current_time()
             if now >= next_probe:
-                failure = await self._probe(session, link, watch)
+                failure = await self._probe(session, link)
                 if failure is not None:
                     return failure
                 next_probe = trio.current_time() + probe_every * self._rng.uniform(0.9, 1.1)
                 continue
             if now >= next_keep and keepalive is not None:
-                await self._bounded(keepalive(), policy.connect_timeout, watch)
+                await self._bounded(session, keepalive(), policy.connect_timeout)
                 next_keep = trio.current_time() + keep_every
                 continue
             await session.park(min(next_probe, next_keep))
         return None
 
-    async def _probe(self, session: Session, link: Link, watch: _Watch) -> Disconnect | None:
+    async def _probe(self, session: Session, link: Link) -> Disconnect | None:
         timeout = session.spec.policy.connect_timeout
         failure: Disconnect | None = None
         with trio.move_on_after(timeout) as scope:
-            watch.arm("probe", scope, trio.current_time() + timeout)
+            self.calls.enter(session, "probe", scope)
             try:
                 await link.probe()
             except Exception as exc:
@@ -274,7 +274,7 @@ class AttemptRunner:
                     else Disconnect(DisconnectReason.HEALTH_CHECK, f"probe failed: {describe_error(exc)}")
                 )
             finally:
-                watch.disarm()
+                self.calls.leave(session)
         if scope.cancelled_caught:
             failure = Disconnect(DisconnectReason.HEALTH_CHECK, f"probe timed out after {timeout}s")
         if failure is None:
@@ -283,15 +283,15 @@ class AttemptRunner:
         session.probe_failed(self._outbox, failure.detail)
         return session.pending_drop or failure
 
-    async def _bounded(self, awaitable: Awaitable[Any], limit: float, watch: _Watch) -> None:
+    async def _bounded(self, session: Session, awaitable: Awaitable[Any], limit: float) -> None:
         with trio.move_on_after(limit) as scope:
-            watch.arm("keepalive", scope, trio.current_time() + limit)
+            self.calls.enter(session, "keepalive", scope)
             try:
                 await awaitable
             except Exception:
                 logger.debug("keepalive failed", exc_info=True)
             finally:
-                watch.disarm()
+                self.calls.leave(session)
 
     def _refresh_state(self, session: Session, link: Link) -> None:
         """Keep preserved state current while connected."""
@@ -360,68 +360,3 @@ class _Current:
         self.started = started
         self.force = force
         self.dropped: Disconnect | None = None
-
-
-@final
-class _Watch:
-    """Checks, on the shared timer heap, that a call into plugin code came back after its cancel.
-
-    Armed around each call (connect, probe, keepalive, close); while the call's
-    scope has not been cancelled it only re-checks at the scope's deadline, so
-    queueing for a connect slot is never mistaken for being stuck.
-    """
-
-    __slots__ = ("_entry", "_epoch", "_runner", "_scope", "_seen_cancelled", "_session", "phase")
-
-    def __init__(self, runner: AttemptRunner, session: Session, epoch: int) -> None:
-        self._runner = runner
-        self._session = session
-        self._epoch = epoch
-        self._entry: Any = None
-        self._scope: trio.CancelScope | None = None
-        self._seen_cancelled: float | None = None
-        self.phase = ""
-        """What tether asked of the plugin: connect, probe, keepalive or close."""
-
-    def arm(self, phase: str, scope: trio.CancelScope, deadline: float) -> None:
-        self.disarm()
-        self.phase = phase
-        self._scope = scope
-        self._seen_cancelled = None
-        self._entry = self._session.timers.schedule(deadline + ABANDON_GRACE, self)
-        self._session.watch = self
-
-    def disarm(self) -> None:
-        if self._entry is not None:
-            self._entry.cancel()
-            self._entry = None
-        if self._session.watch is self:
-            self._session.watch = None
-
-    def hurry(self) -> None:
-        """The call was cancelled on purpose (a stop): check it came back in `ABANDON_GRACE`, not later."""
-        if self._entry is not None:
-            self._entry.cancel()
-            now = trio.current_time()
-            self._seen_cancelled = now
-            self._entry = self._session.timers.schedule(now + ABANDON_GRACE, self)
-
-    def __call__(self) -> None:
-        self._entry = None
-        session, scope = self._session, self._scope
-        if session.epoch != self._epoch or scope is None or session.finished:
-            return
-        now = trio.current_time()
-        deadline = scope.deadline
-        if not scope.cancel_called:  # not cancelled yet (queued for a slot, or the deadline moved)
-            self._entry = session.timers.schedule((deadline if deadline != math.inf else now) + ABANDON_GRACE, self)
-            return
-        if self._seen_cancelled is None:
-            # Seen cancelled: give it a whole grace of a running loop to come back (after a blocked
-            # loop every cancelled task is late, and none of them is stuck).
-            self._seen_cancelled = now
-            self._entry = session.timers.schedule(now + ABANDON_GRACE, self)
-            return
-        if session.watch is self:
-            session.watch = None
-        self._runner.abandon(session, self.phase, now - min(deadline, self._seen_cancelled))

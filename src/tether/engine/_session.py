@@ -71,7 +71,10 @@ class Session(SessionRecord):
         "stopping",
         "timers",
         "unregistering",
-        "watch",
+        "watch_epoch",
+        "watch_phase",
+        "watch_scope",
+        "watch_since",
     )
 
     def __init__(
@@ -104,8 +107,11 @@ class Session(SessionRecord):
         not return, so the abandoned task knows to leave everything alone."""
         self.current: Any = None
         """The attempt in progress (engine._attempt), for recording it if its task is abandoned."""
-        self.watch: Any = None
-        """The watch on the plugin call in progress (engine._attempt), hurried by a stop."""
+        self.watch_scope: trio.CancelScope | None = None
+        """The scope bounding the plugin call in progress (engine._watch); None outside plugin code."""
+        self.watch_phase = ""
+        self.watch_since = math.inf
+        self.watch_epoch = 0
         self.output = bytearray()
         self.output_limit = output_limit
         self._decoder: codecs.IncrementalDecoder | None = None

@@ -286,7 +286,7 @@ class Supervisor:
 
     def _on_stall(self, stall: Stall) -> None:
         session = self._sessions.get(stall.session_id)
-        phase = getattr(session.watch, "phase", "unknown") if session is not None and session.watch else "unknown"
+        phase = self._attempts.calls.phase_of(session) if session is not None else "unknown"
         name = stall.backend or (session.backend.name if session is not None else "")
         distribution = self.registry.distribution(BACKENDS_GROUP, name) if name else stall.distribution
         if distribution == "(direct)":
@@ -420,8 +420,7 @@ class Supervisor:
             session.wake()
         elif session.scope is not None:
             session.scope.cancel()
-            if session.watch is not None:  # inside plugin code: make sure it comes back, soon
-                session.watch.hurry()
+            self._attempts.calls.hurry(session)  # inside plugin code: it must come back, soon
         # else: between awaits; the loop sees `stopping` before it next waits or connects
 
     async def _wait_ended(self, sessions: list[Session]) -> None:
@@ -679,6 +678,7 @@ async def open_supervisor(
                     )
                 )
                 await nursery.start(supervisor._timers.run)
+                await nursery.start(supervisor._attempts.calls.run)
                 collector = ManagedCollector() if gc_policy == "managed" else None
                 if collector is not None:
                     stack.enter_context(collector)
