@@ -153,8 +153,9 @@ async def test_control_commands_and_typed_errors(served: tuple[Supervisor, str])
             assert reply["error"]["errors"] == [
                 {"path": "session.policy.max_delay", "problem": "must be >= base_delay (2.0), got 1.0"}]
             reply = await ask({"id": 4, "op": "status"})
+            assert reply["result"]["total"] == 1 and reply["result"]["stats"]["registered_sessions"] == 1
+            reply = await ask({"id": 4, "op": "status", "detail": True})
             assert [s["id"] for s in reply["result"]["sessions"]] == ["x"]
-            assert reply["result"]["stats"]["registered_sessions"] == 1
             reply = await ask({"id": 5, "op": "force-reconnect", "session_id": "x"})
             assert reply["result"]["attempt"]["success"] is True
             reply = await ask({"id": 6, "op": "force-reconnect", "session_id": "x", "strategy": "nope"})
