@@ -98,13 +98,16 @@ class Daemon:
         return tether_command(*args, state=self.state, check=check, timeout=timeout, env=self.env)
 
     def status(self) -> dict[str, Any]:
-        """``tether status --json`` with every session's detail."""
+        """``tether status --json``: the summary (counts, the sessions not connected, statistics)."""
         result = self.cli("status", "--json")
         data: dict[str, Any] = json.loads(result.stdout)
         return data
 
     def sessions(self) -> dict[str, dict[str, Any]]:
-        return {s["id"]: s for s in self.status()["sessions"]}
+        """``tether status --detail --json``: every session's detail, by id (every page)."""
+        result = self.cli("status", "--detail", "--json")
+        data: dict[str, Any] = json.loads(result.stdout)
+        return {s["id"]: s for s in data["sessions"]}
 
     def stop(self, how: str = "SIGTERM", *, timeout: float = 10.0) -> float:
         """Stop the daemon (SIGTERM, SIGINT or SIGKILL); returns the seconds it took to exit."""

@@ -18,7 +18,8 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
 from ._errors import ConfigError, InvalidConfigError
-from ._policy import ReconnectPolicy
+from ._policy import Jitter, ReconnectPolicy
+from ._reasons import DisconnectReason
 from ._spec import SessionSpec
 
 T = TypeVar("T")
@@ -168,6 +169,24 @@ def config_errors(exc: BaseException, root: str = "") -> list[ConfigError]:
         full = ".".join(p for p in (path.lstrip("."), sub) if p)
         errors.append(ConfigError(full, problem))
     return errors
+
+
+def _make_table_converter() -> cattrs.Converter:
+    converter = cattrs.Converter()
+    for enum_type in (Jitter, DisconnectReason):
+        converter.register_unstructure_hook(enum_type, lambda e: e.value)
+    return converter
+
+
+_TABLES = _make_table_converter()
+
+
+def session_table(spec: SessionSpec) -> dict[str, Any]:
+    """`spec` as the table `structure_session` reads back (a ``[[sessions]]`` entry, in JSON types)."""
+    table: dict[str, Any] = _TABLES.unstructure(spec)
+    policy = table["policy"]
+    policy["strategies"] = {reason.value: name for reason, name in spec.policy.strategies.items()}
+    return table
 
 
 def structure_session(data: object, *, path: str = "session") -> SessionSpec:
