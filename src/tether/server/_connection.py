@@ -138,9 +138,12 @@ class GuardedConnection(WebSocketConnection):
         await self._close_stream()
 
     async def aclose(self, code: int = CLOSE_NORMAL, reason: str | None = None) -> None:
-        """trio-websocket's close, or `fail` once a bad frame has been reported."""
+        """trio-websocket's close; once a bad frame has been reported, `fail` (with the bad frame's
+        code unless the caller names its own)."""
         if self._bad is not None:
-            await self.fail(self._bad.code, self._bad.reason)
+            if code == CLOSE_NORMAL and reason is None:
+                code, reason = self._bad.code, self._bad.reason
+            await self.fail(code, reason or "")
             return
         await super().aclose(code, reason)
 

@@ -151,8 +151,8 @@ class _Feed:
         self.sub = self._subscribe(query.since)
         self.lags = 0
         self.batch = query.batch
-        self.last_sent = query.since
-        """The seq of the last event sent: where a dropped subscriber resumes."""
+        self.last_sent = query.since if query.since is not None else supervisor.bus.last_seq
+        """The seq up to which this subscriber has everything: where it resumes when dropped."""
         self.sending_since: float | None = None
         """trio time the frame being sent started, None between frames (the send watchdog reads it)."""
         self.too_slow: str | None = None
@@ -179,7 +179,7 @@ class _Feed:
         return {**event_to_dict(lagged), "resync": resync}
 
     def resume_hint(self) -> str:
-        return f"reconnect with since={self.last_sent}" if self.last_sent is not None else "reconnect with since="
+        return f"reconnect with since={self.last_sent}"
 
     def close(self) -> None:
         self.sub.close()
@@ -247,7 +247,7 @@ class EventServer:
             except trio.EndOfChannel:
                 return
             messages: list[Mapping[str, Any]] = []
-            last_seq = feed.last_sent
+            last_seq: int = feed.last_sent
             while item is not None:
                 message = self._message(feed, item)
                 if message is None:
@@ -277,7 +277,7 @@ class EventServer:
             return event_to_dict(item)
         message = feed.on_lag(item)
         if message is None:
-            feed.too_slow = f"lagged {feed.lags - 1} times in a row"
+            feed.too_slow = f"lagged {feed.lags} time{'s' if feed.lags != 1 else ''} in a row"
         return message
 
     async def _drop(self, ws: GuardedConnection, feed: _Feed) -> None:
