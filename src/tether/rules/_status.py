@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import bisect
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import attrs
@@ -135,35 +135,44 @@ def summarize(
     )
 
 
-def _matching(states: Mapping[str, SessionState], query: StatusQuery) -> list[str]:
+def _matching(ids: Collection[str], state_of: Callable[[str], SessionState], query: StatusQuery) -> list[str]:
     if query.session_ids:
-        missing = [sid for sid in query.session_ids if sid not in states]
+        known = ids if isinstance(ids, (set, frozenset, dict)) else set(ids)
+        missing = [sid for sid in query.session_ids if sid not in known]
         if missing:
             raise SessionNotFoundError(missing[0])
-        ids: Iterable[str] = set(query.session_ids)
+        chosen: Collection[str] = set(query.session_ids)
     else:
-        ids = states
+        chosen = ids
     if query.statuses:
         wanted = frozenset(query.statuses)
-        ids = [sid for sid in ids if states[sid].status in wanted]
-    return sorted(ids)
+        chosen = [sid for sid in chosen if state_of(sid).status in wanted]
+    return sorted(chosen)
 
 
-def page(states: Mapping[str, SessionState], query: StatusQuery, *, budget: int = PAGE_BUDGET) -> StatusPage:
+def page(
+    ids: Collection[str],
+    state_of: Callable[[str], SessionState],
+    query: StatusQuery,
+    *,
+    budget: int = PAGE_BUDGET,
+) -> StatusPage:
     """The page of detail after `query.cursor`: at most `limit` sessions and `budget` encoded bytes.
 
+    `ids` are the registered sessions and `state_of` gives one's state: only the
+    page's sessions are looked at (and, with a status filter, each one's status).
     A page always holds at least one session when any is left, so paging
     ends; a session that alone exceeds the budget comes without its past
     episodes (named in `history_omitted`).
     """
-    ids = _matching(states, query)
-    start = bisect.bisect_right(ids, query.cursor) if query.cursor is not None else 0
+    matched = _matching(ids, state_of, query)
+    start = bisect.bisect_right(matched, query.cursor) if query.cursor is not None else 0
     limit = query.limit if query.limit is not None else PAGE_LIMIT
     chosen: list[SessionState] = []
     omitted: list[str] = []
     used = 0
-    for sid in ids[start:start + limit]:
-        state = states[sid]
+    for sid in matched[start:start + limit]:
+        state = state_of(sid)
         if query.history is not None:
             state = attrs.evolve(state, history=state.history[-query.history:] if query.history else ())
         size = encoded_size(state_to_dict(state))
@@ -177,7 +186,7 @@ def page(states: Mapping[str, SessionState], query: StatusQuery, *, budget: int 
         used += size
     end = start + len(chosen)
     return StatusPage(
-        sessions=tuple(chosen), matched=len(ids), next_cursor=chosen[-1].id if end < len(ids) else None,
+        sessions=tuple(chosen), matched=len(matched), next_cursor=chosen[-1].id if end < len(matched) else None,
         history_omitted=tuple(omitted),
     )
 

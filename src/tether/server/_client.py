@@ -79,6 +79,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 MAX_REPLY_BYTES = 1 << 22
 """Largest frame the client takes (a status page is at most 1 MiB of detail)."""
+RECEIVE_BYTES = 1 << 16
+"""Read size: trio-websocket's default 4 KiB makes a 1 MiB page 256 reads (and as many events)."""
 
 
 # -- errors -------------------------------------------------------------------------------------
@@ -271,7 +273,7 @@ async def connect(
     try:
         async with open_websocket_url(
             endpoint.address(path, query), extra_headers=headers, connect_timeout=5, disconnect_timeout=1,
-            max_message_size=max_message_size,
+            max_message_size=max_message_size, receive_buffer_size=RECEIVE_BYTES,
         ) as ws:
             opened = True
             yield ws

@@ -425,7 +425,10 @@ async def execute(supervisor: Supervisor, command: Command) -> Any:
         await trio.lowlevel.checkpoint()
         query = command.query
         if query.detail:
-            return page_to_dict(page(supervisor.states(), query))
+            if query.statuses:  # every session's status is needed: one view of each, once
+                states = supervisor.states()
+                return page_to_dict(page(states, states.__getitem__, query))
+            return page_to_dict(page(supervisor.session_ids, supervisor.state, query))
         limit = query.limit if query.limit is not None else SUMMARY_LIMIT
         return summary_to_dict(summarize(supervisor.states(), supervisor.stats(), supervisor.bus.last_seq, limit))
     if isinstance(command, Register):
