@@ -23,6 +23,8 @@ from tether.server._server import MAX_BATCH, EventsQuery, HandshakeRejected, che
 from tether.server._settings import ServerSettings
 from tether.testing import ScriptedBackend
 
+from .test_control_frames import text_frame
+
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 LAST_SEQ = 50
@@ -185,3 +187,39 @@ async def test_a_subscriber_that_lags_past_max_lags_is_closed_1013_saying_so(
             seqs, code, reason = await _read_until_close(ws)
     assert code == 1013
     assert reason == f"subscriber too slow (lagged 1 time in a row); reconnect with since={seqs[-1] if seqs else 0}"
+
+
+async def test_a_subscriber_that_takes_nothing_is_cut_off(slow_server: tuple[Supervisor, int]) -> None:
+    """No data taken for twice send_timeout: the half-sent frame cannot be finished, so the stream
+    is cut without a close frame (1006 on the client's side) and the server carries on."""
+    supervisor, port = slow_server
+    cut = _LogSeen("took no data for 2s")
+    server_log = logging.getLogger("tether.server")
+    server_log.addHandler(cut)
+    old_level = server_log.level
+    server_log.setLevel(logging.INFO)
+    try:
+        with trio.fail_after(30):
+            async with open_websocket_url(f"ws://127.0.0.1:{port}/events?session=big",
+                                          max_message_size=1 << 22) as ws:
+                for _ in range(150):
+                    supervisor.bus.publish(SessionOutput, session_id="big", data="x" * 100_000)
+                await cut.seen.wait()
+                _, code, _ = await _read_until_close(ws)
+            assert code == 1006
+            async with open_websocket_url(f"ws://127.0.0.1:{port}/events?since=0&session=big") as again:
+                assert json.loads(await again.get_message())["seq"] == 1
+    finally:
+        server_log.removeHandler(cut)
+        server_log.setLevel(old_level)
+
+
+async def test_invalid_utf8_on_events_closes_1007(slow_server: tuple[Supervisor, int]) -> None:
+    """/events takes no frames; one that is not even UTF-8 is closed 1007, not cut (1006)."""
+    _, port = slow_server
+    with trio.fail_after(10):
+        async with open_websocket_url(f"ws://127.0.0.1:{port}/events") as ws:
+            async with ws._stream_lock:
+                await ws._stream.send_all(text_frame(b"\xff\xfe"))
+            _, code, _ = await _read_until_close(ws)
+    assert code == 1007

@@ -83,7 +83,8 @@ async def test_handshake_without_token_is_401_and_wrong_token_403(served: tuple[
 
 
 @pytest.mark.parametrize(
-    "query", ["since=-1", "since=abc", "since=999", "bogus=1", "session=", "batch=0", "batch=1001", "batch=x"]
+    "query", ["since=-1", "since=abc", "since=999", "bogus=1", "session=", "batch=0", "batch=1001", "batch=x",
+              "since=%C2%B2", "batch=%D9%A3", "since=" + "9" * 30]
 )
 async def test_bad_query_is_400(served: tuple[Supervisor, str], query: str) -> None:
     """A bad since= (or unknown parameter) is refused in the handshake."""
@@ -182,6 +183,8 @@ async def test_control_commands_and_typed_errors(served: tuple[Supervisor, str])
         ("/control", b"\x00binary", 1003),
         ("/control", json.dumps({"id": 1, "op": "status", "pad": "x" * 10_000}), 1009),
         ("/events", "hello", 1003),
+        ("/events", b"\x00binary", 1003),
+        ("/events", "x" * 10_000, 1009),
     ],
 )
 async def test_bad_frames_close_with_the_right_code(

@@ -25,7 +25,7 @@ from tether import (
 )
 from tether import SessionStatus as S
 from tether.rules._status import PAGE_BUDGET, SUMMARY_LIMIT
-from tether.server._client import Endpoint, open_client
+from tether.server._client import DaemonEndpoint, open_client
 from tether.server._server import serve_events
 from tether.server._settings import ServerSettings
 from tether.testing import ScriptedBackend
@@ -119,7 +119,7 @@ async def test_status_of_ten_thousand_sessions_is_bounded_and_pages_through_all(
             print(f"\n{SESSIONS} sessions x {EPISODES * ATTEMPTS} attempts: {pages} pages, largest "
                   f"{largest / 1024:.0f} KiB, all pages in {elapsed:.1f}s")
 
-            async with open_client(Endpoint(f"ws://127.0.0.1:{port}", None)) as client:
+            async with open_client(DaemonEndpoint(f"ws://127.0.0.1:{port}", None)) as client:
                 failed = [state.id async for state in client.sessions(statuses=["failed", "backing-off",
                                                                                 "reconnecting"])]
                 typed = await client.status()

@@ -103,9 +103,26 @@ from .rules._state import PreservedState as PreservedState
 from .rules._state import SessionState as SessionState
 from .rules._state import SessionStatus as SessionStatus
 from .rules._stats import SupervisorStats as SupervisorStats
+from .rules._status import SessionBrief as SessionBrief
+from .rules._status import StatusPage as StatusPage
+from .rules._status import StatusSummary as StatusSummary
 from .rules._wire import event_from_dict as event_from_dict
 from .rules._wire import event_to_dict as event_to_dict
 from .rules._wire import make_event_converter as make_event_converter
+from .server._client import AuthRejectedError as AuthRejectedError
+from .server._client import CannotConnectError as CannotConnectError
+from .server._client import ConnectionLostError as ConnectionLostError
+from .server._client import DaemonClient as DaemonClient
+from .server._client import DaemonEndpoint as DaemonEndpoint
+from .server._client import DaemonError as DaemonError
+from .server._client import EventStream as EventStream
+from .server._client import HandshakeRejectedError as HandshakeRejectedError
+from .server._client import LagNotice as LagNotice
+from .server._client import RequestError as RequestError
+from .server._client import UnknownMessage as UnknownMessage
+from .server._client import find_daemon as find_daemon
+from .server._client import open_client as open_client
+from .server._client import open_events as open_events
 from .server._server import serve_events as serve_events
 from .server._settings import ServerSettings as ServerSettings
 from .store._codec import MIGRATIONS as MIGRATIONS
@@ -123,13 +140,19 @@ __version__ = "0.1.0"
 __all__ = [
     "Attempt",
     "AuthError",
+    "AuthRejectedError",
     "BACKENDS_GROUP",
     "Backend",
+    "CannotConnectError",
     "ConfigError",
     "ConnectMode",
+    "ConnectionLostError",
     "CorruptStoreError",
     "DEFAULT_SECRET_PATTERNS",
     "DEFAULT_STRATEGIES",
+    "DaemonClient",
+    "DaemonEndpoint",
+    "DaemonError",
     "Disconnect",
     "DisconnectReason",
     "DuplicateSessionError",
@@ -139,12 +162,15 @@ __all__ = [
     "Event",
     "EventBus",
     "EventFilter",
+    "EventStream",
     "Feature",
     "ForceReconnect",
+    "HandshakeRejectedError",
     "HealthCheckFailed",
     "HostKeyError",
     "InvalidConfigError",
     "Jitter",
+    "LagNotice",
     "Lagged",
     "Link",
     "LinkError",
@@ -169,10 +195,12 @@ __all__ = [
     "ReconnectStarted",
     "ReconnectSucceeded",
     "RecoveryContext",
+    "RequestError",
     "RetriesExhausted",
     "SNAPSHOT_SCHEMA_VERSION",
     "STRATEGIES_GROUP",
     "ServerSettings",
+    "SessionBrief",
     "SessionConnected",
     "SessionDisconnected",
     "SessionFailed",
@@ -193,6 +221,8 @@ __all__ = [
     "SqliteStore",
     "SshReconnect",
     "StateRecovery",
+    "StatusPage",
+    "StatusSummary",
     "StoreConfig",
     "StoreError",
     "StoreStats",
@@ -209,6 +239,7 @@ __all__ = [
     "TetherConfig",
     "TetherError",
     "UnknownBackendError",
+    "UnknownMessage",
     "UnknownStrategyError",
     "WriteResult",
     "backoff_schedule",
@@ -221,10 +252,13 @@ __all__ = [
     "drop_redacted",
     "event_from_dict",
     "event_to_dict",
+    "find_daemon",
     "ideal_delay",
     "load_config",
     "make_event_converter",
     "make_snapshot_converter",
+    "open_client",
+    "open_events",
     "open_sqlite_store",
     "open_supervisor",
     "parse_config",

@@ -34,8 +34,8 @@ from ..server._client import (
     AuthRejectedError,
     CannotConnectError,
     ConnectionLostError,
+    DaemonEndpoint,
     DaemonError,
-    Endpoint,
     HandshakeRejectedError,
     LagNotice,
     UnknownMessage,
@@ -229,7 +229,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _endpoint(args: argparse.Namespace) -> Endpoint:
+def _endpoint(args: argparse.Namespace) -> DaemonEndpoint:
     """Where the daemon is: --url, else daemon.json in the state directory (--state-dir, else the
     config's state_dir, else the default), else the config's [server] address, else the default."""
     config = load_config(args.config) if args.config else None

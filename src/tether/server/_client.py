@@ -158,7 +158,7 @@ def error_from_reply(error: Mapping[str, Any]) -> Exception:
 
 
 @attrs.frozen
-class Endpoint:
+class DaemonEndpoint:
     """A daemon's address and the token to show it."""
 
     url: str
@@ -222,7 +222,7 @@ def find_daemon(
     state_dir: str | os.PathLike[str] | None = None,
     server: ServerSettings | None = None,
     configured_state_dir: str | None = None,
-) -> Endpoint:
+) -> DaemonEndpoint:
     """Where the daemon listens and the token to send (see the module's docstring for the order).
 
     `server` and `configured_state_dir` are the config file's ``[server]`` table and
@@ -231,13 +231,13 @@ def find_daemon(
     state = resolve_state_dir(state_dir, configured_state_dir)
     sent = token if token is not None else _read_token(state)
     if url:
-        return Endpoint(url.rstrip("/"), sent, "--url")
+        return DaemonEndpoint(url.rstrip("/"), sent, "--url")
     running = _running_daemon(state)
     if running is not None:
-        return Endpoint(running.rstrip("/"), sent, f"{state / DAEMON_FILE}")
+        return DaemonEndpoint(running.rstrip("/"), sent, f"{state / DAEMON_FILE}")
     if server is not None:
-        return Endpoint(_url(server.host, server.port), sent, "the config's [server] table")
-    return Endpoint(_url(DEFAULT_HOST, DEFAULT_PORT), sent, f"the default address (no daemon.json in {state})")
+        return DaemonEndpoint(_url(server.host, server.port), sent, "the config's [server] table")
+    return DaemonEndpoint(_url(DEFAULT_HOST, DEFAULT_PORT), sent, f"the default address (no daemon.json in {state})")
 
 
 # -- the WebSocket ------------------------------------------------------------------------------
@@ -256,7 +256,7 @@ def _rejection(exc: ConnectionRejected) -> HandshakeRejectedError:
     return cls(exc.status_code, kind, message)
 
 
-def _connect_failure(endpoint: Endpoint, exc: BaseException) -> CannotConnectError:
+def _connect_failure(endpoint: DaemonEndpoint, exc: BaseException) -> CannotConnectError:
     why = str(exc) or type(exc).__name__
     if (isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED) or "refused" in why.lower():
         why = "connection refused: nothing listens there"
@@ -265,7 +265,11 @@ def _connect_failure(endpoint: Endpoint, exc: BaseException) -> CannotConnectErr
 
 @asynccontextmanager
 async def connect(
-    endpoint: Endpoint, path: str, query: Mapping[str, Any] | None = None, *, max_message_size: int = MAX_REPLY_BYTES
+    endpoint: DaemonEndpoint,
+    path: str,
+    query: Mapping[str, Any] | None = None,
+    *,
+    max_message_size: int = MAX_REPLY_BYTES,
 ) -> AsyncIterator[WebSocketConnection]:
     """A WebSocket to the daemon; a failed connect comes out as a `DaemonError`."""
     headers = [(b"Authorization", f"Bearer {endpoint.token}".encode())] if endpoint.token else []
@@ -292,7 +296,7 @@ async def connect(
 class DaemonClient:
     """One /control connection; use `open_client`. Methods may be called from many tasks at once."""
 
-    def __init__(self, ws: WebSocketConnection, endpoint: Endpoint) -> None:
+    def __init__(self, ws: WebSocketConnection, endpoint: DaemonEndpoint) -> None:
         self.endpoint = endpoint
         self._ws = ws
         self._ids = itertools.count(1)
@@ -421,7 +425,7 @@ class DaemonClient:
 
 @asynccontextmanager
 async def open_client(
-    endpoint: Endpoint | None = None,
+    endpoint: DaemonEndpoint | None = None,
     *,
     url: str | None = None,
     token: str | None = None,
@@ -510,7 +514,7 @@ class EventStream:
 
 @asynccontextmanager
 async def open_events(
-    endpoint: Endpoint | None = None,
+    endpoint: DaemonEndpoint | None = None,
     *,
     session_ids: Iterable[str] = (),
     types: Iterable[str] = (),
