@@ -48,7 +48,6 @@ from ._config import (
     StoreConfig,
     TetherConfig,
     check_config_file,
-    check_with_plugins,
     load_config,
 )
 from ._logging import add_secret, setup_logging
@@ -159,11 +158,8 @@ def _server_settings(args: argparse.Namespace, config: TetherConfig | None) -> S
         raise UsageError("--no-auth is only allowed on a loopback address")
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {port}")
-    return ServerSettings(
-        host=host, port=port, allow_remote=allow_remote,
-        max_message_size=base.max_message_size if base else 64 * 1024,
-        subscriber_buffer=base.subscriber_buffer if base else 1_000,
-    )
+    return attrs.evolve(base if base is not None else ServerSettings(), host=host, port=port,
+                        allow_remote=allow_remote)
 
 
 def _auth_token(args: argparse.Namespace, state: Path, config: TetherConfig | None) -> str | None:
@@ -175,21 +171,22 @@ def _auth_token(args: argparse.Namespace, state: Path, config: TetherConfig | No
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ._daemon import DaemonOptions, run_daemon
+    from ._daemon import DaemonOptions, engine_limits, run_daemon
 
-    config = load_config(args.config) if args.config else TetherConfig()
-    state = resolve_state_dir(args.state_dir, config.state_dir)
     registry = discover_plugins()
-    problems = check_with_plugins(config, registry)
-    if problems:
-        raise InvalidConfigError(args.config or "config", problems)
+    config = check_config_file(args.config, registry) if args.config else TetherConfig()  # as `tether check`
+    try:
+        engine_limits(config.connect_limits)  # before anything starts, as `tether check` says
+    except ConfigError as exc:
+        raise InvalidConfigError(args.config, [exc]) from None
+    state = resolve_state_dir(args.state_dir, config.state_dir)
     server = _server_settings(args, config) if config.server.enabled else None
     store = attrs.evolve(config.store, enabled=False) if args.no_store else config.store
     options = DaemonOptions(
         state_dir=state, sessions=config.sessions if args.config else None, server=server,
         token=_auth_token(args, state, config),
         store=store, duration=args.duration, registry=registry,
-        progress=sys.stderr.isatty() and len(config.sessions) >= 200,
+        progress=sys.stderr.isatty() and len(config.sessions) >= 200, connect_limits=config.connect_limits,
     )
     trio.run(run_daemon, options)
     return EXIT_OK
@@ -403,7 +400,13 @@ def _plugins_dict(registry: PluginRegistry) -> dict[str, Any]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from ._daemon import engine_limits
+
     config = check_config_file(args.config, discover_plugins())
+    try:
+        engine_limits(config.connect_limits)
+    except ConfigError as exc:  # what `tether run` would refuse, said the same way
+        raise InvalidConfigError(args.config, [exc]) from None
     print(f"{args.config}: ok ({len(config.sessions)} session{'' if len(config.sessions) == 1 else 's'})")
     return EXIT_OK
 

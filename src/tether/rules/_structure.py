@@ -10,7 +10,8 @@ problem is collected in one pass (``detailed_validation``), each as a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import difflib
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import attrs
@@ -26,6 +27,8 @@ T = TypeVar("T")
 
 _SEP = "\x1f"
 """Separates a problem from its sub-path inside a transform_error line."""
+_EACH = "\x1e"
+"""Separates the problems of one exception that stand for several fields (unknown keys)."""
 
 
 class FieldProblem(ValueError):
@@ -75,20 +78,25 @@ def _table(value: object, _: type) -> dict[str, Any]:
 
 
 def _checked_field(
-    attribute: attrs.Attribute[Any], structure: Callable[[Any, Any], Any]
+    attribute: attrs.Attribute[Any], structure: Callable[[Any, Any], Any], *, check_types: bool = False
 ) -> Callable[[Any, Any], Any]:
     """Hand a raw value to the class's own converter and validator, so the words are tether's.
 
-    A field holding an attrs class (a session's policy) is structured first.
+    A field holding an attrs class (a session's policy) is structured first;
+    with `check_types`, so is a field without a converter of its own (its
+    validator can then rely on the type: ``port = "x"`` is not a whole number).
     """
     nested = attribute.type if attribute.type is not None and attrs.has(attribute.type) else None
     raw: Any = attribute.converter
     takes_field = isinstance(raw, attrs.Converter)
     convert: Callable[..., Any] | None = raw.converter if takes_field else raw
+    typed = check_types and nested is None and convert is None and attribute.type is not None
 
     def hook(value: Any, _: Any) -> Any:
         if nested is not None:
             value = structure(value, nested)
+        elif typed:
+            value = structure(value, attribute.type)
         try:
             if convert is not None:
                 value = convert(value, None, attribute) if takes_field else convert(value)
@@ -111,15 +119,20 @@ def _tables_only(structure: Callable[[Any, Any], Any]) -> Callable[[Any, Any], A
     return hook
 
 
-def register_table_class(converter: cattrs.Converter, cls: type[Any], *, own_validators: bool = False) -> None:
+def register_table_class(
+    converter: cattrs.Converter, cls: type[Any], *, own_validators: bool = False, check_types: bool = False
+) -> None:
     """Structure `cls` from a table, unknown keys rejected.
 
     With `own_validators`, each field goes through the class's own converter
-    and validator (tether's wording), then the class is called (cross-field checks).
+    and validator (tether's wording), then the class is called (cross-field
+    checks); `check_types` first gives a field without a converter the strict
+    type check of its annotation (for validators that assume the type).
     """
     attrs.resolve_types(cls)
     overrides = (
-        {a.name: override(struct_hook=_checked_field(a, converter.structure)) for a in attrs.fields(cls)}
+        {a.name: override(struct_hook=_checked_field(a, converter.structure, check_types=check_types))
+         for a in attrs.fields(cls)}
         if own_validators
         else {}
     )
@@ -155,19 +168,27 @@ def _describe(exc: BaseException, type_: type | None) -> str:
     if isinstance(exc, KeyError):
         return "required field missing"
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
-        fields = sorted(exc.extra_fields)
-        return f"unknown field{'s' if len(fields) > 1 else ''}: {', '.join(fields)}"
+        known = [a.name for a in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
+        return _EACH.join(f"{unknown_key(key, known)}{_SEP}{key}" for key in sorted(exc.extra_fields))
     return cattrs.v.format_exception(exc, type_)
 
 
+def unknown_key(key: str, known: Iterable[str]) -> str:
+    """``unknown field``, with the known key it most likely meant (``max_retires``: max_retries)."""
+    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.75)
+    return f"unknown field; did you mean {close[0]}?" if close else "unknown field"
+
+
 def config_errors(exc: BaseException, root: str = "") -> list[ConfigError]:
-    """Each problem in a structuring error as a `ConfigError` with its full path."""
+    """Each problem in a structuring error as a `ConfigError` with its full path
+    (an unknown key is named at its own path: ``defaults.policy.max_retires``)."""
     errors = []
     for line in cattrs.transform_error(exc, path=root, format_exception=_describe):
         message, _, path = line.rpartition(" @ ")
-        problem, _, sub = message.partition(_SEP)
-        full = ".".join(p for p in (path.lstrip("."), sub) if p)
-        errors.append(ConfigError(full, problem))
+        for part in message.split(_EACH):
+            problem, _, sub = part.partition(_SEP)
+            full = ".".join(p for p in (path.lstrip("."), sub) if p)
+            errors.append(ConfigError(full, problem))
     return errors
 
 
