@@ -57,6 +57,8 @@ class Daemon:
     config: Path | None
     extra_args: Sequence[str] = ()
     env: dict[str, str] = attrs.field(factory=dict)
+    port: int | None = 0
+    """``--port`` for `tether run`; None leaves the port to the config file."""
     process: subprocess.Popen[str] | None = None
     stderr_path: Path | None = None
     runs: int = 0
@@ -71,7 +73,7 @@ class Daemon:
         args = [sys.executable, "-m", "tether", "run"]
         if self.config is not None:
             args.append(str(self.config))
-        args += ["--port", "0", *self.extra_args]
+        args += [*(["--port", str(self.port)] if self.port is not None else []), *self.extra_args]
         env = {**os.environ, "TETHER_STATE_DIR": str(self.state), **self.env}
         self._log = open(self.stderr_path, "w")  # noqa: SIM115 -- closed when the daemon ends
         self.process = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT, text=True,

@@ -47,7 +47,14 @@ from urllib.parse import urlencode
 
 import attrs
 import trio
-from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError, WebSocketConnection, open_websocket_url
+from trio_websocket import (
+    ConnectionClosed,
+    ConnectionRejected,
+    ConnectionTimeout,
+    HandshakeError,
+    WebSocketConnection,
+    open_websocket_url,
+)
 
 from ..rules._classify import single_error
 from ..rules._errors import (
@@ -256,10 +263,29 @@ def _rejection(exc: ConnectionRejected) -> HandshakeRejectedError:
     return cls(exc.status_code, kind, message)
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """`exc` and what caused it, through ``__cause__``/``__context__`` and exception groups."""
+    seen: list[BaseException] = []
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if any(current is s for s in seen):
+            continue
+        seen.append(current)
+        stack.extend(getattr(current, "exceptions", ()))
+        stack.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return seen
+
+
 def _connect_failure(endpoint: DaemonEndpoint, exc: BaseException) -> CannotConnectError:
-    why = str(exc) or type(exc).__name__
-    if (isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED) or "refused" in why.lower():
+    """Why nothing answered, in words (trio-websocket's HandshakeError carries none itself)."""
+    causes = _causes(exc)
+    if any(isinstance(c, ConnectionRefusedError) for c in causes):
         why = "connection refused: nothing listens there"
+    elif any(isinstance(c, ConnectionTimeout) for c in causes):
+        why = "no answer to the WebSocket handshake within 5 s"
+    else:
+        why = next((str(c) for c in causes if str(c)), type(exc).__name__)
     return CannotConnectError(f"cannot connect to the daemon at {endpoint.url} (from {endpoint.source}): {why}")
 
 
