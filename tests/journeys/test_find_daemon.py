@@ -33,6 +33,9 @@ def test_status_with_config_finds_the_daemon_in_the_configs_state_dir(tmp_path: 
         found = tether_command("status", "--json", "--config", str(config), state=elsewhere)
         assert found.returncode == 0, found.stderr
         assert json.loads(found.stdout)["total"] == 1
+        missing = tether_command("status", "--config", str(config), "--session", "nope", state=elsewhere)
+        assert missing.returncode == 1
+        assert missing.stderr == "tether: no session 'nope' is registered\n"
         lost = tether_command("status", state=elsewhere)
         assert lost.returncode == 3
         assert f"no daemon.json in {elsewhere}" in lost.stderr
