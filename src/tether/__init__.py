@@ -106,6 +106,7 @@ from .rules._stats import SupervisorStats as SupervisorStats
 from .rules._status import SessionBrief as SessionBrief
 from .rules._status import StatusPage as StatusPage
 from .rules._status import StatusSummary as StatusSummary
+from .rules._structure import structure_options as structure_options
 from .rules._wire import event_from_dict as event_from_dict
 from .rules._wire import event_to_dict as event_to_dict
 from .rules._wire import make_event_converter as make_event_converter
@@ -268,4 +269,5 @@ __all__ = [
     "serve_events",
     "snapshot_from_dict",
     "snapshot_to_dict",
+    "structure_options",
 ]

@@ -1,7 +1,8 @@
 """Strict structuring of tables into attrs classes, with every bad field named by its path.
 
 The one converter core that the config file, the ``/control`` register
-command and the plugins' option tables share. Scalars are structured
+command and the plugins' option tables share (`structure_options`, public as
+``tether.structure_options``). Scalars are structured
 strictly (``"5"`` is not a number, ``1`` is not true), unknown keys are
 errors with a "did you mean" when a known key is close, and every field's
 problem is collected in one pass (``detailed_validation``), each as a
@@ -11,8 +12,9 @@ problem is collected in one pass (``detailed_validation``), each as a
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+import functools
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from typing import Any, TypeVar, cast
 
 import attrs
 import cattrs
@@ -173,10 +175,21 @@ def _describe(exc: BaseException, type_: type | None) -> str:
     return cattrs.v.format_exception(exc, type_)
 
 
-def unknown_key(key: str, known: Iterable[str]) -> str:
-    """``unknown field``, with the known key it most likely meant (``max_retires``: max_retries)."""
-    close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.75)
-    return f"unknown field; did you mean {close[0]}?" if close else "unknown field"
+def unknown_key(key: str, known: Iterable[str], *, noun: str = "field", list_known: bool = False) -> str:
+    """``unknown field``, with the known key it most likely meant (``max_retires``: max_retries);
+    with `list_known` and no close key, the known ones."""
+    names = sorted(known)
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.75)
+    if close:
+        return f"unknown {noun}; did you mean {close[0]}?"
+    return f"unknown {noun}; known: {', '.join(names)}" if list_known and names else f"unknown {noun}"
+
+
+def _join(path: str, sub: str) -> str:
+    """``a.b`` and ``c`` is ``a.b.c``; ``a`` and ``[0]`` is ``a[0]``."""
+    if not path or not sub:
+        return path or sub
+    return path + sub if sub.startswith("[") else f"{path}.{sub}"
 
 
 def config_errors(exc: BaseException, root: str = "") -> list[ConfigError]:
@@ -187,9 +200,48 @@ def config_errors(exc: BaseException, root: str = "") -> list[ConfigError]:
         message, _, path = line.rpartition(" @ ")
         for part in message.split(_EACH):
             problem, _, sub = part.partition(_SEP)
-            full = ".".join(p for p in (path.lstrip("."), sub) if p)
-            errors.append(ConfigError(full, problem))
+            errors.append(ConfigError(_join(path.lstrip("."), sub), problem))
     return errors
+
+
+@functools.cache
+def _options_converter(cls: type[Any]) -> cattrs.Converter:
+    converter = make_strict_converter()
+    register_table_class(converter, cls, own_validators=True, check_types=True)
+    return converter
+
+
+def structure_options(cls: type[T], options: object) -> T:
+    """A plugin's options table as `cls` (an attrs class), checked as strictly as tether checks its own.
+
+    Each field is structured strictly by its annotation (``"5"`` is not a
+    whole number, ``1`` is not true) unless it has an attrs converter of its
+    own, then goes through its converter and validator (whose `ConfigError`
+    words are kept, their path under the field's). An unknown key is refused
+    with the known key it most likely meant (or the known ones, when none is
+    close); a missing field without a default is named; a key given as null
+    is refused (TOML cannot say null; a JSON table leaves the key out). Then
+    the class is built, so its ``__attrs_post_init__`` can check fields
+    against each other. Every problem is reported at once: one is raised as
+    the `ConfigError` it is (``rows: must be ...``), several as an
+    `InvalidConfigError` listing each with its path in the table.
+    """
+    errors = [ConfigError(str(key), "must not be null (leave the option out)")
+              for key, value in (options.items() if isinstance(options, Mapping) else ()) if value is None]
+    if not errors:
+        try:
+            return _options_converter(cast(Hashable, cls)).structure(options, cls)
+        except Exception as exc:
+            errors = config_errors(exc)
+    known = [a.name for a in attrs.fields(cast(Any, cls))]
+    errors = [
+        ConfigError(e.path, unknown_key(e.path, known, noun="option", list_known=True))
+        if e.problem.startswith("unknown field") and "." not in e.path else e
+        for e in errors
+    ]
+    if len(errors) == 1:
+        raise errors[0]
+    raise InvalidConfigError("options", errors)
 
 
 def _make_table_converter() -> cattrs.Converter:
