@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -148,28 +149,33 @@ class _LogSeen(logging.Handler):
             self.seen.set()
 
 
+@contextmanager
+def _when_logged(needle: str) -> Iterator[trio.Event]:
+    """An event set once the server logs `needle` (at INFO, for the block's duration)."""
+    handler = _LogSeen(needle)
+    server_log = logging.getLogger("tether.server")
+    old_level = server_log.level
+    server_log.addHandler(handler)
+    server_log.setLevel(logging.INFO)
+    try:
+        yield handler.seen
+    finally:
+        server_log.removeHandler(handler)
+        server_log.setLevel(old_level)
+
+
 async def test_a_subscriber_that_stops_reading_is_closed_1013_with_where_to_resume(
     slow_server: tuple[Supervisor, int]
 ) -> None:
     """A frame that takes over send_timeout to go out marks the subscriber too slow; the frame is
     finished (never cut in half), then the close says why and the since= to resume from."""
     supervisor, port = slow_server
-    marked = _LogSeen("a frame took over 1s to send")
-    server_log = logging.getLogger("tether.server")
-    server_log.addHandler(marked)
-    old_level = server_log.level
-    server_log.setLevel(logging.INFO)
-    try:
-        with trio.fail_after(30):
-            async with open_websocket_url(f"ws://127.0.0.1:{port}/events?session=big",
-                                          max_message_size=1 << 22) as ws:
-                for _ in range(150):  # 15 MB: more than loopback's socket buffers hold
-                    supervisor.bus.publish(SessionOutput, session_id="big", data="x" * 100_000)
-                await marked.seen.wait()  # only now does the client start reading
-                seqs, code, reason = await _read_until_close(ws)
-    finally:
-        server_log.removeHandler(marked)
-        server_log.setLevel(old_level)
+    with _when_logged("a frame took over 1s to send") as marked, trio.fail_after(30):
+        async with open_websocket_url(f"ws://127.0.0.1:{port}/events?session=big", max_message_size=1 << 22) as ws:
+            for _ in range(150):  # 15 MB: more than loopback's socket buffers hold
+                supervisor.bus.publish(SessionOutput, session_id="big", data="x" * 100_000)
+            await marked.wait()  # only now does the client start reading
+            seqs, code, reason = await _read_until_close(ws)
     assert code == 1013
     assert reason == f"subscriber too slow (a frame took over 1s to send); reconnect with since={seqs[-1]}"
     assert seqs == list(range(seqs[0], seqs[-1] + 1))  # in order, nothing half-sent or skipped
@@ -193,25 +199,15 @@ async def test_a_subscriber_that_takes_nothing_is_cut_off(slow_server: tuple[Sup
     """No data taken for twice send_timeout: the half-sent frame cannot be finished, so the stream
     is cut without a close frame (1006 on the client's side) and the server carries on."""
     supervisor, port = slow_server
-    cut = _LogSeen("took no data for 2s")
-    server_log = logging.getLogger("tether.server")
-    server_log.addHandler(cut)
-    old_level = server_log.level
-    server_log.setLevel(logging.INFO)
-    try:
-        with trio.fail_after(30):
-            async with open_websocket_url(f"ws://127.0.0.1:{port}/events?session=big",
-                                          max_message_size=1 << 22) as ws:
-                for _ in range(150):
-                    supervisor.bus.publish(SessionOutput, session_id="big", data="x" * 100_000)
-                await cut.seen.wait()
-                _, code, _ = await _read_until_close(ws)
-            assert code == 1006
-            async with open_websocket_url(f"ws://127.0.0.1:{port}/events?since=0&session=big") as again:
-                assert json.loads(await again.get_message())["seq"] == 1
-    finally:
-        server_log.removeHandler(cut)
-        server_log.setLevel(old_level)
+    with _when_logged("took no data for 2s") as cut, trio.fail_after(30):
+        async with open_websocket_url(f"ws://127.0.0.1:{port}/events?session=big", max_message_size=1 << 22) as ws:
+            for _ in range(150):
+                supervisor.bus.publish(SessionOutput, session_id="big", data="x" * 100_000)
+            await cut.wait()
+            _, code, _ = await _read_until_close(ws)
+        assert code == 1006
+        async with open_websocket_url(f"ws://127.0.0.1:{port}/events?since=0&session=big") as again:
+            assert json.loads(await again.get_message())["seq"] == 1
 
 
 async def test_invalid_utf8_on_events_closes_1007(slow_server: tuple[Supervisor, int]) -> None:

@@ -23,30 +23,20 @@ async def _tried(supervisor: tether.Supervisor, session_id: str) -> list[str]:
     return tried
 
 
-async def test_a_local_session_is_not_tried_with_ssh_reconnect(autojump_clock: object) -> None:
-    """The features of a local program (re-attach, restore-state): its kept program is re-attached."""
-    backend = ScriptedBackend(features=frozenset({Feature.REATTACH, Feature.RESTORE_STATE}))
+@pytest.mark.parametrize(("features", "tried"), [
+    ({Feature.REATTACH, Feature.RESTORE_STATE}, ["session-restore"]),  # a local program: re-attached
+    ({Feature.RESTORE_STATE}, ["process-restart"]),  # nothing to re-attach to, and not remote
+    ({Feature.REMOTE}, ["ssh-reconnect"]),
+])
+async def test_only_what_can_apply_is_announced(
+    autojump_clock: object, features: set[Feature], tried: list[str]
+) -> None:
+    """The strategies a backend's features rule out are never announced, let alone run."""
+    backend = ScriptedBackend(features=frozenset(features))
     async with open_supervisor(registry=core_registry(backend)) as supervisor:
-        await supervisor.register(SessionSpec(id="local", backend="scripted"))
+        await supervisor.register(SessionSpec(id="s", backend="scripted"))
         await trio.sleep(1)
-        assert await _tried(supervisor, "local") == ["session-restore"]
-
-
-async def test_without_a_handle_or_a_feature_nothing_is_announced_in_vain(autojump_clock: object) -> None:
-    """Restore-state only: session-restore and ssh-reconnect cannot apply and are not announced."""
-    backend = ScriptedBackend(features=frozenset({Feature.RESTORE_STATE}))
-    async with open_supervisor(registry=core_registry(backend)) as supervisor:
-        await supervisor.register(SessionSpec(id="local", backend="scripted"))
-        await trio.sleep(1)
-        assert await _tried(supervisor, "local") == ["process-restart"]
-
-
-async def test_a_remote_session_is_tried_with_ssh_reconnect(autojump_clock: object) -> None:
-    backend = ScriptedBackend(features=frozenset({Feature.REMOTE}))
-    async with open_supervisor(registry=core_registry(backend)) as supervisor:
-        await supervisor.register(SessionSpec(id="remote", backend="scripted"))
-        await trio.sleep(1)
-        assert await _tried(supervisor, "remote") == ["ssh-reconnect"]
+        assert await _tried(supervisor, "s") == tried
 
 
 async def test_a_real_process_session_is_never_told_trying_ssh_reconnect() -> None:

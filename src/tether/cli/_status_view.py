@@ -14,7 +14,7 @@ from rich.table import Table
 from ..rules._reasons import Disconnect
 from ..rules._state import SessionState
 from ..rules._stats import SupervisorStats
-from ..rules._status import SessionBrief, StatusPage, StatusSummary, state_to_dict, summary_to_dict
+from ..rules._status import SessionBrief, StatusPage, StatusSummary, to_dict
 
 
 def _clock(at: float | None) -> str:
@@ -54,7 +54,7 @@ def _counts(summary: StatusSummary) -> str:
 def print_summary(console: Console, summary: StatusSummary, *, as_json: bool) -> None:
     """The counts, the sessions that are not connected (the most urgent first), the statistics."""
     if as_json:
-        print(json.dumps(summary_to_dict(summary), indent=2))
+        print(json.dumps(to_dict(summary), indent=2))
         return
     console.print(escape(_counts(summary)))
     if summary.not_connected:
@@ -144,7 +144,7 @@ class JsonPages:
             out.write('{"sessions": [')
             self._opened = True
         for state in page.sessions:
-            out.write(("," if self._written else "") + "\n  " + json.dumps(state_to_dict(state)))
+            out.write(("," if self._written else "") + "\n  " + json.dumps(to_dict(state)))
             self._written += 1
         self._omitted += page.history_omitted
         out.flush()

@@ -25,7 +25,7 @@ from cattrs.gen import make_dict_unstructure_fn
 from ._errors import SessionNotFoundError
 from ._reasons import Disconnect
 from ._secrets import redact_command, redact_env, redact_mapping, secret_name_matcher
-from ._state import Attempt, PreservedState, SessionState, SessionStatus
+from ._state import PreservedState, SessionState, SessionStatus
 from ._stats import SupervisorStats
 
 SUMMARY_LIMIT = 50
@@ -175,13 +175,13 @@ def page(
         state = state_of(sid)
         if query.history is not None:
             state = attrs.evolve(state, history=state.history[-query.history:] if query.history else ())
-        size = encoded_size(state_to_dict(state))
+        size = encoded_size(to_dict(state))
         if chosen and used + size > budget:
             break
         if not chosen and size > budget and state.history:
             state = attrs.evolve(state, history=())
             omitted.append(sid)
-            size = encoded_size(state_to_dict(state))
+            size = encoded_size(to_dict(state))
         chosen.append(state)
         used += size
     end = start + len(chosen)
@@ -226,29 +226,9 @@ def make_status_converter() -> cattrs.Converter:
 _STATUS = make_status_converter()
 
 
-def state_to_dict(state: SessionState) -> dict[str, Any]:
-    data: dict[str, Any] = _STATUS.unstructure(state)
-    return data
-
-
-def stats_to_dict(stats: SupervisorStats) -> dict[str, Any]:
-    data: dict[str, Any] = _STATUS.unstructure(stats)
-    return data
-
-
-def attempt_to_dict(attempt: Attempt) -> dict[str, Any]:
-    data: dict[str, Any] = _STATUS.unstructure(attempt)
-    return data
-
-
-def summary_to_dict(summary: StatusSummary) -> dict[str, Any]:
-    data: dict[str, Any] = _STATUS.unstructure(summary)
-    return data
-
-
-def page_to_dict(result: StatusPage) -> dict[str, Any]:
-    data: dict[str, Any] = _STATUS.unstructure(result)
-    return data
+def to_dict(value: Any) -> Any:
+    """A state, attempt, stats value, summary or page as JSON-ready data (secrets redacted)."""
+    return _STATUS.unstructure(value)
 
 
 def from_dict(data: Any, cls: type[Any]) -> Any:

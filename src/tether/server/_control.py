@@ -44,12 +44,9 @@ from ..rules._status import (
     MAX_LIMIT,
     SUMMARY_LIMIT,
     StatusQuery,
-    attempt_to_dict,
     page,
-    page_to_dict,
-    state_to_dict,
     summarize,
-    summary_to_dict,
+    to_dict,
 )
 from ..rules._structure import structure_session
 from ._connection import CLOSE_INVALID_PAYLOAD, CLOSE_UNSUPPORTED, BadFrame
@@ -427,17 +424,17 @@ async def execute(supervisor: Supervisor, command: Command) -> Any:
         if query.detail:
             if query.statuses:  # every session's status is needed: one view of each, once
                 states = supervisor.states()
-                return page_to_dict(page(states, states.__getitem__, query))
-            return page_to_dict(page(supervisor.session_ids, supervisor.state, query))
+                return to_dict(page(states, states.__getitem__, query))
+            return to_dict(page(supervisor.session_ids, supervisor.state, query))
         limit = query.limit if query.limit is not None else SUMMARY_LIMIT
-        return summary_to_dict(summarize(supervisor.states(), supervisor.stats(), supervisor.bus.last_seq, limit))
+        return to_dict(summarize(supervisor.states(), supervisor.stats(), supervisor.bus.last_seq, limit))
     if isinstance(command, Register):
-        return state_to_dict(await supervisor.register(command.spec))
+        return to_dict(await supervisor.register(command.spec))
     if isinstance(command, Unregister):
         await supervisor.unregister(command.session_id)
         return {"session_id": command.session_id}
     attempt = await supervisor.force_reconnect(command.session_id, command.strategy, wait=command.wait)
-    return {"attempt": None if attempt is None else attempt_to_dict(attempt)}
+    return {"attempt": None if attempt is None else to_dict(attempt)}
 
 
 async def handle(supervisor: Supervisor, frame: str) -> dict[str, Any] | Close:
