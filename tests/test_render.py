@@ -47,8 +47,8 @@ def test_user_text_in_any_event_is_rendered_safely() -> None:
 def _stats(**fields: object) -> SupervisorStats:
     base: dict[str, object] = dict(
         registered_sessions=3, active_reconnections=0, total_attempts=0, failed_attempts=0,
-        successful_reconnections=0, failed_reconnections=0, success_rate=100.0, average_reconnection_time=0.0,
-        p50_reconnection_time=0.0, p99_reconnection_time=0.0, last_reconnection=None, disconnections=0,
+        successful_reconnections=0, failed_reconnections=0, success_rate=None, average_reconnection_time=None,
+        p50_reconnection_time=None, p99_reconnection_time=None, last_reconnection=None, disconnections=0,
         network_disconnections=0, process_restarts=0, disconnections_by_reason={}, sessions_by_status={},
     )
     names = {a.name for a in SupervisorStats.__attrs_attrs__}  # type: ignore[attr-defined]
@@ -62,6 +62,18 @@ def test_statistics_with_nothing_yet_say_so() -> None:
     assert rows["attempts"] == "none yet"
     assert rows["last reconnection"] == "never"
     assert not any("100" in value or "None" in value for value in rows.values())
+
+
+def test_counts_from_before_a_restart_claim_no_time_of_this_run() -> None:
+    """Episodes counted over whole lives, none recovered in this run: no mean of None."""
+    rows = dict(stats_rows(_stats(successful_reconnections=2, success_rate=100.0, total_attempts=2)))
+    assert rows["reconnections"] == "2 recovered, 0 failed (100% recovered)"
+    assert "time to recover" not in rows and rows["last reconnection"] == "none in this run"
+
+
+def test_plugin_problems_are_named_by_distribution() -> None:
+    rows = dict(stats_rows(_stats(plugin_problems={"tether-hangs": 3})))
+    assert rows["plugin problems"] == "tether-hangs 3"
 
 
 def test_statistics_with_data_give_rate_times_and_reasons() -> None:

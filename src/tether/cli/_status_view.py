@@ -75,11 +75,15 @@ def print_summary(console: Console, summary: StatusSummary, *, as_json: bool) ->
     print_stats(console, summary.stats)
 
 
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}s"
+
+
 def stats_rows(stats: SupervisorStats, now: float | None = None) -> list[tuple[str, str]]:
     """The statistics in words: nothing claims a rate or a time it has no data for."""
     now = time.time() if now is None else now
     ended = stats.successful_reconnections + stats.failed_reconnections
-    rate = f" ({stats.success_rate:.0f}% recovered)" if ended else ""
+    rate = f" ({stats.success_rate:.0f}% recovered)" if ended and stats.success_rate is not None else ""
     rows = [
         ("sessions", f"{stats.registered_sessions:,}"),
         ("reconnecting now", f"{stats.active_reconnections:,}"),
@@ -88,14 +92,18 @@ def stats_rows(stats: SupervisorStats, now: float | None = None) -> list[tuple[s
         ("attempts", f"{stats.total_attempts:,} ({stats.failed_attempts:,} failed)" if stats.total_attempts
          else "none yet"),
     ]
-    if stats.successful_reconnections:
-        rows.append(("time to recover", f"mean {stats.average_reconnection_time:.2f}s, "
-                     f"p50 {stats.p50_reconnection_time:.2f}s, p99 {stats.p99_reconnection_time:.2f}s"))
-    rows.append(("last reconnection", _ago(stats.last_reconnection, now)))
+    if stats.average_reconnection_time is not None:
+        rows.append(("time to recover", f"mean {_secs(stats.average_reconnection_time)}, "
+                     f"p50 {_secs(stats.p50_reconnection_time)}, p99 {_secs(stats.p99_reconnection_time)}"))
+    earlier = stats.last_reconnection is None and stats.successful_reconnections  # counted before a restart
+    rows.append(("last reconnection", "none in this run" if earlier else _ago(stats.last_reconnection, now)))
     by_reason = ", ".join(f"{reason} {n:,}" for reason, n in sorted(stats.disconnections_by_reason.items()))
     rows.append(("disconnections", f"{stats.disconnections:,}" + (f": {by_reason}" if by_reason else "")))
     if stats.process_restarts:
         rows.append(("process restarts", f"{stats.process_restarts:,}"))
+    if stats.plugin_problems:
+        problems = sorted(stats.plugin_problems.items())
+        rows.append(("plugin problems", ", ".join(f"{dist} {n:,}" for dist, n in problems)))
     return rows
 
 

@@ -124,12 +124,13 @@ def summarize(
 ) -> StatusSummary:
     """Counts by status and the `limit` most urgent sessions that are not connected."""
     down = [s for s in states.values() if s.status is not SessionStatus.CONNECTED]
-    down.sort(key=lambda s: (URGENCY[s.status], s.id))
+    down.sort(key=lambda s: (URGENCY.get(s.status, len(URGENCY)), s.id))
     by_status: dict[str, int] = {}
     for state in states.values():
         by_status[state.status.value] = by_status.get(state.status.value, 0) + 1
     return StatusSummary(
-        total=len(states), by_status=dict(sorted(by_status.items(), key=lambda kv: URGENCY[SessionStatus(kv[0])])),
+        total=len(states),
+        by_status=dict(sorted(by_status.items(), key=lambda kv: URGENCY.get(SessionStatus(kv[0]), len(URGENCY)))),
         not_connected=tuple(_brief(s) for s in down[:limit]), not_connected_total=len(down),
         stats=stats, last_seq=last_seq,
     )
