@@ -39,11 +39,12 @@ PAGE_BUDGET = 1 << 20
 URGENCY: Mapping[SessionStatus, int] = {
     SessionStatus.FAILED: 0,
     SessionStatus.DISCONNECTED: 1,
-    SessionStatus.RECONNECTING: 2,
-    SessionStatus.BACKING_OFF: 3,
-    SessionStatus.CONNECTING: 4,
-    SessionStatus.STOPPED: 5,
-    SessionStatus.CONNECTED: 6,
+    SessionStatus.WAITING: 2,
+    SessionStatus.RECONNECTING: 3,
+    SessionStatus.BACKING_OFF: 4,
+    SessionStatus.CONNECTING: 5,
+    SessionStatus.STOPPED: 6,
+    SessionStatus.CONNECTED: 7,
 }
 """The order a summary lists sessions in: the ones that need a person first."""
 
@@ -89,7 +90,8 @@ class StatusSummary:
     total: int
     by_status: Mapping[str, int]
     not_connected: tuple[SessionBrief, ...]
-    """The most urgent first (failed, disconnected, reconnecting, backing off, connecting), then by id."""
+    """The most urgent first (failed, disconnected, waiting for its target, reconnecting, backing off,
+    connecting), then by id."""
     not_connected_total: int
     stats: SupervisorStats
     last_seq: int
