@@ -134,10 +134,14 @@ def test_run_status_watch_and_sigterm(tmp_path: Path) -> None:
         status = _run("status", "--json", state=state)
         assert status.returncode == 0, status.stderr
         data = json.loads(status.stdout)
-        assert [s["id"] for s in data["sessions"]] == ["web"]
+        assert data["total"] == 1
         assert data["stats"]["disconnections"] >= 1
+        detail = json.loads(_run("status", "--detail", "--json", state=state).stdout)
+        assert [s["id"] for s in detail["sessions"]] == ["web"]
         table = _run("status", state=state)
-        assert table.returncode == 0 and "web" in table.stdout
+        assert table.returncode == 0 and table.stdout.startswith("1 session: 1 ")
+        rows = _run("status", "--detail", state=state)
+        assert rows.returncode == 0 and "web" in rows.stdout
         watch = _run("watch", "--json", "--since", "0", "--count", "4", "--session", "web", state=state)
         assert watch.returncode == 0, watch.stderr
         events = [json.loads(line) for line in watch.stdout.splitlines()]

@@ -45,7 +45,7 @@ def test_every_bad_field_is_reported() -> None:
         "sessions[0].policy.strategies.bogus: unknown reason; known reasons: network, process-exit, "
         "spawn-failed, timeout, auth, host-key, remote-closed, health-check, backend-error, forced, "
         "supervisor-restart, secret-missing",
-        "sessions[0]: unknown field: extra",
+        "sessions[0].extra: unknown field",
         "sessions[1].id: required field missing",
         "sessions[1].backend: must be a backend name, got 3",
     ]
@@ -82,7 +82,7 @@ def test_server_store_and_layout_errors() -> None:
         "server.port: must be between 0 and 65535, got 70000",
         "store.flush_interval: must be > 0, got 0.0",
         "sessions: must be an array of tables ([[sessions]])",
-        "unknown field: x",
+        "x: unknown field",
     ]
     assert _problems({"server": {"host": "0.0.0.0"}}) == [
         "server.host: '0.0.0.0' is not a loopback address; set allow_remote = true to listen on it"

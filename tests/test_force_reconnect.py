@@ -13,7 +13,11 @@ R = tether.DisconnectReason
 
 
 class _Context:
-    """Only what ForceReconnect touches: `run_strategy`, failing as each strategy is told to."""
+    """Only what ForceReconnect touches: `run_strategy`, failing as each strategy is told to, and the
+    features and preserved handle it asks whether a strategy can apply (here: every one can)."""
+
+    features = frozenset(tether.Feature)
+    preserved = tether.PreservedState(handle="kept")
 
     def __init__(self, failures: Mapping[str, Exception]) -> None:
         self.failures = failures

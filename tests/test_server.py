@@ -83,7 +83,8 @@ async def test_handshake_without_token_is_401_and_wrong_token_403(served: tuple[
 
 
 @pytest.mark.parametrize(
-    "query", ["since=-1", "since=abc", "since=999", "bogus=1", "session=", "batch=0", "batch=1001", "batch=x"]
+    "query", ["since=-1", "since=abc", "since=999", "bogus=1", "session=", "batch=0", "batch=1001", "batch=x",
+              "since=%C2%B2", "batch=%D9%A3", "since=" + "9" * 30]
 )
 async def test_bad_query_is_400(served: tuple[Supervisor, str], query: str) -> None:
     """A bad since= (or unknown parameter) is refused in the handshake."""
@@ -153,8 +154,9 @@ async def test_control_commands_and_typed_errors(served: tuple[Supervisor, str])
             assert reply["error"]["errors"] == [
                 {"path": "session.policy.max_delay", "problem": "must be >= base_delay (2.0), got 1.0"}]
             reply = await ask({"id": 4, "op": "status"})
+            assert reply["result"]["total"] == 1 and reply["result"]["stats"]["registered_sessions"] == 1
+            reply = await ask({"id": 4, "op": "status", "detail": True})
             assert [s["id"] for s in reply["result"]["sessions"]] == ["x"]
-            assert reply["result"]["stats"]["registered_sessions"] == 1
             reply = await ask({"id": 5, "op": "force-reconnect", "session_id": "x"})
             assert reply["result"]["attempt"]["success"] is True
             reply = await ask({"id": 6, "op": "force-reconnect", "session_id": "x", "strategy": "nope"})
@@ -181,6 +183,8 @@ async def test_control_commands_and_typed_errors(served: tuple[Supervisor, str])
         ("/control", b"\x00binary", 1003),
         ("/control", json.dumps({"id": 1, "op": "status", "pad": "x" * 10_000}), 1009),
         ("/events", "hello", 1003),
+        ("/events", b"\x00binary", 1003),
+        ("/events", "x" * 10_000, 1009),
     ],
 )
 async def test_bad_frames_close_with_the_right_code(

@@ -66,7 +66,7 @@ def test_a_bad_frame_names_every_problem() -> None:
     assert problems(info) == [
         "read.data: must be base64 (standard alphabet, padded)",
         "read.losses[0].kind: must be one of unseen, trimmed, unsaved, got 'eaten'",
-        "read: unknown field: extra",
+        "read.extra: unknown field",
     ]
     with pytest.raises(InvalidConfigError) as info:
         read_from_dict({"log": "x", "since": 0, "next": 4, "end": 4, "data": "YQ==", "losses": []})

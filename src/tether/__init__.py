@@ -130,6 +130,10 @@ from .rules._state import PreservedState as PreservedState
 from .rules._state import SessionState as SessionState
 from .rules._state import SessionStatus as SessionStatus
 from .rules._stats import SupervisorStats as SupervisorStats
+from .rules._status import SessionBrief as SessionBrief
+from .rules._status import StatusPage as StatusPage
+from .rules._status import StatusSummary as StatusSummary
+from .rules._structure import structure_options as structure_options
 from .rules._wire import event_from_dict as event_from_dict
 from .rules._wire import event_to_dict as event_to_dict
 from .rules._wire import input_from_dict as input_from_dict
@@ -137,6 +141,20 @@ from .rules._wire import input_to_dict as input_to_dict
 from .rules._wire import make_event_converter as make_event_converter
 from .rules._wire import read_from_dict as read_from_dict
 from .rules._wire import read_to_dict as read_to_dict
+from .server._client import AuthRejectedError as AuthRejectedError
+from .server._client import CannotConnectError as CannotConnectError
+from .server._client import ConnectionLostError as ConnectionLostError
+from .server._client import DaemonClient as DaemonClient
+from .server._client import DaemonEndpoint as DaemonEndpoint
+from .server._client import DaemonError as DaemonError
+from .server._client import EventStream as EventStream
+from .server._client import HandshakeRejectedError as HandshakeRejectedError
+from .server._client import LagNotice as LagNotice
+from .server._client import RequestError as RequestError
+from .server._client import UnknownMessage as UnknownMessage
+from .server._client import find_daemon as find_daemon
+from .server._client import open_client as open_client
+from .server._client import open_events as open_events
 from .server._server import serve_events as serve_events
 from .server._settings import ServerSettings as ServerSettings
 from .store._codec import MIGRATIONS as MIGRATIONS
@@ -154,17 +172,23 @@ __version__ = "0.1.0"
 __all__ = [
     "Attempt",
     "AuthError",
+    "AuthRejectedError",
     "BACKENDS_GROUP",
     "Backend",
+    "CannotConnectError",
     "CommandMark",
     "ConfigError",
     "ConnectMode",
+    "ConnectionLostError",
     "ConsoleOutput",
     "CorruptStoreError",
     "CursorError",
     "CwdReport",
     "DEFAULT_SECRET_PATTERNS",
     "DEFAULT_STRATEGIES",
+    "DaemonClient",
+    "DaemonEndpoint",
+    "DaemonError",
     "Disconnect",
     "DisconnectReason",
     "DuplicateSessionError",
@@ -174,14 +198,17 @@ __all__ = [
     "Event",
     "EventBus",
     "EventFilter",
+    "EventStream",
     "Feature",
     "ForceReconnect",
     "Found",
+    "HandshakeRejectedError",
     "HealthCheckFailed",
     "HostKeyError",
     "InvalidConfigError",
     "Jitter",
     "KEYS",
+    "LagNotice",
     "Lagged",
     "Link",
     "LinkError",
@@ -215,12 +242,14 @@ __all__ = [
     "ReconnectStarted",
     "ReconnectSucceeded",
     "RecoveryContext",
+    "RequestError",
     "RetriesExhausted",
     "RunResult",
     "RunTracker",
     "SNAPSHOT_SCHEMA_VERSION",
     "STRATEGIES_GROUP",
     "ServerSettings",
+    "SessionBrief",
     "SessionConnected",
     "SessionDisconnected",
     "SessionFailed",
@@ -242,6 +271,8 @@ __all__ = [
     "SqliteStore",
     "SshReconnect",
     "StateRecovery",
+    "StatusPage",
+    "StatusSummary",
     "StoreConfig",
     "StoreError",
     "StoreStats",
@@ -258,6 +289,7 @@ __all__ = [
     "TetherConfig",
     "TetherError",
     "UnknownBackendError",
+    "UnknownMessage",
     "UnknownStrategyError",
     "WriteResult",
     "backoff_schedule",
@@ -274,6 +306,7 @@ __all__ = [
     "encode_shell_mark",
     "event_from_dict",
     "event_to_dict",
+    "find_daemon",
     "ideal_delay",
     "input_from_dict",
     "input_to_dict",
@@ -281,6 +314,8 @@ __all__ = [
     "make_event_converter",
     "make_snapshot_converter",
     "new_nonce",
+    "open_client",
+    "open_events",
     "open_sqlite_store",
     "open_supervisor",
     "parse_config",
@@ -296,4 +331,5 @@ __all__ = [
     "serve_events",
     "snapshot_from_dict",
     "snapshot_to_dict",
+    "structure_options",
 ]

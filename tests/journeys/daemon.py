@@ -57,6 +57,8 @@ class Daemon:
     config: Path | None
     extra_args: Sequence[str] = ()
     env: dict[str, str] = attrs.field(factory=dict)
+    port: int | None = 0
+    """``--port`` for `tether run`; None leaves the port to the config file."""
     process: subprocess.Popen[str] | None = None
     stderr_path: Path | None = None
     runs: int = 0
@@ -71,7 +73,7 @@ class Daemon:
         args = [sys.executable, "-m", "tether", "run"]
         if self.config is not None:
             args.append(str(self.config))
-        args += ["--port", "0", *self.extra_args]
+        args += [*(["--port", str(self.port)] if self.port is not None else []), *self.extra_args]
         env = {**os.environ, "TETHER_STATE_DIR": str(self.state), **self.env}
         self._log = open(self.stderr_path, "w")  # noqa: SIM115 -- closed when the daemon ends
         self.process = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT, text=True,
@@ -98,13 +100,16 @@ class Daemon:
         return tether_command(*args, state=self.state, check=check, timeout=timeout, env=self.env)
 
     def status(self) -> dict[str, Any]:
-        """``tether status --json`` with every session's detail."""
+        """``tether status --json``: the summary (counts, the sessions not connected, statistics)."""
         result = self.cli("status", "--json")
         data: dict[str, Any] = json.loads(result.stdout)
         return data
 
     def sessions(self) -> dict[str, dict[str, Any]]:
-        return {s["id"]: s for s in self.status()["sessions"]}
+        """``tether status --detail --json``: every session's detail, by id (every page)."""
+        result = self.cli("status", "--detail", "--json")
+        data: dict[str, Any] = json.loads(result.stdout)
+        return {s["id"]: s for s in data["sessions"]}
 
     def stop(self, how: str = "SIGTERM", *, timeout: float = 10.0) -> float:
         """Stop the daemon (SIGTERM, SIGINT or SIGKILL); returns the seconds it took to exit."""

@@ -2,7 +2,11 @@
 
 Structured by the strict converter core (`tether.rules._structure`), so every
 bad field is reported with its path (``sessions[3].policy.max_delay: must be
->= base_delay (2.0), got 1.0``).
+>= base_delay (2.0), got 1.0``), and in one pass: each top-level key, each
+table and each session is structured on its own, so one bad section never
+hides the problems of another, and the plugins check every session whose
+backend can be named, even one with other problems (`check_config`). An
+unknown key says which known key it most likely meant.
 """
 
 from __future__ import annotations
@@ -19,9 +23,16 @@ import cattrs
 
 from ..engine._plugins import PluginRegistry
 from ..rules._errors import ConfigError, InvalidConfigError
+from ..rules._limits import ConnectLimits, limit_value
 from ..rules._policy import ReconnectPolicy
 from ..rules._spec import SessionSpec
-from ..rules._structure import FieldProblem, config_errors, make_strict_converter, register_table_class
+from ..rules._structure import (
+    FieldProblem,
+    config_errors,
+    make_strict_converter,
+    register_table_class,
+    unknown_key,
+)
 from ..server._settings import ServerSettings
 from ..store._pg_connection import check_url
 
@@ -84,7 +95,13 @@ class TetherConfig:
     server: ServerSettings = attrs.field(factory=ServerSettings)
     store: StoreConfig = attrs.field(factory=StoreConfig)
     defaults: Defaults = attrs.field(factory=Defaults)
+    connect_limits: ConnectLimits = attrs.field(factory=ConnectLimits)
+    """From the file's ``connect_limit`` (every target) and ``[connect_limits]`` (per target)."""
     sessions: tuple[SessionSpec, ...] = ()
+
+
+TOP_LEVEL_KEYS = ("state_dir", "connect_limit", "connect_limits", "server", "store", "defaults", "sessions")
+"""The keys a config file may have, in the order `tether check` reports them."""
 
 
 def _sessions(converter: cattrs.Converter) -> Callable[[Any, Any], tuple[SessionSpec, ...]]:
@@ -102,8 +119,9 @@ def make_config_converter() -> cattrs.Converter:
     """Our converter for config files: the strict core plus the file's own tables."""
     converter = make_strict_converter()
     converter.register_structure_hook_func(lambda t: t == tuple[SessionSpec, ...], _sessions(converter))
-    for cls in (ServerSettings, StoreConfig, Defaults, TetherConfig):
-        register_table_class(converter, cls)
+    for cls in (ServerSettings, StoreConfig):
+        register_table_class(converter, cls, own_validators=True, check_types=True)
+    register_table_class(converter, Defaults)
     return converter
 
 
@@ -113,50 +131,135 @@ _CONVERTER = make_config_converter()
 # -- loading ------------------------------------------------------------------------------------
 
 
-def _merge_defaults(raw_sessions: object, defaults: Mapping[str, Any]) -> object:
-    """Each session's policy table laid over the defaults' (raw dicts, before structuring)."""
-    if not defaults or not isinstance(raw_sessions, list):
-        return raw_sessions
-    merged = []
-    for raw in raw_sessions:
-        if isinstance(raw, Mapping) and isinstance(raw.get("policy", {}), Mapping):
-            raw = {**raw, "policy": {**defaults, **raw.get("policy", {})}}
-        merged.append(raw)
-    return merged
+def _merge_defaults(raw: object, defaults: Mapping[str, Any]) -> object:
+    """A session's policy table laid over the defaults' (raw dicts, before structuring)."""
+    if defaults and isinstance(raw, Mapping) and isinstance(raw.get("policy", {}), Mapping):
+        return {**raw, "policy": {**defaults, **raw.get("policy", {})}}
+    return raw
 
 
-def _duplicate_ids(sessions: tuple[SessionSpec, ...]) -> list[ConfigError]:
+def _structured(value: object, cls: Any, path: str, errors: list[ConfigError]) -> Any:
+    """`value` structured as `cls`, or None with its problems added to `errors`."""
+    try:
+        return _CONVERTER.structure(value, cls)
+    except Exception as exc:
+        errors.extend(config_errors(exc, f".{path}"))
+        return None
+
+
+def _policy_defaults(raw: object, errors: list[ConfigError]) -> Mapping[str, Any]:
+    """``[defaults.policy]``: checked once, at its own path; only its good keys reach the sessions
+    (so a bad default is reported once, not again in every session)."""
+    if not isinstance(raw, Mapping):
+        errors.append(ConfigError("defaults", f"must be a table, got {raw!r}"))
+        return {}
+    for key in raw:
+        if key != "policy":
+            errors.append(ConfigError(f"defaults.{key}", unknown_key(str(key), ["policy"])))
+    policy = raw.get("policy", {})
+    if not isinstance(policy, Mapping):
+        errors.append(ConfigError("defaults.policy", f"must be a table, got {policy!r}"))
+        return {}
+    found: list[ConfigError] = []
+    _structured(dict(policy), ReconnectPolicy, "defaults.policy", found)
+    errors.extend(found)
+    bad = {e.path.split(".")[2] for e in found if e.path.count(".") >= 2}
+    return {key: value for key, value in policy.items() if key not in bad}
+
+
+def _salvaged(raw: Mapping[str, Any], problems: list[ConfigError], where: str) -> SessionSpec | None:
+    """A session with problems, its bad fields set to defaults, so the plugins can still check the rest."""
+    bad = {e.path[len(where) + 1:].split(".")[0].split("[")[0] for e in problems if e.path.startswith(where + ".")}
+    if any(not e.path.startswith(where + ".") for e in problems) or "backend" in bad:
+        return None  # not even a table with a backend name
+    try:
+        return SessionSpec(
+            id=raw["id"] if "id" not in bad and isinstance(raw.get("id"), str) else "session",
+            backend=raw["backend"],
+            options=raw.get("options", {}) if "options" not in bad else {},
+        )
+    except (ConfigError, KeyError, TypeError):
+        return None
+
+
+def _sessions_of(
+    raw: object, defaults: Mapping[str, Any], registry: PluginRegistry | None, errors: list[ConfigError]
+) -> list[SessionSpec]:
+    if not isinstance(raw, list):
+        errors.append(ConfigError("sessions", "must be an array of tables ([[sessions]])"))
+        return []
+    specs: list[SessionSpec] = []
     first: dict[str, int] = {}
-    errors = []
-    for index, spec in enumerate(sessions):
-        if spec.id in first:
-            problem = f"{spec.id!r} is already used by sessions[{first[spec.id]}]"
-            errors.append(ConfigError(f"sessions[{index}].id", problem))
-        else:
-            first.setdefault(spec.id, index)
-    return errors
+    for index, table in enumerate(raw):
+        where = f"sessions[{index}]"
+        found: list[ConfigError] = []
+        spec = _structured(_merge_defaults(table, defaults), SessionSpec, where, found)
+        sid = table.get("id") if isinstance(table, Mapping) else None
+        if isinstance(sid, str) and sid:
+            if sid in first:
+                found.append(ConfigError(f"{where}.id", f"{sid!r} is already used by sessions[{first[sid]}]"))
+            else:
+                first[sid] = index
+        if registry is not None:
+            checked = spec if spec is not None else _salvaged(table, found, where) if isinstance(table, Mapping) \
+                else None
+            if checked is not None:
+                replaced_policy = spec is None
+                found.extend(e for e in check_spec(checked, registry, where)
+                             if not (replaced_policy and e.path.startswith(f"{where}.policy")))
+        errors.extend(sorted(found, key=lambda e: _FIELD_ORDER.get(e.path[len(where) + 1:].split(".")[0], 9)))
+        if spec is not None:
+            specs.append(spec)
+    return specs
+
+
+_FIELD_ORDER = {"id": 0, "backend": 1, "options": 2, "policy": 3}
+
+
+def check_config(
+    data: Mapping[str, Any], registry: PluginRegistry | None = None
+) -> tuple[TetherConfig | None, list[ConfigError]]:
+    """Every problem of a parsed config file in one pass, in file order, each with its path;
+    with a `registry`, what the plugins say too. The config when there is no problem."""
+    errors: list[ConfigError] = []
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            errors.append(ConfigError(str(key), unknown_key(str(key), TOP_LEVEL_KEYS)))
+    fields: dict[str, Any] = {}
+    if "state_dir" in data:
+        fields["state_dir"] = _structured(data["state_dir"], str | None, "state_dir", errors)
+    limits: dict[str, Any] = {}
+    for key, name, read in (("connect_limit", "default", limit_value), ("connect_limits", "per_target", None)):
+        if key in data:
+            try:
+                limits[name] = read(data[key], key) if read else ConnectLimits(per_target=data[key]).per_target
+            except ConfigError as exc:
+                errors.append(exc)
+    fields["connect_limits"] = ConnectLimits(**limits)
+    for name, cls in (("server", ServerSettings), ("store", StoreConfig)):
+        if name in data:
+            fields[name] = _structured(data[name], cls, name, errors)
+    defaults = _policy_defaults(data["defaults"], errors) if "defaults" in data else {}
+    if "sessions" in data:
+        fields["sessions"] = tuple(_sessions_of(data["sessions"], defaults, registry, errors))
+    order = {key: index for index, key in enumerate(data)}
+    errors.sort(key=lambda e: order.get(_top_key(e.path), -1))
+    if errors:
+        return None, errors
+    if "defaults" in data:
+        fields["defaults"] = Defaults(policy=dict(defaults))
+    return TetherConfig(**fields), []
+
+
+def _top_key(path: str) -> str:
+    return path.split(".")[0].split("[")[0]
 
 
 def parse_config(data: Mapping[str, Any], *, source: str = "config") -> TetherConfig:
     """A validated config from a parsed TOML document; `InvalidConfigError` lists every bad field."""
-    data = dict(data)
-    defaults = data.get("defaults", {})
-    policy_defaults: Mapping[str, Any] = {}
-    if isinstance(defaults, Mapping) and isinstance(defaults.get("policy"), Mapping):
-        policy_defaults = defaults["policy"]
-        try:
-            _CONVERTER.structure(dict(policy_defaults), ReconnectPolicy)
-        except Exception as exc:
-            raise InvalidConfigError(source, config_errors(exc, ".defaults.policy")) from None
-    if "sessions" in data:
-        data["sessions"] = _merge_defaults(data["sessions"], policy_defaults)
-    try:
-        config = _CONVERTER.structure(data, TetherConfig)
-    except Exception as exc:
-        raise InvalidConfigError(source, config_errors(exc)) from None
-    duplicates = _duplicate_ids(config.sessions)
-    if duplicates:
-        raise InvalidConfigError(source, duplicates)
+    config, errors = check_config(data)
+    if config is None:
+        raise InvalidConfigError(source, errors)
     return config
 
 
@@ -180,40 +283,11 @@ def load_config(path: str | Path) -> TetherConfig:
 
 
 def check_config_file(path: str | Path, registry: PluginRegistry) -> TetherConfig:
-    """Everything `tether check` reports: structural problems and, for every session that
-    structured, what the plugins say, all in one `InvalidConfigError`."""
-    data = _read_toml(path)
-    try:
-        config = parse_config(data, source=str(path))
-    except InvalidConfigError as exc:
-        errors = list(exc.errors)
-        raw_sessions = data.get("sessions")
-        if isinstance(raw_sessions, list):
-            defaults = data.get("defaults", {})
-            policy = defaults.get("policy", {}) if isinstance(defaults, Mapping) else {}
-            merged = _merge_defaults(raw_sessions, policy if isinstance(policy, Mapping) else {})
-            assert isinstance(merged, list)
-            for index, raw in enumerate(merged):
-                where = f"sessions[{index}]"
-                try:
-                    spec = _CONVERTER.structure(raw, SessionSpec)
-                except Exception:
-                    continue
-                errors.extend(check_spec(spec, registry, where))
-        raise InvalidConfigError(str(path), sorted(errors, key=_path_order)) from None
-    problems = check_with_plugins(config, registry)
-    if problems:
-        raise InvalidConfigError(str(path), problems)
+    """Everything `tether check` (and `tether run`) reports, in one `InvalidConfigError`."""
+    config, errors = check_config(_read_toml(path), registry)
+    if config is None:
+        raise InvalidConfigError(str(path), errors)
     return config
-
-
-def _path_order(error: ConfigError) -> tuple[int, str]:
-    """Sessions in index order, then everything else."""
-    if error.path.startswith("sessions["):
-        index = error.path[len("sessions["):].partition("]")[0]
-        if index.isdigit():
-            return int(index), ""
-    return -1, error.path
 
 
 def check_with_plugins(config: TetherConfig, registry: PluginRegistry) -> list[ConfigError]:

@@ -88,8 +88,8 @@ async def chaos(supervisor: Supervisor) -> None:
 
 
 async def live_log(supervisor: Supervisor, emit: Callable[[str], None]) -> None:
-    """Print every event as one line as it happens."""
-    with supervisor.subscribe(buffer=10_000) as sub:
+    """Print every event as one line as it happens, from the first (the sessions registering)."""
+    with supervisor.subscribe(buffer=10_000, since=0) as sub:  # from the first event: the sessions registering
         async for item in sub:
             data = event_to_dict(item)
             if data["type"] == "session.output" and not str(data.get("data", "")).strip():

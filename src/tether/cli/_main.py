@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import random
 import sys
 from collections.abc import Sequence
@@ -18,7 +19,6 @@ from typing import Any
 
 import attrs
 import trio
-from trio_websocket import ConnectionClosed, ConnectionRejected
 
 from .. import __version__
 from ..engine._plugins import BACKENDS_GROUP, STRATEGIES_GROUP, PluginRegistry, discover_plugins
@@ -27,14 +27,27 @@ from ..rules._backoff import retry_delay
 from ..rules._errors import ConfigError, InvalidConfigError, TetherError
 from ..rules._paths import resolve_state_dir
 from ..rules._policy import ReconnectPolicy
-from ..server._auth import load_or_create_token, read_token
-from ..server._client import AuthRejectedError, CannotConnectError, Endpoint, connect, daemon_url, rejection_type
+from ..rules._status import MAX_LIMIT
+from ..rules._wire import event_to_dict
+from ..server._auth import load_or_create_token
+from ..server._client import (
+    AuthRejectedError,
+    CannotConnectError,
+    ConnectionLostError,
+    DaemonEndpoint,
+    DaemonError,
+    HandshakeRejectedError,
+    LagNotice,
+    UnknownMessage,
+    find_daemon,
+    open_client,
+    open_events,
+)
 from ..server._settings import ServerSettings
 from ._config import (
     StoreConfig,
     TetherConfig,
     check_config_file,
-    check_with_plugins,
     config_notes,
     load_config,
 )
@@ -73,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--log-json", action="store_true", help="log one JSON object per line")
     common.add_argument("--debug", action="store_true", help="show tracebacks")
     client = argparse.ArgumentParser(add_help=False)
-    client.add_argument("--url", help="daemon address (default: from daemon.json, else ws://127.0.0.1:8765)")
+    client.add_argument("--config", metavar="FILE",
+                        help="the daemon's config: its state_dir and [server] address say where it is")
+    client.add_argument("--url", help="daemon address (default: the running daemon's daemon.json, else the "
+                        "config's host and port, else ws://127.0.0.1:8765)")
     client.add_argument("--token", help="token to send (default: the one in the state directory)")
     serve = argparse.ArgumentParser(add_help=False)
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
@@ -97,9 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--json", action="store_true", help="one JSON event per line")
     watch.add_argument("--count", type=int, help="exit after this many events")
     watch.add_argument("--max-retries", type=int, help="give up (exit 3) after this many failed connects")
-    status = sub.add_parser("status", parents=[common, client], help="sessions and statistics")
+    status = sub.add_parser("status", parents=[common, client],
+                            help="a summary of the sessions (counts, the ones not connected); --detail for each")
     status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.add_argument("--session", action="append", default=[], help="only this session (repeatable)")
+    status.add_argument("--detail", action="store_true", help="one row per session (every page, in id order)")
+    status.add_argument("--session", action="append", default=[],
+                        help="detail of this session (repeatable; with --cluster: only this session)")
+    status.add_argument("--status", action="append", default=[], metavar="STATUS", dest="statuses",
+                        help="detail of the sessions in this status, e.g. failed (repeatable)")
+    status.add_argument("--limit", type=int, metavar="N",
+                        help=f"summary: list at most N sessions that are not connected (default 50); "
+                        f"detail: one page of at most N sessions (1-{MAX_LIMIT}), with its next cursor")
+    status.add_argument("--cursor", help="detail: the page after this cursor (from a previous --limit page)")
     status.add_argument("--cluster", action="store_true",
                         help="every process sharing the PostgreSQL store, with its lease, and every session's owner")
     status.add_argument("--store-url", help="with --cluster: postgresql://... (default: $TETHER_STORE_URL)")
@@ -134,11 +159,8 @@ def _server_settings(args: argparse.Namespace, config: TetherConfig | None) -> S
         raise UsageError("--no-auth is only allowed on a loopback address")
     if not 0 <= port <= 65535:
         raise UsageError(f"--port must be between 0 and 65535, got {port}")
-    return ServerSettings(
-        host=host, port=port, allow_remote=allow_remote,
-        max_message_size=base.max_message_size if base else 64 * 1024,
-        subscriber_buffer=base.subscriber_buffer if base else 1_000,
-    )
+    return attrs.evolve(base if base is not None else ServerSettings(), host=host, port=port,
+                        allow_remote=allow_remote)
 
 
 def _auth_token(args: argparse.Namespace, state: Path, config: TetherConfig | None) -> str | None:
@@ -150,21 +172,22 @@ def _auth_token(args: argparse.Namespace, state: Path, config: TetherConfig | No
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ._daemon import DaemonOptions, run_daemon
+    from ._daemon import DaemonOptions, engine_limits, run_daemon
 
-    config = load_config(args.config) if args.config else TetherConfig()
-    state = resolve_state_dir(args.state_dir, config.state_dir)
     registry = discover_plugins()
-    problems = check_with_plugins(config, registry)
-    if problems:
-        raise InvalidConfigError(args.config or "config", problems)
+    config = check_config_file(args.config, registry) if args.config else TetherConfig()  # as `tether check`
+    try:
+        engine_limits(config.connect_limits)  # before anything starts, as `tether check` says
+    except ConfigError as exc:
+        raise InvalidConfigError(args.config, [exc]) from None
+    state = resolve_state_dir(args.state_dir, config.state_dir)
     server = _server_settings(args, config) if config.server.enabled else None
     store = attrs.evolve(config.store, enabled=False) if args.no_store else config.store
     options = DaemonOptions(
         state_dir=state, sessions=config.sessions if args.config else None, server=server,
         token=_auth_token(args, state, config),
         store=store, duration=args.duration, registry=registry,
-        progress=sys.stderr.isatty() and len(config.sessions) >= 200,
+        progress=sys.stderr.isatty() and len(config.sessions) >= 200, connect_limits=config.connect_limits,
     )
     trio.run(run_daemon, options)
     return EXIT_OK
@@ -204,12 +227,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _endpoint(args: argparse.Namespace) -> Endpoint:
-    state = resolve_state_dir(args.state_dir)
-    token = args.token or read_token(state)
-    if token:
-        add_secret(token)
-    return Endpoint(daemon_url(state, args.url), token)
+def _endpoint(args: argparse.Namespace) -> DaemonEndpoint:
+    """Where the daemon is: --url, else daemon.json in the state directory (--state-dir, else the
+    config's state_dir, else the default), else the config's [server] address, else the default."""
+    config = load_config(args.config) if args.config else None
+    endpoint = find_daemon(
+        url=args.url, token=args.token, state_dir=args.state_dir,
+        configured_state_dir=config.state_dir if config is not None else None,
+        server=config.server if config is not None else None,
+    )
+    if endpoint.token:
+        add_secret(endpoint.token)
+    return endpoint
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -218,51 +247,50 @@ def cmd_status(args: argparse.Namespace) -> int:
         if not url:
             raise UsageError("--cluster reads the shared store: pass --store-url or set $TETHER_STORE_URL")
         return _cluster_status(url, "tether", as_json=args.json, only=args.session)
+    from ._status_view import JsonPages, print_page, print_summary
+
     endpoint = _endpoint(args)
+    detail = bool(args.detail or args.session or args.statuses or args.cursor)
+    if args.limit is not None and not (0 if not detail else 1) <= args.limit <= MAX_LIMIT:
+        raise UsageError(f"--limit must be from {0 if not detail else 1} to {MAX_LIMIT}, got {args.limit}")
+    console = _console()
 
-    async def ask() -> dict[str, Any]:
-        async with connect(endpoint, "/control") as ws:
-            request: dict[str, Any] = {"id": 1, "op": "status"}
-            if args.session:
-                request["sessions"] = args.session
-            await ws.send_message(json.dumps(request))
-            reply: dict[str, Any] = json.loads(await ws.get_message())
-            return reply
+    async def summary() -> None:
+        async with open_client(endpoint) as client:
+            result = await client.status(limit=args.limit)
+        print_summary(console, result, as_json=args.json)
 
-    reply = trio.run(ask)
-    if "error" in reply:
-        _err(f"{reply['error']['type']}: {reply['error']['message']}")
-        return EXIT_FAILURE
-    if args.json:
-        print(json.dumps(reply["result"], indent=2))
-        return EXIT_OK
-    _print_status(reply["result"])
+    async def pages() -> None:
+        one_page = args.limit is not None
+        cursor = args.cursor
+        first = True
+        writer = JsonPages(with_cursor=one_page) if args.json else None
+        async with open_client(endpoint) as client:
+            while True:
+                page = await client.status_page(sessions=args.session, statuses=args.statuses, cursor=cursor,
+                                                limit=args.limit)
+                last = one_page or page.next_cursor is None
+                if writer is not None:
+                    writer.add(page)
+                    if last:
+                        writer.finish(page)
+                else:
+                    print_page(console, page, header=first, with_cursor=one_page)
+                first = False
+                if last:
+                    return
+                cursor = page.next_cursor
+
+    trio.run(pages if detail else summary)
     return EXIT_OK
 
 
-def _print_status(result: dict[str, Any]) -> None:
+def _console(**kwargs: Any) -> Any:
+    """rich's console; when stdout is not a terminal, wide enough that nothing is cut or wrapped."""
     from rich.console import Console
-    from rich.table import Table
 
-    console = Console(highlight=False)
-    table = Table(title="sessions")
-    for column in ("id", "backend", "target", "status", "episodes", "recovered", "failed", "last disconnect"):
-        table.add_column(column)
-    for s in result["sessions"]:
-        last = s.get("last_disconnect") or {}
-        table.add_row(
-            s["id"], s["backend"], s["target"], s["status"], str(s["episodes_total"]),
-            str(s["episodes_recovered"]), str(s["episodes_failed"]),
-            f"{last.get('reason', '')} {last.get('detail', '')}".strip(),
-        )
-    console.print(table)
-    stats = result["stats"]
-    summary = Table(title="statistics", show_header=False)
-    summary.add_column("name")
-    summary.add_column("value")
-    for key, value in stats.items():
-        summary.add_row(key.replace("_", " "), json.dumps(value) if isinstance(value, dict) else str(value))
-    console.print(summary)
+    width = None if sys.stdout.isatty() else 100_000
+    return Console(highlight=False, width=width, **kwargs)
 
 
 WATCH_BATCH = 100
@@ -270,12 +298,10 @@ WATCH_BATCH = 100
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
     from ._render import render
 
     endpoint = _endpoint(args)
-    console = Console(highlight=False, soft_wrap=True)
+    console = _console(soft_wrap=True)
     last_seq: int | None = args.since
     shown = 0
     failures = 0
@@ -283,24 +309,26 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     async def session() -> None:
         nonlocal last_seq, shown, failures
-        query: dict[str, Any] = {"session": args.session, "type": args.type, "batch": str(WATCH_BATCH)}
-        if last_seq is not None:
-            query["since"] = str(last_seq)
-        async with connect(endpoint, "/events", query) as ws:
+        async with open_events(endpoint, session_ids=args.session, types=args.type, since=last_seq,
+                               batch=WATCH_BATCH) as events:
             if failures:
                 logger.info("reconnected to %s", endpoint.url)
             failures = 0
             while args.count is None or shown < args.count:
-                for data in json.loads(await ws.get_message()):
-                    if args.count is not None and shown >= args.count:
-                        break
-                    if isinstance(data.get("seq"), int):
-                        last_seq = data["seq"]
-                    shown += 1
-                    if args.json:
-                        print(json.dumps(data), flush=True)
-                    else:
-                        console.print(render(data))
+                item = await events.receive()
+                if isinstance(item, UnknownMessage):
+                    data = dict(item.data)
+                elif isinstance(item, LagNotice):
+                    data = {"type": "lagged", "missed_from": item.missed_from, "missed": item.missed,
+                            "resync": item.resync}
+                else:
+                    data = event_to_dict(item)
+                    last_seq = item.seq
+                shown += 1
+                if args.json:
+                    print(json.dumps(data), flush=True)
+                else:
+                    console.print(render(data))
 
     async def loop() -> int:
         nonlocal last_seq, failures
@@ -308,18 +336,17 @@ def cmd_watch(args: argparse.Namespace) -> int:
             try:
                 await session()
                 return EXIT_OK
-            except ConnectionRejected as exc:
-                if exc.status_code == 400 and rejection_type(exc) == "bad-since" and last_seq is not None:
-                    logger.warning("the daemon restarted (since=%d is ahead of it); following from now", last_seq)
-                    last_seq = None
-                    continue
-                raise
-            except (CannotConnectError, ConnectionClosed) as exc:
+            except HandshakeRejectedError as exc:
+                if isinstance(exc, AuthRejectedError) or exc.type != "bad-since" or last_seq is None:
+                    raise
+                logger.warning("the daemon restarted (since=%d is ahead of it); following from now", last_seq)
+                last_seq = None
+            except (CannotConnectError, ConnectionLostError) as exc:
                 failures += 1
                 if args.max_retries is not None and failures > args.max_retries:
                     raise CannotConnectError(str(exc)) from None
                 delay = retry_delay(WATCH_POLICY, failures, rng)
-                logger.warning("connection lost (%s); retrying in %.1fs", _short(exc), delay)
+                logger.warning("%s; retrying in %.1fs", _lost(exc), delay)
                 await trio.sleep(delay)
 
     try:
@@ -328,9 +355,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return EXIT_OK
 
 
-def _short(exc: BaseException) -> str:
-    if isinstance(exc, ConnectionClosed) and exc.reason is not None:
-        return f"closed {exc.reason.code} {exc.reason.reason or ''}".strip()
+def _lost(exc: DaemonError) -> str:
+    if isinstance(exc, ConnectionLostError) and exc.code == 1001:
+        return "the daemon is stopping (closed 1001)"
     return str(exc)
 
 
@@ -374,8 +401,14 @@ def _plugins_dict(registry: PluginRegistry) -> dict[str, Any]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from ._daemon import engine_limits
+
     registry = discover_plugins()
     config = check_config_file(args.config, registry)
+    try:
+        engine_limits(config.connect_limits)
+    except ConfigError as exc:  # what `tether run` would refuse, said the same way
+        raise InvalidConfigError(args.config, [exc]) from None
     print(f"{args.config}: ok ({len(config.sessions)} session{'' if len(config.sessions) == 1 else 's'})")
     for note in config_notes(config, registry):
         print(f"  note: {note}")
@@ -457,9 +490,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AuthRejectedError as exc:
         _err(f"the daemon rejected our token ({exc}); see `tether token`")
         return EXIT_AUTH
+    except HandshakeRejectedError as exc:
+        _err(f"the daemon refused the connection: {exc}")
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
-    except (TetherError, OSError, ConnectionRejected, ConnectionClosed) as exc:
+    except BrokenPipeError:  # `tether status --detail | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except TetherError as exc:
+        if args.debug:
+            raise
+        _err(str(exc) or type(exc).__name__)
+        return EXIT_FAILURE
+    except OSError as exc:
         if args.debug:
             raise
         _err(f"{type(exc).__name__}: {exc}")

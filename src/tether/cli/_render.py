@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -25,6 +26,23 @@ _STYLES = {
     "session.unregistered": "dim",
     "session.output": "dim",
 }
+
+
+_TERMINAL_CONTROL = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"            # CSI: cursor, colour, modes (?2004h bracketed paste, ?1049h alt screen)
+    r"|\x9b[0-?]*[ -/]*[@-~]"              # the same, as one 8-bit byte
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window title, cwd (OSC 7), shell integration (OSC 133)
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"       # DCS, SOS, PM, APC (tmux passthrough)
+    r"|\x1b[ -/]*[0-~]?"                    # two-byte escapes: charset (ESC ( B), keypad (ESC =), a lone ESC
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"        # other control characters (bell, backspace, carriage return, C1)
+)
+"""What a terminal would act on rather than show; a log line shows the text only."""
+
+
+def printable(text: str) -> str:
+    """`text` without terminal control sequences, so a log line never carries a fragment of one
+    (``[?2004h``) or acts on the reader's terminal. Tabs and newlines stay."""
+    return _TERMINAL_CONTROL.sub("", text)
 
 
 def _seconds(value: Any) -> str:
@@ -65,14 +83,14 @@ def describe(event: Mapping[str, Any]) -> str:
     if kind == "health.failed":
         return f"health check failed: {e('error')}"
     if kind == "session.output":
-        data = str(e("data", "")).rstrip("\n").replace("\n", " | ")
+        data = printable(str(e("data", ""))).strip("\n").replace("\n", " | ")
         return f"{'replay' if e('replay') else 'output'}: {data[:120]}"
     if kind == "plugin.failed":
         return f"plugin {e('name')} ({e('group')}) from {e('distribution')} failed to load: {e('error')}"
     if kind == "lagged":
         what = "resyncing from the ring" if e("resync") else "those events are gone"
         return f"this client fell behind: missed {e('missed')} events from #{e('missed_from')}; {what}"
-    return str(dict(event))
+    return printable(str(dict(event)))
 
 
 def render(event: Mapping[str, Any], *, markup: bool = True) -> str:
@@ -81,8 +99,9 @@ def render(event: Mapping[str, Any], *, markup: bool = True) -> str:
     clock = time.strftime("%H:%M:%S", time.localtime(at)) if isinstance(at, (int, float)) else "--:--:--"
     seq = event.get("seq")
     kind = str(event.get("type", "?"))
-    session = str(event.get("session_id", "")) or "-"
-    line = f"{clock} {('#' + str(seq)) if seq is not None else '':>6}  {session:<16} {kind:<21} {describe(event)}"
+    session = printable(str(event.get("session_id", ""))) or "-"
+    line = f"{clock} {('#' + str(seq)) if seq is not None else '':>6}  {session:<16} {printable(kind):<21} " \
+        f"{printable(describe(event))}"
     if not markup:
         return line
     style = _STYLES.get(kind, "")

@@ -16,7 +16,7 @@ import attrs
 import importlib_metadata
 
 from ..contract._plugin import PLUGIN_API_VERSION, Backend, Feature, Strategy
-from ..rules._errors import ConfigError, PluginError, UnknownBackendError, UnknownStrategyError
+from ..rules._errors import ConfigError, InvalidConfigError, PluginError, UnknownBackendError, UnknownStrategyError
 from ..rules._secret_refs import has_refs, validation_view
 from ..rules._spec import SessionSpec
 
@@ -168,6 +168,8 @@ class PluginRegistry:
             try:
                 backend.validate(view)
                 backend.target(view)
+            except InvalidConfigError as exc:  # a backend that reports every bad option at once
+                errors += [ConfigError(f"options.{e.path}" if e.path else "options", e.problem) for e in exc.errors]
             except ConfigError as exc:
                 errors.append(ConfigError(f"options.{exc.path}" if exc.path else "options", exc.problem))
             except Exception as exc:

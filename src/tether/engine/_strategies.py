@@ -6,6 +6,7 @@ exactly as a third-party strategy would be.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import final
 
 from ..contract._plugin import ConnectMode, Feature, Link, RecoveryContext
@@ -27,6 +28,10 @@ class SimpleReconnect:
 
     name = "simple-reconnect"
 
+    @staticmethod
+    def applies(ctx: RecoveryContext) -> bool:
+        return True
+
     async def __call__(self, ctx: RecoveryContext) -> Link:
         return await ctx.connect(ConnectMode.FRESH)
 
@@ -36,6 +41,11 @@ class SessionRestore:
     """Re-attach to the program that kept running (tmux, a named terminal, a restored snapshot)."""
 
     name = "session-restore"
+
+    @staticmethod
+    def applies(ctx: RecoveryContext) -> bool:
+        """Only with something to re-attach to: a backend that can, and a handle kept."""
+        return Feature.REATTACH in ctx.features and ctx.preserved is not None and ctx.preserved.handle is not None
 
     async def __call__(self, ctx: RecoveryContext) -> Link:
         _require(ctx, Feature.REATTACH, self.name)
@@ -50,6 +60,10 @@ class ProcessRestart:
 
     name = "process-restart"
 
+    @staticmethod
+    def applies(ctx: RecoveryContext) -> bool:
+        return Feature.RESTORE_STATE in ctx.features
+
     async def __call__(self, ctx: RecoveryContext) -> Link:
         _require(ctx, Feature.RESTORE_STATE, self.name)
         return await ctx.connect(ConnectMode.RESTART)
@@ -60,6 +74,10 @@ class SshReconnect:
     """Reopen a remote link: re-attach to the remote program if it survived, else restore state."""
 
     name = "ssh-reconnect"
+
+    @staticmethod
+    def applies(ctx: RecoveryContext) -> bool:
+        return Feature.REMOTE in ctx.features
 
     async def __call__(self, ctx: RecoveryContext) -> Link:
         _require(ctx, Feature.REMOTE, self.name)
@@ -79,6 +97,10 @@ class StateRecovery:
 
     name = "state-recovery"
 
+    @staticmethod
+    def applies(ctx: RecoveryContext) -> bool:
+        return Feature.RESTORE_STATE in ctx.features
+
     async def __call__(self, ctx: RecoveryContext) -> Link:
         _require(ctx, Feature.RESTORE_STATE, self.name)
         link = await ctx.connect(ConnectMode.RESTART)
@@ -90,13 +112,21 @@ FORCE_ORDER = ("session-restore", "ssh-reconnect", "process-restart", "state-rec
 """Most state-preserving first; simple-reconnect last because it restores nothing
 (docs/reference-design.md, lesson 10)."""
 
+_APPLIES: dict[str, Callable[[RecoveryContext], bool]] = {
+    cls.name: cls.applies for cls in (SessionRestore, SshReconnect, ProcessRestart, StateRecovery, SimpleReconnect)
+}
+"""Which reference strategies can serve a context, asked before one is announced and run."""
+
 
 @final
 class ForceReconnect:
     """Try the other strategies in turn, skipping those the backend cannot serve.
 
-    Reports the one that worked through ``ctx.used_strategy``; if all fail, the
-    error lists what each said, with the most specific reason they share
+    A strategy that cannot apply (ssh-reconnect to a local program, a
+    re-attach with no handle kept) is skipped before it is announced, so the
+    ``reconnect.strategy`` events name only what was really tried. Reports the
+    one that worked through ``ctx.used_strategy``; if all fail, the error
+    lists what each said, with the most specific reason they share
     (`common_reason`): every one refused by a host that is down is ``network``,
     so the session is treated as the network failure it is. Auth and host-key
     failures stop the chain.
@@ -108,6 +138,9 @@ class ForceReconnect:
         errors: list[str] = []
         reasons: list[DisconnectReason | None] = []
         for name in FORCE_ORDER:
+            applies = _APPLIES.get(name)
+            if applies is not None and not applies(ctx):
+                continue
             try:
                 return await ctx.run_strategy(name)
             except StrategyNotApplicableError:

@@ -1,22 +1,30 @@
-"""The /control protocol: JSON commands in, JSON replies out.
+"""The /control protocol: JSON commands in, JSON replies out (docs/control.md).
 
-Parsing is pure (`parse_request` returns a command or a `ControlError`), so
-every bad frame is tested without a socket; `execute` is the only part that
-touches the supervisor. Each reply carries the request's id::
+Reading a frame is pure (`read_frame`): every frame becomes a `Request` to
+run, a `Rejected` to answer with a typed error at once, or a `Close` when
+it cannot be answered at all (not JSON, not UTF-8, too big, binary). So each
+bad frame is tested without a socket, and nothing a client sends can raise
+out of here. `execute` is the only part that touches the supervisor. Each
+reply carries the request's id::
 
     {"id": 7, "op": "force-reconnect", "session_id": "web", "strategy": "simple-reconnect"}
     {"id": 7, "result": {...}}
-    {"id": 7, "error": {"type": "not-found", "message": "no session 'web' is registered"}}
+    {"id": 7, "error": {"type": "not-found", "message": "no session 'web' is registered", "session_id": "web"}}
+
+JSON that is valid but hostile is answered, not choked on: nesting deeper
+than `MAX_DEPTH`, integers longer than `MAX_INT_DIGITS`, non-finite numbers
+and text with a lone surrogate are typed errors (``invalid-request``).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
-import cattrs
 import trio
 
 from ..engine._supervisor import Supervisor
@@ -31,13 +39,28 @@ from ..rules._errors import (
     UnknownStrategyError,
 )
 from ..rules._spec import SessionSpec
-from ..rules._state import Attempt, SessionState
-from ..rules._stats import SupervisorStats
+from ..rules._state import SessionStatus
+from ..rules._status import (
+    MAX_LIMIT,
+    SUMMARY_LIMIT,
+    StatusQuery,
+    page,
+    summarize,
+    to_dict,
+)
 from ..rules._structure import structure_session
+from ._connection import CLOSE_INVALID_PAYLOAD, CLOSE_UNSUPPORTED, BadFrame
 
 RequestId = str | int | None
 
 OPS = ("status", "register", "unregister", "force-reconnect")
+
+MAX_DEPTH = 32
+"""Deepest nesting of arrays and objects a request may have (a register's options need a few)."""
+MAX_INT_DIGITS = 100
+"""Longest integer a request may hold (ids included); Python itself refuses past 4,300 digits."""
+MAX_ID_LENGTH = 256
+"""Longest string id a request may carry."""
 
 
 @attrs.frozen
@@ -54,7 +77,7 @@ class ControlError(Exception):
 
 @attrs.frozen
 class Status:
-    session_ids: tuple[str, ...] = ()
+    query: StatusQuery = attrs.field(factory=StatusQuery)
 
 
 @attrs.frozen
@@ -79,8 +102,149 @@ Command = Status | Register | Unregister | ForceReconnect
 
 @attrs.frozen
 class Request:
+    """A command to run; its reply carries `id`."""
+
     id: RequestId
     command: Command
+
+
+@attrs.frozen
+class Rejected:
+    """A frame that is answered at once with a typed error (it counts as a bad request)."""
+
+    id: RequestId
+    error: ControlError
+
+
+@attrs.frozen
+class Close:
+    """A frame that cannot be answered: fail the connection with `code`, after the replies in flight."""
+
+    code: int
+    reason: str
+
+
+# -- decoding (pure) ----------------------------------------------------------------------------
+
+
+class NotJsonError(ValueError):
+    """The frame is not a JSON document: the connection is closed with 1007."""
+
+
+class HostileJsonError(ValueError):
+    """Valid JSON this server will not take (too deep, too long a number, a lone surrogate)."""
+
+    def __init__(self, problem: str, path: str = "") -> None:
+        super().__init__(f"{path}: {problem}" if path else problem)
+        self.path = path
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _parse_int(text: str) -> int:
+    if len(text) - text.startswith("-") > MAX_INT_DIGITS:
+        raise HostileJsonError(f"an integer has {len(text.lstrip('-'))} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise HostileJsonError(f"the number {text[:40]}{'...' if len(text) > 40 else ''} is out of range")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise NotJsonError(f"{name} is not valid JSON")
+
+
+def _check_tree(data: Any) -> None:
+    """Depth and lone surrogates, walked without recursion (the data may be hostile)."""
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, str):
+            if not value.isascii() and _SURROGATE.search(value):
+                raise HostileJsonError("text with a lone surrogate (not valid Unicode)", path)
+        elif isinstance(value, (list, dict)):
+            if depth >= MAX_DEPTH:
+                raise HostileJsonError(f"nested deeper than {MAX_DEPTH} levels", path)
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    where = f"{path}.{key}" if path else str(key)
+                    if not key.isascii() and _SURROGATE.search(key):
+                        raise HostileJsonError("a key with a lone surrogate (not valid Unicode)", path)
+                    stack.append((item, where, depth + 1))
+            else:
+                stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
+
+
+def decode_frame(text: str) -> Any:
+    """The JSON document in `text`: `NotJsonError` when it is not JSON, `HostileJsonError`
+    when it is but cannot be taken safely."""
+    try:
+        data = json.loads(text, parse_constant=_reject_constant, parse_int=_parse_int, parse_float=_parse_float)
+    except (NotJsonError, HostileJsonError):
+        raise
+    except json.JSONDecodeError as exc:
+        raise NotJsonError(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise HostileJsonError(f"nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # a number Python will not convert
+        raise HostileJsonError(str(exc)[:120]) from None
+    _check_tree(data)
+    return data
+
+
+def _id_problem(rid: object) -> str | None:
+    if rid is None or (isinstance(rid, int) and not isinstance(rid, bool)):
+        return None
+    if isinstance(rid, str):
+        return f"id: at most {MAX_ID_LENGTH} characters, got {len(rid)}" if len(rid) > MAX_ID_LENGTH else None
+    return f"id: must be a string, an integer or null, got {_short(rid)}"
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def request_id(data: object) -> RequestId:
+    """The id to answer to; only strings, integers and null are ids."""
+    if isinstance(data, Mapping):
+        rid = data.get("id")
+        if _id_problem(rid) is None:
+            return rid
+    return None
+
+
+def read_frame(frame: str | bytes | BadFrame) -> Request | Rejected | Close:
+    """What to do with one frame; never raises."""
+    if isinstance(frame, BadFrame):
+        return Close(frame.code, frame.reason)
+    if isinstance(frame, bytes):
+        return Close(CLOSE_UNSUPPORTED, "binary frames are not accepted; send JSON text")
+    try:
+        data = decode_frame(frame)
+    except NotJsonError as exc:
+        return Close(CLOSE_INVALID_PAYLOAD, str(exc)[:120])
+    except HostileJsonError as exc:
+        rid = None if exc.path == "id" or exc.path.startswith(("id.", "id[")) else _raw_id(frame)
+        return Rejected(rid, _invalid(str(exc)))
+    parsed = parse_request(data)
+    if isinstance(parsed, ControlError):
+        return Rejected(request_id(data), parsed)
+    return parsed
+
+
+def _raw_id(frame: str) -> RequestId:
+    """The id of a frame rejected before it was decoded: only when it is cheap and safe to find."""
+    match = re.match(r'\s*\{\s*"id"\s*:\s*(-?\d{1,18}|"[A-Za-z0-9_.:-]{1,64}")\s*[,}]', frame)
+    if match is None:
+        return None
+    raw = match.group(1)
+    return raw[1:-1] if raw.startswith('"') else int(raw)
 
 
 # -- parsing (pure) -----------------------------------------------------------------------------
@@ -95,7 +259,7 @@ def _string(data: Mapping[str, Any], key: str, *, required: bool = True) -> str 
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value:
-        raise _invalid(f"{key}: must be a non-empty string, got {value!r}" if key in data else f"{key}: required")
+        raise _invalid(f"{key}: must be a non-empty string, got {_short(value)}" if key in data else f"{key}: required")
     return value
 
 
@@ -105,12 +269,48 @@ def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
         raise _invalid(f"unknown field{'s' if len(extra) > 1 else ''} for {data['op']!r}: {', '.join(extra)}")
 
 
+def _bool(data: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise _invalid(f"{key}: must be true or false, got {_short(value)}")
+    return value
+
+
+def _count(data: Mapping[str, Any], key: str, low: int, high: int) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise _invalid(f"{key}: must be a whole number from {low} to {high}, got {_short(value)}")
+    return value
+
+
+def _names(data: Mapping[str, Any], key: str, what: str) -> tuple[str, ...]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(i, str) and i for i in value):
+        raise _invalid(f"{key}: must be a list of {what}, got {_short(value)}")
+    return tuple(value)
+
+
 def _parse_status(data: Mapping[str, Any]) -> Status:
-    _check_keys(data, ("sessions",))
-    ids = data.get("sessions", [])
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise _invalid(f"sessions: must be a list of session ids, got {ids!r}")
-    return Status(tuple(ids))
+    _check_keys(data, ("detail", "sessions", "status", "cursor", "limit", "history"))
+    ids = _names(data, "sessions", "session ids")
+    statuses = []
+    for name in _names(data, "status", "statuses"):
+        try:
+            statuses.append(SessionStatus(name))
+        except ValueError:
+            known = ", ".join(s.value for s in SessionStatus)
+            raise _invalid(f"status: unknown status {name!r}; known: {known}") from None
+    detail = _bool(data, "detail", bool(ids or statuses or "cursor" in data or "history" in data))
+    cursor = _string(data, "cursor", required=False)
+    if not detail and (ids or statuses or cursor is not None):
+        raise _invalid("sessions, status and cursor select detail: leave out detail or set it to true")
+    query = StatusQuery(
+        detail=detail, session_ids=ids, statuses=tuple(statuses), cursor=cursor,
+        limit=_count(data, "limit", 1 if detail else 0, MAX_LIMIT), history=_count(data, "history", 0, 1000),
+    )
+    return Status(query)
 
 
 def _parse_register(data: Mapping[str, Any]) -> Register:
@@ -137,10 +337,7 @@ def _parse_force(data: Mapping[str, Any]) -> ForceReconnect:
     _check_keys(data, ("session_id", "strategy", "wait"))
     session_id = _string(data, "session_id")
     assert session_id is not None
-    wait = data.get("wait", True)
-    if not isinstance(wait, bool):
-        raise _invalid(f"wait: must be true or false, got {wait!r}")
-    return ForceReconnect(session_id, _string(data, "strategy", required=False), wait)
+    return ForceReconnect(session_id, _string(data, "strategy", required=False), _bool(data, "wait", True))
 
 
 _PARSERS: dict[str, Callable[[Mapping[str, Any]], Command]] = {
@@ -151,44 +348,20 @@ _PARSERS: dict[str, Callable[[Mapping[str, Any]], Command]] = {
 }
 
 
-class NotJsonError(ValueError):
-    """The frame is not a JSON document: the connection is closed with 1007."""
-
-
-def decode_frame(text: str) -> Any:
-    """JSON or `NotJsonError` (NaN and Infinity are not JSON either)."""
-
-    def reject_constant(name: str) -> Any:
-        raise NotJsonError(f"{name} is not valid JSON")
-
-    try:
-        return json.loads(text, parse_constant=reject_constant)
-    except json.JSONDecodeError as exc:
-        raise NotJsonError(f"not JSON: {exc}") from None
-
-
-def request_id(data: object) -> RequestId:
-    """The id to answer to; only strings, integers and null are ids."""
-    if isinstance(data, Mapping):
-        rid = data.get("id")
-        if rid is None or isinstance(rid, str) or (isinstance(rid, int) and not isinstance(rid, bool)):
-            return rid
-    return None
-
-
 def parse_request(data: object) -> Request | ControlError:
     """A decoded JSON document as a command, or the error to reply with."""
     if not isinstance(data, Mapping):
         return _invalid(f"a request must be a JSON object, got {type(data).__name__}")
+    problem = _id_problem(data.get("id"))
+    if problem is not None:
+        return _invalid(problem)
     rid = data.get("id")
-    if isinstance(rid, bool) or not (rid is None or isinstance(rid, (str, int))):
-        return _invalid(f"id: must be a string, an integer or null, got {rid!r}")
     op = data.get("op")
     if not isinstance(op, str):
-        return _invalid(f"op: must be one of {', '.join(OPS)}, got {op!r}")
+        return _invalid(f"op: must be one of {', '.join(OPS)}, got {_short(op)}")
     parser = _PARSERS.get(op)
     if parser is None:
-        return ControlError("unknown-op", f"unknown op {op!r}; known: {', '.join(OPS)}")
+        return ControlError("unknown-op", f"unknown op {_short(op)}; known: {', '.join(OPS)}")
     try:
         return Request(rid, parser(data))
     except ControlError as exc:
@@ -196,24 +369,6 @@ def parse_request(data: object) -> Request | ControlError:
 
 
 # -- replies ------------------------------------------------------------------------------------
-
-
-def make_state_converter() -> cattrs.Converter:
-    """States, attempts and stats as JSON-ready dicts (enums as their values)."""
-    return cattrs.Converter()
-
-
-_STATES = make_state_converter()
-
-
-def state_to_dict(state: SessionState) -> dict[str, Any]:
-    data: dict[str, Any] = _STATES.unstructure(state)
-    return data
-
-
-def stats_to_dict(stats: SupervisorStats) -> dict[str, Any]:
-    data: dict[str, Any] = _STATES.unstructure(stats)
-    return data
 
 
 def reply(rid: RequestId, result: Any) -> dict[str, Any]:
@@ -224,61 +379,71 @@ def error_reply(rid: RequestId, error: ControlError) -> dict[str, Any]:
     return {"id": rid, "error": error.to_dict()}
 
 
+def encode(message: Mapping[str, Any]) -> str:
+    """Compact JSON that is always valid UTF-8: text that cannot be encoded (a path with
+    undecodable bytes, as ``os`` hands them over) is escaped instead."""
+    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(message, separators=(",", ":"), ensure_ascii=True)
+    return text
+
+
 def error_for(exc: Exception) -> ControlError:
-    """The typed reply for an error the supervisor raised."""
+    """The typed reply for an error the supervisor raised (with what a client needs to rebuild it)."""
     if isinstance(exc, SessionNotFoundError):
-        return ControlError("not-found", str(exc))
+        return ControlError("not-found", str(exc), {"session_id": exc.session_id})
     if isinstance(exc, DuplicateSessionError):
-        return ControlError("duplicate", str(exc))
+        return ControlError("duplicate", str(exc), {"session_id": exc.session_id})
     if isinstance(exc, UnknownBackendError):
-        return ControlError("unknown-backend", str(exc))
+        return ControlError("unknown-backend", str(exc), {"name": exc.name, "known": list(exc.known)})
     if isinstance(exc, UnknownStrategyError):
-        return ControlError("unknown-strategy", str(exc))
+        return ControlError("unknown-strategy", str(exc), {"name": exc.name, "known": list(exc.known)})
+    if isinstance(exc, InvalidConfigError):
+        return ControlError("invalid-config", "; ".join(str(e) for e in exc.errors),
+                            {"errors": [{"path": e.path, "problem": e.problem} for e in exc.errors]})
     if isinstance(exc, ConfigError):
         return ControlError("invalid-config", str(exc), {"errors": [{"path": exc.path, "problem": exc.problem}]})
     if isinstance(exc, SupervisorClosedError):
         return ControlError("closed", str(exc))
     if isinstance(exc, LinkError):
-        return ControlError("link-error", str(exc), {"reason": exc.reason.value})
+        return ControlError("link-error", str(exc), {"reason": exc.reason.value, "detail": exc.detail})
     return ControlError("internal", f"{type(exc).__name__}: {exc}")
 
 
 # -- execution ----------------------------------------------------------------------------------
 
 
-def _attempt(attempt: Attempt | None) -> dict[str, Any] | None:
-    return None if attempt is None else dict(_STATES.unstructure(attempt))
-
-
 async def execute(supervisor: Supervisor, command: Command) -> Any:
     """Run one command; errors come out as the supervisor raised them (see `error_for`)."""
     if isinstance(command, Status):
         await trio.lowlevel.checkpoint()
-        states = supervisor.states()
-        wanted = command.session_ids or tuple(states)
-        missing = [sid for sid in wanted if sid not in states]
-        if missing:
-            raise SessionNotFoundError(missing[0])
-        result = {
-            "sessions": [state_to_dict(states[sid]) for sid in wanted],
-            "stats": stats_to_dict(supervisor.stats()),
-            "last_seq": supervisor.bus.last_seq,
-        }
-        return result
+        query = command.query
+        if query.detail:
+            if query.statuses:  # every session's status is needed: one view of each, once
+                states = supervisor.states()
+                return to_dict(page(states, states.__getitem__, query))
+            return to_dict(page(supervisor.session_ids, supervisor.state, query))
+        limit = query.limit if query.limit is not None else SUMMARY_LIMIT
+        return to_dict(summarize(supervisor.states(), supervisor.stats(), supervisor.bus.last_seq, limit))
     if isinstance(command, Register):
-        return state_to_dict(await supervisor.register(command.spec))
+        return to_dict(await supervisor.register(command.spec))
     if isinstance(command, Unregister):
         await supervisor.unregister(command.session_id)
         return {"session_id": command.session_id}
     attempt = await supervisor.force_reconnect(command.session_id, command.strategy, wait=command.wait)
-    return {"attempt": _attempt(attempt)}
+    return {"attempt": None if attempt is None else to_dict(attempt)}
 
 
-async def handle(supervisor: Supervisor, data: object) -> dict[str, Any]:
-    """A decoded request in, its reply out; never raises for a bad request."""
-    parsed = parse_request(data)
-    if isinstance(parsed, ControlError):
-        return error_reply(request_id(data), parsed)
+async def handle(supervisor: Supervisor, frame: str) -> dict[str, Any] | Close:
+    """One text frame in, its reply out (or the close it calls for); never raises for a bad request."""
+    parsed = read_frame(frame)
+    if isinstance(parsed, Close):
+        return parsed
+    if isinstance(parsed, Rejected):
+        return error_reply(parsed.id, parsed.error)
     try:
         return reply(parsed.id, await execute(supervisor, parsed.command))
     except Exception as exc:

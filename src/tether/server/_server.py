@@ -2,14 +2,21 @@
 
 One task per connection, each with its own bounded `Subscription`: a client
 that reads slowly only ever fills its own buffer, then is told it lagged and
-resynced from the ring (or dropped after `max_lags` lags in a row). Publishing
-never waits for a socket, so no client can slow the supervisor or another
-client. Every handshake is checked (path, token, query) and rejected with an
-HTTP status before any data flows.
+resynced from the ring (or dropped after `max_lags` lags in a row, or when
+one frame takes longer than `send_timeout` to go out: closed with 1013 and a
+reason that says so). Publishing never waits for a socket, so no client can
+slow the supervisor or another client. Every handshake is checked (path,
+token, query) and rejected with an HTTP status before any data flows.
+
+On /control every frame is answered (a reply or a typed error) or, when it
+cannot be, the connection is closed with the frame's code only after the
+replies in flight have gone out (`tether.server._control`). A server that
+stops closes every connection with 1001.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Mapping
@@ -18,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import attrs
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, serve_websocket
+from trio_websocket import ConnectionClosed, WebSocketRequest
 
 from ..engine._bus import Subscription
 from ..engine._supervisor import Supervisor
@@ -28,20 +35,18 @@ from ..rules._events import Event, Lagged
 from ..rules._wire import event_to_dict
 from . import _control as control
 from ._auth import token_from_request, token_matches
+from ._connection import (
+    CLOSE_POLICY,
+    CLOSE_TRY_AGAIN,
+    CLOSE_UNSUPPORTED,
+    BadFrame,
+    ConnectionLimits,
+    GuardedConnection,
+    serve_guarded,
+)
 from ._settings import ServerSettings
 
 logger = logging.getLogger("tether.server")
-
-CLOSE_UNSUPPORTED = 1003
-"""A binary frame, or any frame on /events."""
-CLOSE_INVALID_PAYLOAD = 1007
-"""A /control frame that is not JSON."""
-CLOSE_POLICY = 1008
-"""Too many bad requests."""
-CLOSE_TOO_BIG = 1009
-"""A frame over max_message_size (sent by trio-websocket itself)."""
-CLOSE_TRY_AGAIN = 1013
-"""A subscriber that kept lagging: reconnect and resume with ``since=``."""
 
 _EVENTS_QUERY = frozenset({"session", "type", "since", "token", "batch"})
 MAX_BATCH = 1000
@@ -68,17 +73,23 @@ class EventsQuery:
     items, as many as are waiting: a subscriber that keeps up still gets each event at once."""
 
 
+def _number(raw: str) -> int | None:
+    """A plain decimal number (ASCII digits only: ``'²'.isdigit()`` is true, ``int('²')`` fails)."""
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 19 else None
+
+
 def parse_events_query(query: Mapping[str, list[str]], last_seq: int) -> EventsQuery:
     """Filters and resume point of an /events URL; `HandshakeRejected` (400) when malformed."""
     unknown = sorted(set(query) - _EVENTS_QUERY)
     if unknown:
-        raise HandshakeRejected(400, "bad-query", f"unknown query parameter(s): {', '.join(unknown)}")
+        shown = ", ".join(repr(name)[1:-1][:40] for name in unknown[:5])
+        raise HandshakeRejected(400, "bad-query", f"unknown query parameter(s): {shown}")
     since: int | None = None
     if "since" in query:
         raw = query["since"][-1]
-        if not raw.isdigit() or len(raw) > 19:
-            raise HandshakeRejected(400, "bad-since", f"since must be a sequence number >= 0, got {raw!r}")
-        since = int(raw)
+        since = _number(raw)
+        if since is None:
+            raise HandshakeRejected(400, "bad-since", f"since must be a sequence number >= 0, got {raw[:40]!r}")
         if since > last_seq:
             raise HandshakeRejected(400, "bad-since", f"since={since} is ahead of the last event ({last_seq})")
     for name in ("session", "type"):
@@ -87,9 +98,10 @@ def parse_events_query(query: Mapping[str, list[str]], last_seq: int) -> EventsQ
     batch = 0
     if "batch" in query:
         raw = query["batch"][-1]
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_BATCH:
-            raise HandshakeRejected(400, "bad-batch", f"batch must be a number from 1 to {MAX_BATCH}, got {raw!r}")
-        batch = int(raw)
+        number = _number(raw)
+        if number is None or not 1 <= number <= MAX_BATCH:
+            raise HandshakeRejected(400, "bad-batch", f"batch must be a number from 1 to {MAX_BATCH}, got {raw[:40]!r}")
+        batch = number
     return EventsQuery(tuple(query.get("session", [])), tuple(query.get("type", [])), since, batch)
 
 
@@ -106,8 +118,27 @@ def check_token(
         raise HandshakeRejected(403, "forbidden", "wrong token")
 
 
-def _dumps(data: Mapping[str, Any]) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+@attrs.frozen
+class ControlQuery:
+    """A /control handshake takes nothing but the token."""
+
+
+def check_handshake(
+    target: str, headers: list[tuple[bytes, bytes]], token: str | None, last_seq: int
+) -> EventsQuery | ControlQuery:
+    """What a handshake asks for, or `HandshakeRejected` with the status to refuse it with (pure)."""
+    url = urlsplit(target)
+    query = parse_qs(url.query, keep_blank_values=True)
+    if url.path not in ("/events", "/control"):
+        raise HandshakeRejected(404, "not-found", f"no endpoint {url.path[:80]!r}; use /events or /control")
+    check_token(headers, query, token)
+    if url.path == "/events":
+        return parse_events_query(query, last_seq)
+    unknown = sorted(set(query) - _CONTROL_QUERY)
+    if unknown:
+        shown = ", ".join(repr(name)[1:-1][:40] for name in unknown[:5])
+        raise HandshakeRejected(400, "bad-query", f"unknown query parameter(s): {shown}")
+    return ControlQuery()
 
 
 class _Feed:
@@ -120,6 +151,14 @@ class _Feed:
         self.sub = self._subscribe(query.since)
         self.lags = 0
         self.batch = query.batch
+        self.last_sent = query.since if query.since is not None else supervisor.bus.last_seq
+        """The seq up to which this subscriber has everything: where it resumes when dropped."""
+        self.sending_since: float | None = None
+        """trio time the frame being sent started, None between frames (the send watchdog reads it)."""
+        self.too_slow: str | None = None
+        """Why this subscriber is being dropped, once it is."""
+        self.cut_off = False
+        """It took no data at all for twice `send_timeout`: the stream is cut, no close frame."""
 
     def _subscribe(self, since: int | None) -> Subscription:
         return self._supervisor.subscribe(
@@ -139,6 +178,9 @@ class _Feed:
             self.sub = self._subscribe(lagged.missed_from - 1)
         return {**event_to_dict(lagged), "resync": resync}
 
+    def resume_hint(self) -> str:
+        return f"reconnect with since={self.last_sent}"
+
     def close(self) -> None:
         self.sub.close()
 
@@ -153,7 +195,7 @@ class EventServer:
         self.connections = 0
 
     async def handle(self, request: WebSocketRequest) -> None:
-        """trio-websocket's handler: never lets an error escape into the server's nursery."""
+        """The connection handler: never lets an error escape into the server's nursery."""
         self.connections += 1
         peer = _peer(request)
         try:
@@ -166,27 +208,19 @@ class EventServer:
             self.connections -= 1
 
     async def _route(self, request: WebSocketRequest, peer: str) -> None:
-        url = urlsplit(request.path)
-        query = parse_qs(url.query, keep_blank_values=True)
         try:
-            if url.path not in ("/events", "/control"):
-                raise HandshakeRejected(404, "not-found", f"no endpoint {url.path!r}; use /events or /control")
-            check_token(request.headers, query, self._token)
-            if url.path == "/events":
-                events_query = parse_events_query(query, self.supervisor.bus.last_seq)
-            else:
-                unknown = sorted(set(query) - _CONTROL_QUERY)
-                if unknown:
-                    raise HandshakeRejected(400, "bad-query", f"unknown query parameter(s): {', '.join(unknown)}")
+            wants = check_handshake(request.path, request.headers, self._token, self.supervisor.bus.last_seq)
         except HandshakeRejected as rejected:
-            logger.info("rejected %s %s: %s %s", peer, url.path, rejected.status, rejected)
+            logger.info("rejected %s %s: %s %s", peer, urlsplit(request.path).path[:80], rejected.status, rejected)
             await request.reject(rejected.status, body=rejected.body,
                                  extra_headers=[(b"Content-Type", b"application/json")])
             return
-        if url.path == "/events":
-            await self._events(request, events_query, peer)
+        if isinstance(wants, EventsQuery):
+            await self._events(request, wants, peer)
         else:
-            await self._control(await request.accept())
+            ws = await request.accept()
+            assert isinstance(ws, GuardedConnection)
+            await self._control(ws, peer)
 
     # -- /events --------------------------------------------------------------------------------
 
@@ -194,14 +228,18 @@ class EventServer:
         feed = _Feed(self.supervisor, query, self.settings)  # subscribe before accepting: no gap
         try:
             ws = await request.accept()
+            assert isinstance(ws, GuardedConnection)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._refuse_input, ws, nursery.cancel_scope)
-                await self._write_events(ws, feed, peer)
+                nursery.start_soon(self._watch_sends, ws, feed, peer, nursery.cancel_scope)
+                await self._write_events(ws, feed)
                 nursery.cancel_scope.cancel()
+            if feed.cut_off:
+                await ws.abort()
         finally:
             feed.close()
 
-    async def _write_events(self, ws: WebSocketConnection, feed: _Feed, peer: str) -> None:
+    async def _write_events(self, ws: GuardedConnection, feed: _Feed) -> None:
         batch = feed.batch
         while True:
             try:
@@ -209,103 +247,140 @@ class EventServer:
             except trio.EndOfChannel:
                 return
             messages: list[Mapping[str, Any]] = []
+            last_seq: int = feed.last_sent
             while item is not None:
-                message = self._message(feed, item, peer)
+                message = self._message(feed, item)
                 if message is None:
-                    with trio.move_on_after(1):
-                        await ws.aclose(CLOSE_TRY_AGAIN, "subscriber too slow; reconnect with since=")
+                    await self._drop(ws, feed)
                     return
                 messages.append(message)
+                if isinstance(item, Event):
+                    last_seq = item.seq
                 item = feed.sub.get_nowait() if len(messages) < batch else None
-            text = "[" + ",".join(map(_dumps, messages)) + "]" if batch else _dumps(messages[0])
-            if not await self._send(ws, text, peer):
+            text = "[" + ",".join(map(control.encode, messages)) + "]" if batch else control.encode(messages[0])
+            feed.sending_since = trio.current_time()
+            try:
+                await ws.send_message(text)
+            except ConnectionClosed:
+                return
+            feed.sending_since = None
+            feed.last_sent = last_seq
+            if feed.too_slow is not None:
+                await self._drop(ws, feed)
                 return
             if feed.sub.pending == 0:
                 feed.lags = 0  # caught up
 
-    @staticmethod
-    def _message(feed: _Feed, item: Event | Lagged, peer: str) -> Mapping[str, Any] | None:
+    def _message(self, feed: _Feed, item: Event | Lagged) -> Mapping[str, Any] | None:
         """The JSON object for `item`; None when the subscriber has lagged too often and must go."""
         if not isinstance(item, Lagged):
             return event_to_dict(item)
         message = feed.on_lag(item)
         if message is None:
-            logger.info("dropping subscriber %s: lagged %d times in a row", peer, feed.lags - 1)
+            feed.too_slow = f"lagged {feed.lags} time{'s' if feed.lags != 1 else ''} in a row"
         return message
 
-    async def _send(self, ws: WebSocketConnection, text: str, peer: str) -> bool:
-        """False when the client is gone or too slow to take one frame."""
+    async def _drop(self, ws: GuardedConnection, feed: _Feed) -> None:
+        """Close a subscriber that is too slow with 1013 and a reason that says why and where to resume."""
+        assert feed.too_slow is not None
+        logger.info("dropping a slow subscriber: %s", feed.too_slow)
         with trio.move_on_after(self.settings.send_timeout):
-            try:
-                await ws.send_message(text)
-            except ConnectionClosed:
-                return False
-            return True
-        logger.info("dropping subscriber %s: a frame took over %ss to send", peer, self.settings.send_timeout)
-        return False
+            await ws.aclose(CLOSE_TRY_AGAIN, f"subscriber too slow ({feed.too_slow}); {feed.resume_hint()}"[:120])
 
-    async def _refuse_input(self, ws: WebSocketConnection, scope: trio.CancelScope) -> None:
-        """/events is one-way: any frame from the client closes the connection (1003)."""
+    async def _watch_sends(self, ws: GuardedConnection, feed: _Feed, peer: str, scope: trio.CancelScope) -> None:
+        """Mark a subscriber too slow when one frame takes over `send_timeout` to go out.
+
+        A send is never cancelled halfway (the client would read half a frame):
+        the frame may finish within another `send_timeout`, then the writer
+        closes with 1013; a client that takes none of it by then is cut off.
+        """
+        timeout = self.settings.send_timeout
+        while True:
+            await trio.sleep(timeout / 2)
+            started = feed.sending_since
+            if started is None or trio.current_time() - started < timeout:
+                continue
+            feed.too_slow = f"a frame took over {timeout:g}s to send"
+            logger.info("subscriber %s: %s", peer, feed.too_slow)
+            await trio.sleep(timeout)
+            if feed.sending_since == started:  # still the same frame: the client takes nothing
+                logger.info("cutting off subscriber %s: it took no data for %gs", peer, 2 * timeout)
+                feed.cut_off = True
+                scope.cancel()
+                return
+
+    async def _refuse_input(self, ws: GuardedConnection, scope: trio.CancelScope) -> None:
+        """/events is one-way: any frame from the client closes the connection (1003, or the bad frame's code)."""
         try:
-            message = await ws.get_message()
+            message = await ws.receive()
         except ConnectionClosed:
             scope.cancel()
             return
-        kind = "binary" if isinstance(message, bytes) else "text"
         with trio.move_on_after(1):
-            await ws.aclose(CLOSE_UNSUPPORTED, f"/events takes no messages ({kind} frame received)")
+            if isinstance(message, BadFrame):
+                await ws.fail(message.code, message.reason)
+            else:
+                kind = "binary" if isinstance(message, bytes) else "text"
+                await ws.aclose(CLOSE_UNSUPPORTED, f"/events takes no messages ({kind} frame received)")
         scope.cancel()
 
     # -- /control -------------------------------------------------------------------------------
 
-    async def _control(self, ws: WebSocketConnection) -> None:
+    async def _control(self, ws: GuardedConnection, peer: str) -> None:
+        """Run requests as they come (up to `max_inflight` at once); when the connection must
+        close, the requests in flight get `drain_timeout` to send their replies first."""
         slots = trio.Semaphore(self.settings.max_inflight)
         bad = 0
+        close: control.Close | None = None
         async with trio.open_nursery() as nursery:
-            while True:
+            while close is None:
                 try:
-                    message = await ws.get_message()
+                    frame = await ws.receive()
                 except ConnectionClosed:
                     break
-                close: tuple[int, str] | None = None
-                if isinstance(message, bytes):
-                    close = (CLOSE_UNSUPPORTED, "binary frames are not accepted; send JSON text")
-                else:
-                    try:
-                        data = control.decode_frame(message)
-                    except control.NotJsonError as exc:
-                        close = (CLOSE_INVALID_PAYLOAD, str(exc)[:120])
-                if close is not None:
-                    with trio.move_on_after(1):
-                        await ws.aclose(*close)
-                    break
-                parsed = control.parse_request(data)
-                if isinstance(parsed, control.ControlError):
+                outcome = control.read_frame(frame)
+                if isinstance(outcome, control.Close):
+                    close = outcome
+                elif isinstance(outcome, control.Rejected):
                     bad += 1
-                    await ws.send_message(_dumps(control.error_reply(control.request_id(data), parsed)))
+                    await self._send_reply(ws, control.error_reply(outcome.id, outcome.error))
                     if bad >= self.settings.max_bad_requests:
-                        with trio.move_on_after(1):
-                            await ws.aclose(CLOSE_POLICY, "too many bad requests")
-                        break
-                    continue
-                await slots.acquire()
-                nursery.start_soon(self._run, ws, parsed, slots)
-            nursery.cancel_scope.cancel()
+                        close = control.Close(CLOSE_POLICY, "too many bad requests")
+                else:
+                    await slots.acquire()
+                    nursery.start_soon(self._run, ws, outcome, slots)
+            nursery.cancel_scope.deadline = trio.current_time() + self.settings.drain_timeout
+        if close is not None:
+            logger.info("closing /control connection from %s: %d %s", peer, close.code, close.reason)
+            with trio.move_on_after(self.settings.send_timeout):
+                if close.code in (CLOSE_POLICY, CLOSE_UNSUPPORTED):
+                    await ws.aclose(close.code, close.reason)
+                else:
+                    await ws.fail(close.code, close.reason)
 
-    async def _run(self, ws: WebSocketConnection, request: control.Request, slots: trio.Semaphore) -> None:
+    async def _run(self, ws: GuardedConnection, request: control.Request, slots: trio.Semaphore) -> None:
         try:
             try:
                 result = control.reply(request.id, await control.execute(self.supervisor, request.command))
+            except trio.Cancelled:
+                # The daemon is stopping or the connection is closing: say so before the close frame.
+                with trio.CancelScope(shield=True), trio.move_on_after(0.2):
+                    error = control.ControlError("closed", "the request was cut short: the connection is closing")
+                    await self._send_reply(ws, control.error_reply(request.id, error))
+                raise
             except Exception as exc:
                 error = control.error_for(exc)
                 if error.type == "internal":
                     logger.exception("control command %r failed", request.command)
                 result = control.error_reply(request.id, error)
-            await ws.send_message(_dumps(result))
-        except ConnectionClosed:
-            pass
+            await self._send_reply(ws, result)
         finally:
             slots.release()
+
+    @staticmethod
+    async def _send_reply(ws: GuardedConnection, message: Mapping[str, Any]) -> None:
+        with contextlib.suppress(ConnectionClosed):  # the client left: nobody to answer
+            await ws.send_message(control.encode(message))
 
 
 def _peer(request: WebSocketRequest) -> str:
@@ -336,19 +411,14 @@ async def serve_events(
 
     `token` None turns auth off (loopback only). Start it with
     ``port = await nursery.start(serve_events, supervisor, settings, token=...)``.
+    Cancelling it closes every connection with 1001 (going away).
     """
     settings = settings if settings is not None else ServerSettings()
     check_listen(settings.host, allow_remote=settings.allow_remote, token=token)
     server = EventServer(supervisor, settings, token)
+    limits = ConnectionLimits(max_message_size=settings.max_message_size)
     async with trio.open_nursery() as nursery:
-        ws_server = await nursery.start(
-            lambda task_status: serve_websocket(
-                server.handle, settings.host, settings.port, None,
-                max_message_size=settings.max_message_size, message_queue_size=4,
-                connect_timeout=10, disconnect_timeout=2, task_status=task_status,
-            )
-        )
-        port: int = ws_server.port
+        port: int = await nursery.start(serve_guarded, server.handle, settings.host, settings.port, limits)
         logger.info("event server listening on %s:%d", settings.host, port)
         task_status.started(port)
         await trio.sleep_forever()

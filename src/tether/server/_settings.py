@@ -53,6 +53,9 @@ class ServerSettings:
     """/control commands one connection may have running at once."""
     max_bad_requests: int = attrs.field(default=16, validator=_at_least(1))
     """Error replies one /control connection may cause before it is closed (1008)."""
+    drain_timeout: float = attrs.field(default=15.0, validator=_at_least(0.0))
+    """A /control connection that must close (a bad frame, the client left) gives the requests
+    still in flight this long to finish and send their replies first."""
 
     def __attrs_post_init__(self) -> None:
         if not is_loopback(self.host) and not self.allow_remote:

@@ -1,4 +1,9 @@
-"""`ProcessOptions`: the ``options`` table of a ``process`` session, validated at register time."""
+"""`ProcessOptions`: the ``options`` table of a ``process`` session, validated at register time.
+
+The table is structured by tether's strict converter (`tether.structure_options`):
+every bad option is named at once, an unknown one with the option it most
+likely meant. Each field's converter or validator below says what it takes.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,7 @@ from typing import Any, Literal
 
 import attrs
 
-from tether import ConfigError
+from tether import ConfigError, structure_options
 
 from ._panelog import DEFAULT_PANE_LOG_BYTES
 
@@ -26,10 +31,82 @@ _SH_ONLY = frozenset({
 })
 """Words that are /bin/sh built-ins, not programs: a line starting with one stays a shell line."""
 
-_KNOWN = (
-    "argv", "command", "cwd", "env", "rows", "cols", "shell_integration", "persist",
-    "history_lines", "rerun_last_command", "term", "pane_log_bytes",
-)
+
+def _argv(value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        raise ConfigError("argv", f"must be a list of strings (did you mean command = {shlex.quote(value)}?)")
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(a, str) for a in value):
+        raise ConfigError("argv", "must be a non-empty list of strings")
+    if not value[0]:
+        raise ConfigError("argv[0]", "must name a program")
+    return tuple(value)
+
+
+def _text(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    """A non-empty string without NUL (a program could not take it), when given."""
+    if value is None:
+        return
+    if not value:
+        raise ConfigError(attribute.name, f"must be a non-empty string, got {value!r}")
+    if "\0" in value:
+        raise ConfigError(attribute.name, "must not contain NUL")
+
+
+def _command(instance: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
+    _text(instance, attribute, value)
+    if value is not None and not value.strip():
+        raise ConfigError("command", "must not be empty")
+
+
+def _between(low: int, high: int) -> Any:
+    def check(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
+        if not low <= value <= high:
+            raise ConfigError(attribute.name, f"must be a whole number from {low} to {high}, got {value!r}")
+
+    return check
+
+
+def _persist(value: object) -> Persist:
+    if value not in ("none", "tmux"):
+        raise ConfigError("persist", f'must be "none" or "tmux", got {value!r}')
+    return "tmux" if value == "tmux" else "none"
+
+
+def _env(value: object) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise ConfigError("env", "must be a table of NAME = value")
+    env: dict[str, str] = {}
+    for name, val in value.items():
+        if not isinstance(name, str) or not name or "=" in name or "\0" in name:
+            raise ConfigError(f"env.{name}", "is not a valid variable name")
+        if not isinstance(val, str) or "\0" in val:
+            raise ConfigError(f"env.{name}", "must be a string without NUL")  # the value is never echoed
+        env[name] = val
+    return env
+
+
+@attrs.frozen(kw_only=True)
+class _Table:
+    """The options as written: exactly one of ``argv`` and ``command``."""
+
+    argv: tuple[str, ...] | None = attrs.field(default=None, converter=_argv)
+    command: str | None = attrs.field(default=None, validator=_command)
+    cwd: str | None = attrs.field(default=None, validator=_text)
+    env: Mapping[str, str] = attrs.field(factory=dict, converter=_env, hash=False)
+    rows: int = attrs.field(default=24, validator=_between(1, 10_000))
+    cols: int = attrs.field(default=80, validator=_between(1, 10_000))
+    shell_integration: bool = True
+    persist: Persist = attrs.field(default="none", converter=_persist)
+    history_lines: int = attrs.field(default=2000, validator=_between(0, 10_000_000))
+    pane_log_bytes: int = attrs.field(default=DEFAULT_PANE_LOG_BYTES, validator=_between(4096, 1 << 30))
+    rerun_last_command: bool = False
+    term: str = attrs.field(default="xterm-256color", validator=_text)
+
+    def __attrs_post_init__(self) -> None:
+        if (self.argv is None) == (self.command is None):
+            raise ConfigError("argv", "give exactly one of argv (a list) or command (a shell command line)")
 
 
 @attrs.frozen(kw_only=True)
@@ -69,84 +146,18 @@ class ProcessOptions:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> ProcessOptions:
-        """Validate a spec's options; `ConfigError` names the bad key."""
-        for key in options:
-            if key not in _KNOWN:
-                raise ConfigError(key, f"unknown option; known: {', '.join(sorted(_KNOWN))}")
-        argv = _argv(options)
-        kwargs: dict[str, Any] = {"argv": argv}
-        if "cwd" in options:
-            kwargs["cwd"] = _string(options, "cwd")
-        if "env" in options:
-            kwargs["env"] = _env(options["env"])
-        for key in ("rows", "cols"):
-            if key in options:
-                kwargs[key] = _int(options, key, low=1, high=10_000)
-        if "history_lines" in options:
-            kwargs["history_lines"] = _int(options, "history_lines", low=0, high=10_000_000)
-        if "pane_log_bytes" in options:
-            kwargs["pane_log_bytes"] = _int(options, "pane_log_bytes", low=4096, high=1 << 30)
-        for key in ("shell_integration", "rerun_last_command"):
-            if key in options:
-                if not isinstance(options[key], bool):
-                    raise ConfigError(key, f"must be true or false, got {options[key]!r}")
-                kwargs[key] = options[key]
-        if "persist" in options:
-            if options["persist"] not in ("none", "tmux"):
-                raise ConfigError("persist", f'must be "none" or "tmux", got {options["persist"]!r}')
-            kwargs["persist"] = options["persist"]
-        if "term" in options:
-            kwargs["term"] = _string(options, "term")
-        return cls(**kwargs)
+        """Validate a spec's options: a `ConfigError` naming the bad key, or an
+        `InvalidConfigError` naming each of several."""
+        table = structure_options(_Table, options)
+        argv = table.argv if table.argv is not None else _command_argv(table.command or "")
+        fields = attrs.asdict(table, recurse=False)
+        del fields["command"]
+        return cls(**{**fields, "argv": argv})
 
 
-def _argv(options: Mapping[str, Any]) -> tuple[str, ...]:
-    has_argv, has_command = "argv" in options, "command" in options
-    if has_argv == has_command:
-        raise ConfigError("argv", "give exactly one of argv (a list) or command (a shell command line)")
-    if has_command:
-        command = _string(options, "command")
-        if not command.strip():
-            raise ConfigError("command", "must not be empty")
-        if _PLAIN_WORDS.fullmatch(command.strip()) and command.split()[0] not in _SH_ONLY:
-            # nothing for a shell to do: run the words themselves, so a bash or zsh started this way
-            # gets tether's integration (cwd, re-run, run) exactly like argv = [...]
-            return tuple(command.split())
-        return ("/bin/sh", "-c", command)
-    argv = options["argv"]
-    if isinstance(argv, str):
-        raise ConfigError("argv", f"must be a list of strings (did you mean command = {shlex.quote(argv)}?)")
-    if not isinstance(argv, (list, tuple)) or not argv or not all(isinstance(a, str) for a in argv):
-        raise ConfigError("argv", "must be a non-empty list of strings")
-    if not argv[0]:
-        raise ConfigError("argv[0]", "must name a program")
-    return tuple(argv)
-
-
-def _string(options: Mapping[str, Any], key: str) -> str:
-    value = options[key]
-    if not isinstance(value, str) or not value:
-        raise ConfigError(key, f"must be a non-empty string, got {value!r}")
-    if "\0" in value:
-        raise ConfigError(key, "must not contain NUL")
-    return value
-
-
-def _int(options: Mapping[str, Any], key: str, *, low: int, high: int) -> int:
-    value = options[key]
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(key, f"must be a whole number from {low} to {high}, got {value!r}")
-    return value
-
-
-def _env(value: object) -> dict[str, str]:
-    if not isinstance(value, Mapping):
-        raise ConfigError("env", "must be a table of NAME = value")
-    env: dict[str, str] = {}
-    for name, val in value.items():
-        if not isinstance(name, str) or not name or "=" in name or "\0" in name:
-            raise ConfigError(f"env.{name}", "is not a valid variable name")
-        if not isinstance(val, str) or "\0" in val:
-            raise ConfigError(f"env.{name}", "must be a string without NUL")  # the value is never echoed
-        env[name] = val
-    return env
+def _command_argv(command: str) -> tuple[str, ...]:
+    if _PLAIN_WORDS.fullmatch(command.strip()) and command.split()[0] not in _SH_ONLY:
+        # nothing for a shell to do: run the words themselves, so a bash or zsh started this way
+        # gets tether's integration (cwd, re-run, run) exactly like argv = [...]
+        return tuple(command.split())
+    return ("/bin/sh", "-c", command)
