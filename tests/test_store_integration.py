@@ -155,12 +155,12 @@ class _FlakyStore:
     async def load_all(self) -> tether.LoadReport:
         return await self.inner.load_all()
 
-    async def write(self, snapshots, deleted=(), *, fences=None):  # type: ignore[no-untyped-def]
+    async def write(self, snapshots, deleted=(), *, fences=None, logs=()):  # type: ignore[no-untyped-def]
         if self.failures:
             self.failures -= 1
             await trio.lowlevel.checkpoint()
             raise OSError("disk full")
-        return await self.inner.write(snapshots, deleted, fences=fences)
+        return await self.inner.write(snapshots, deleted, fences=fences, logs=logs)
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -121,6 +121,8 @@ class AttemptRunner:
                         )
                         ctx._settle()
                         self._connected(session, link, held, force)
+                        if session.size is not None:
+                            await self._resize(session, link, *session.size)
                         drop = await self._hold(session, link)
                         if session.epoch != epoch:
                             raise _Abandoned
@@ -153,6 +155,9 @@ class AttemptRunner:
         if held is not None:
             session.generation += 1  # late reports from the dead link are ignored from here on
             session.pending_drop = None
+            if drop is None or drop.reason is not DisconnectReason.PROCESS_EXIT:
+                session.console.log.mark_interrupted()  # the next link's first bytes say if any were lost
+            session.console.link_ended()
             if failure is not None and drop is None:
                 drop = failure
             if not session.stopping:
@@ -224,6 +229,22 @@ class AttemptRunner:
         session.connected(self._outbox, attempt, trio.current_time(), time.time())
         if force is not None:
             force.resolve(attempt)
+        if session.waiters is not None:
+            session.waiters.wake()
+
+    async def _resize(self, session: Session, link: Link, rows: int, cols: int) -> None:
+        """Give a new link the size asked for earlier (plugins that can: `resize(rows, cols)`)."""
+        resize = getattr(link, "resize", None)
+        if resize is None:
+            return
+        with trio.move_on_after(session.spec.policy.connect_timeout) as scope:
+            self.calls.enter(session, "resize", scope)
+            try:
+                await resize(rows, cols)
+            except Exception:
+                logger.warning("session %s: resize to %dx%d failed", session.sid, rows, cols, exc_info=True)
+            finally:
+                self.calls.leave(session)
 
     async def _hold(self, session: Session, link: Link) -> Disconnect | None:
         """Stay parked while the link is up; probe on the health interval. None = stopping."""

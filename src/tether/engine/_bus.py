@@ -128,6 +128,17 @@ class EventBus:
         """Build an event with the next sequence number and deliver it. Never blocks."""
         return self.publish_at(cls, time.time(), fields)
 
+    def publish_live(self, cls: type[_E], at: float, fields: Mapping[str, Any]) -> _E:
+        """Deliver to the subscribers listening now, without keeping it in the ring: a resume
+        (``since=``) never replays it. For console output, whose exact record is the session's
+        output log: a busy console must not push everything else out of the ring."""
+        self.last_seq += 1
+        event = cls(seq=self.last_seq, at=at, boot=self.boot, **fields)
+        for sub in self._subscribers:
+            if sub.filter.matches(event):
+                sub._offer(event)
+        return event
+
     def publish_at(self, cls: type[_E], at: float, fields: Mapping[str, Any]) -> _E:
         """`publish`, for a caller that has read the clock already (`at`, epoch seconds)."""
         self.last_seq += 1

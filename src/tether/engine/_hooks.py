@@ -9,10 +9,12 @@ has since been replaced is ignored.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, final
 
 from ..contract._plugin import ConnectMode, LinkRequest
 from ..rules._events import SessionOutput, SessionSurvivor, StrategyAttempted
+from ..rules._output import PeerMark
 from ..rules._reasons import Disconnect
 from ..rules._state import Attempt, PreservedState
 from ._secrets import resolve_spec
@@ -21,6 +23,10 @@ if TYPE_CHECKING:
     from ..rules._session import EpisodeRecord
     from ._outbox import Outbox
     from ._session import Session
+
+
+HISTORY_BYTES = 64 * 1024
+"""Output handed to a reconnect (`LinkRequest.history`, `RecoveryContext.history`) at most."""
 
 
 @final
@@ -43,7 +49,15 @@ class LinkReporter:
     def output(self, data: bytes) -> None:
         session = self._session
         if session.generation == self._generation and data:
-            self._outbox.bus.publish(SessionOutput, session_id=session.sid, data=session.add_output(data))
+            position, runs = session.console.output(data)
+            self._outbox.output(session, position, data, runs)
+
+    def output_at(self, mark: PeerMark, data: bytes) -> None:
+        session = self._session
+        if session.generation == self._generation and data:
+            position, new, runs = session.console.output_at(mark, data)
+            if new:
+                self._outbox.output(session, position, new, runs)
 
     def state(self, new_state: PreservedState) -> None:
         session = self._session
@@ -75,7 +89,7 @@ class AttemptHooks:
         """The output history, copied on first use and shared by the context and its requests
         (a full 64 KiB history copied on every attempt would cost more than the attempt)."""
         if self._history is None:
-            self._history = bytes(self._session.output)
+            self._history = self._session.recent_output(HISTORY_BYTES)
         return self._history
 
     def previous_attempts(self) -> tuple[Attempt, ...]:
@@ -102,6 +116,8 @@ class AttemptHooks:
             session_ending=reporter.session_ending,
             last_state=session.preserved,
             report_survivor=reporter.survivor,
+            resume=session.console.log.resume,
+            report_output_at=reporter.output_at,
         )
 
     def strategy_started(self, name: str) -> None:
@@ -117,7 +133,9 @@ class AttemptHooks:
 
     def replay(self, history: bytes) -> None:
         text = history.decode("utf-8", errors="replace")
-        self._outbox.bus.publish(SessionOutput, session_id=self._session.sid, data=text, replay=True)
+        self._outbox.bus.publish_live(SessionOutput, time.time(), {
+            "session_id": self._session.sid, "data": text, "replay": True, "offset": -1,
+        })
 
 
 @final

@@ -14,16 +14,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 import trio
 
 from ..rules._errors import SnapshotError
-from ..rules._events import Event
+from ..rules._events import Event, SessionOutput
+from ..rules._osc import RunResult
+from ..rules._output import LogFlush, OutputLog
 from ..rules._snapshots import LoadReport, SessionSnapshot, SnapshotStore
 from ..rules._state import SessionStatus
 from ..rules._stats import StatsRecorder
 from ._bus import EventBus
+
+if TYPE_CHECKING:
+    from ._session import Session
 
 logger = logging.getLogger("tether.outbox")
 
@@ -44,6 +49,7 @@ class Outbox:
         durable: bool,
         flush_interval: float,
         snapshot_of: Callable[[str], SessionSnapshot | None],
+        log_of: Callable[[str], OutputLog | None] = lambda sid: None,
         fence_of: Callable[[str], int | None] = lambda sid: None,
         on_fenced: Callable[[frozenset[str]], None] = lambda ids: None,
     ) -> None:
@@ -53,11 +59,14 @@ class Outbox:
         self._durable = durable and store is not None
         self._flush_interval = flush_interval
         self._snapshot_of = snapshot_of
+        self._log_of = log_of
+        self._logs: set[str] = set()
+        """Sessions whose output log has something new to write."""
         self._fence_of = fence_of
         self._on_fenced = on_fenced
         self._dirty: set[str] = set()
         self._deleted: set[str] = set()
-        self._parting: dict[str, tuple[SessionSnapshot, int | None]] = {}
+        self._parting: dict[str, tuple[SessionSnapshot, int | None, OutputLog | None]] = {}
         """Last snapshots of sessions that ended without being unregistered (stopped by a cancel
         or a release before the final flush): written with the next flush."""
         self._held: list[tuple[type[Event], float, dict[str, Any]]] = []
@@ -81,6 +90,22 @@ class Outbox:
             self._dirty.add(session_id)
             self._wanted.set()
 
+    def output(self, session: Session, position: int, data: bytes, runs: list[RunResult]) -> None:
+        """A chunk of output landed at `position` of the session's log: a live event, the log's
+        next write, the runs it finished, the waiters it wakes."""
+        self.bus.publish_live(SessionOutput, time.time(), {
+            "session_id": session.sid, "data": session.decode(data), "offset": position,
+        })
+        if self._store is not None and not self.sealed:
+            self._logs.add(session.sid)
+            if session.console.log.wants_flush or not self._wanted.is_set():
+                self._wanted.set()
+        waiters = session.waiters
+        if waiters is not None:
+            if runs:
+                waiters.completed(runs)
+            waiters.wake()
+
     def status_moved(self, old: SessionStatus | None, new: SessionStatus | None) -> None:
         self.stats.moved(old, new)
 
@@ -93,6 +118,7 @@ class Outbox:
         """Delete the session's snapshot with the next write."""
         if self._store is not None:
             self._dirty.discard(session_id)
+            self._logs.discard(session_id)
             self._deleted.add(session_id)
             self._wanted.set()
 
@@ -101,13 +127,16 @@ class Outbox:
         for sid in session_ids:
             self._dirty.discard(sid)
             self._deleted.discard(sid)
+            self._logs.discard(sid)
             self._parting.pop(sid, None)
 
-    def parting(self, snapshot: SessionSnapshot, fence: int | None = None) -> None:
+    def parting(self, snapshot: SessionSnapshot, fence: int | None = None, log: OutputLog | None = None) -> None:
         """A session leaves without being unregistered: keep its last state (and the fence it was
-        held under) for the next write."""
-        if self._store is not None and not self.sealed and snapshot.session_id in self._dirty:
-            self._parting[snapshot.session_id] = (snapshot, fence)
+        held under, and its output log) for the next write."""
+        sid = snapshot.session_id
+        if self._store is not None and not self.sealed and (sid in self._dirty or sid in self._logs):
+            self._dirty.add(sid)
+            self._parting[sid] = (snapshot, fence, log)
 
     async def load_all(self) -> LoadReport:
         """Every stored snapshot (at start)."""
@@ -126,8 +155,11 @@ class Outbox:
             if not await self.flush():
                 await trio.sleep(max(self._flush_interval, RETRY_FAILED_FLUSH))
 
-    async def flush(self) -> bool:
+    async def flush(self, *, final: bool = False) -> bool:
         """Write every pending change now (one transaction) and release held events.
+
+        `final` is the last flush of a clean stop: output logs reserve nothing ahead, so
+        the next start continues them exactly.
 
         Returns False if the store failed; the changes stay queued (and, in
         durable mode, their events stay held) for the next try. A snapshot the
@@ -153,10 +185,21 @@ class Outbox:
             sid: fence for sid in ids
             if (fence := self._fence_of(sid) if sid not in parting else parting[sid][1]) is not None
         }
+        log_ids, self._logs = self._logs, set()
+        logs: list[tuple[OutputLog, LogFlush]] = []
+        for sid in log_ids | parting.keys():
+            log = parting[sid][2] if sid in parting else self._log_of(sid)
+            if log is not None and (final or log.needs_flush):
+                logs.append((log, log.take_flush(sid, final=final or sid in parting)))
+        for _, taken in logs:
+            if taken.session_id not in fences and (fence := self._fence_of(taken.session_id)) is not None:
+                fences[taken.session_id] = fence
         fenced: frozenset[str] = frozenset()
-        while snapshots or deleted:
+        while snapshots or deleted or logs:
             try:
-                result = await store.write(snapshots, sorted(deleted), fences=fences or None)
+                result = await store.write(
+                    snapshots, sorted(deleted), fences=fences or None, logs=[taken for _, taken in logs]
+                )
                 fenced = result.fenced
                 break
             except SnapshotError as exc:
@@ -166,11 +209,15 @@ class Outbox:
                 logger.exception("writing %d snapshots failed; will retry", len(snapshots))
                 self._dirty |= {snap.session_id for snap in snapshots} - self._deleted
                 self._deleted |= deleted
+                self._logs |= {taken.session_id for _, taken in logs} - self._deleted
                 self._held[:0] = held
                 self._wanted.set()
                 return False
         else:
             await trio.lowlevel.checkpoint()
+        for log, taken in logs:
+            if taken.session_id not in fenced:
+                log.flushed(taken)
         if fenced:
             logger.warning("%d sessions were taken over by another process: stopping them", len(fenced))
             self._on_fenced(fenced)
@@ -185,7 +232,7 @@ class Outbox:
     @property
     def pending(self) -> int:
         """Sessions waiting to be written or deleted."""
-        return len(self._dirty) + len(self._deleted)
+        return len(self._dirty) + len(self._deleted) + len(self._logs)
 
     def _take_held(self) -> list[tuple[type[Event], float, dict[str, Any]]]:
         held, self._held = self._held, []

@@ -19,6 +19,8 @@ import attrs
 import trio
 
 from ..contract._plugin import Backend
+from ..rules._console import ConsoleOutput
+from ..rules._output import OutputLog
 from ..rules._reasons import Disconnect
 from ..rules._secret_refs import has_refs, missing_literals
 from ..rules._session import SessionRecord
@@ -53,6 +55,7 @@ class Session(SessionRecord):
         "_entry",
         "_task",
         "backend",
+        "console",
         "current",
         "declared",
         "done",
@@ -63,14 +66,14 @@ class Session(SessionRecord):
         "force",
         "generation",
         "link",
-        "output",
-        "output_limit",
         "pending_drop",
         "scope",
         "secrets",
+        "size",
         "stopping",
         "timers",
         "unregistering",
+        "waiters",
         "watch_epoch",
         "watch_phase",
         "watch_scope",
@@ -78,7 +81,7 @@ class Session(SessionRecord):
     )
 
     def __init__(
-        self, spec: SessionSpec, backend: Backend, target: str, timers: TimerQueue, output_limit: int, wall: float
+        self, spec: SessionSpec, backend: Backend, target: str, timers: TimerQueue, log: OutputLog, wall: float
     ) -> None:
         super().__init__(spec, target, backend.default_strategies, wall)
         self.backend = backend
@@ -112,8 +115,12 @@ class Session(SessionRecord):
         self.watch_phase = ""
         self.watch_since = math.inf
         self.watch_epoch = 0
-        self.output = bytearray()
-        self.output_limit = output_limit
+        self.console = ConsoleOutput(log)
+        """Every byte of output at its log position, the shell marks in it, the runs waiting."""
+        self.waiters: Any = None
+        """Output waiters and finished runs (engine._console), made when first needed."""
+        self.size: tuple[int, int] | None = None
+        """The terminal size asked for (rows, cols), given to every new link."""
         self._decoder: codecs.IncrementalDecoder | None = None
         self._task: trio.lowlevel.Task | None = None
         self._entry: TimerEntry | None = None
@@ -163,14 +170,19 @@ class Session(SessionRecord):
         force, self.force = self.force, None
         return force
 
-    # -- output history ------------------------------------------------------------------
+    # -- output ---------------------------------------------------------------------------
 
-    def add_output(self, data: bytes) -> str:
-        """Keep `data` in the bounded history; return it decoded for subscribers."""
-        self.output += data
-        excess = len(self.output) - self.output_limit
-        if excess > 0:
-            del self.output[:excess]
+    def recent_output(self, max_bytes: int) -> bytes:
+        """Up to the last `max_bytes` bytes of output still kept (losses skipped): the history a
+        reconnect hands the backend, and what ``output_history`` shows."""
+        log = self.console.log
+        end = log.readable_end
+        since = max(log.start, end - max_bytes)
+        return log.read(since, max(1, max_bytes)).data if end > since else b""
+
+    def decode(self, data: bytes) -> str:
+        """`data` decoded for ``session.output`` events (UTF-8, undecodable bytes replaced; a
+        character split across chunks is kept whole)."""
         if self._decoder is None:
             self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         return self._decoder.decode(data)

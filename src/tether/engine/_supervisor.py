@@ -20,14 +20,14 @@ import math
 import random
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import ExitStack, asynccontextmanager
 from typing import Literal, final
 
 import attrs
 import trio
 
-from ..contract._plugin import Backend, Strategy
+from ..contract._plugin import Backend, Link, Strategy
 from ..rules._classify import single_error
 from ..rules._errors import (
     ConfigError,
@@ -39,6 +39,7 @@ from ..rules._errors import (
     TetherError,
 )
 from ..rules._events import PluginFailed, PluginMisbehaved, SessionMoved, SessionRegistered, SessionUnregistered
+from ..rules._output import LogLimits, LogRead, OutputLog, StoredLog
 from ..rules._reasons import Disconnect, DisconnectReason
 from ..rules._secret_refs import missing_literals, validation_view
 from ..rules._session import StepKind
@@ -48,6 +49,7 @@ from ..rules._state import Attempt, PreservedState, SessionState, SessionStatus
 from ..rules._stats import StatsRecorder, SupervisorStats
 from ._attempt import AttemptRunner
 from ._bus import EventBus, Subscription
+from ._console import RunOutcome, WaitResult, start_run, wait_output, wait_run
 from ._gc import ManagedCollector
 from ._outbox import Outbox
 from ._plugins import BACKENDS_GROUP, PluginRegistry, discover_plugins
@@ -102,7 +104,7 @@ class Supervisor:
         self._connect_limit = wiring.connect_limit
         self._limiters: dict[str, _TargetLimit] = {}
         self._rng = wiring.rng
-        self._output_limit = wiring.output_history_bytes
+        self._log_limits = LogLimits(max_bytes=wiring.output_history_bytes)
         self._sessions: dict[str, Session] = {}
         self._stats = StatsRecorder()
         self._timers = TimerQueue()
@@ -111,6 +113,7 @@ class Supervisor:
         self._outbox = Outbox(
             self.bus, self._stats, wiring.store, durable=wiring.durable, flush_interval=wiring.flush_interval,
             snapshot_of=self._snapshot_of, fence_of=self._fence_of, on_fenced=self.fence_lost,
+            log_of=self._log_of,
         )
         self._attempts = AttemptRunner(
             self._outbox, self.registry.strategies, self._limiter_for, self._rng, lambda: self._closed,
@@ -245,13 +248,7 @@ class Supervisor:
 
     async def send(self, session_id: str, data: bytes) -> None:
         """Write input to a connected session's console."""
-        session = self._get(session_id)
-        if session.link is None or session.status is not SessionStatus.CONNECTED:
-            raise LinkError(
-                f"session {session_id!r} is {session.status.value}, not connected",
-                reason=DisconnectReason.REMOTE_CLOSED,
-            )
-        await session.link.send(data)
+        await self._connected_link(session_id).send(data)
 
     def state(self, session_id: str) -> SessionState:
         """The session's state at this moment."""
@@ -263,7 +260,84 @@ class Supervisor:
 
     def output_history(self, session_id: str) -> bytes:
         """The session's recent output (bounded), kept across reconnections."""
-        return bytes(self._get(session_id).output)
+        return self._get(session_id).recent_output(self._log_limits.max_bytes)
+
+    # -- the console -------------------------------------------------------------------------
+
+    def read(
+        self, session_id: str, since: int | None = None, max_bytes: int = 65536, *, log_id: str | None = None
+    ) -> LogRead:
+        """The session's exact output from log position `since` (default: the oldest kept), at most
+        `max_bytes` bytes, with every range it cannot give as an explicit loss.
+
+        Read on from ``result.next``: consecutive reads cover every position exactly once. Pass the
+        `log_id` a cursor came from to be told (`CursorError`) if the session's log is another one.
+        """
+        log = self._get(session_id).console.log
+        return log.read(log.start if since is None else since, max_bytes, expect_log=log_id)
+
+    async def wait(
+        self,
+        session_id: str,
+        *,
+        pattern: str | None = None,
+        since: int | None = None,
+        quiet: float | None = None,
+        connected: bool = False,
+        budget: float = 30.0,
+    ) -> WaitResult:
+        """Wait server-side, at most `budget` seconds, for one of: `pattern` (a regex) in the output
+        after log position `since` (default: from now), the output going `quiet` for that many
+        seconds, or the session being `connected`."""
+        return await wait_output(self._get(session_id), pattern=pattern, since=since, quiet=quiet,
+                                 connected=connected, budget=budget)
+
+    async def run(self, session_id: str, command: str, *, budget: float = 30.0) -> RunOutcome:
+        """Run `command` in the session's shell; its exit status and the log range of its output.
+
+        Completion comes from the shell integration's marks, with a fresh nonce per command. A
+        command still running after `budget` returns ``done=False`` with a token for `wait_run`.
+        """
+        session = self._get(session_id)
+        line, token = start_run(session, command)
+        assert session.link is not None
+        await session.link.send(line)
+        return await wait_run(session, token, budget)
+
+    async def wait_run(self, session_id: str, token: str, *, budget: float = 30.0) -> RunOutcome:
+        """The outcome of the run `token`, waiting at most `budget` for it to finish."""
+        return await wait_run(self._get(session_id), token, budget)
+
+    async def interrupt(self, session_id: str) -> None:
+        """Interrupt what runs in the console (Ctrl-C), ahead of any input still being written."""
+        link = self._connected_link(session_id)
+        interrupt = getattr(link, "interrupt", None)
+        if interrupt is not None:
+            await interrupt()
+        else:
+            await link.send(b"\x03")
+
+    async def resize(self, session_id: str, rows: int, cols: int) -> None:
+        """Set the console's size (kept for every later link too)."""
+        if not (1 <= rows <= 10_000 and 1 <= cols <= 10_000):
+            raise ConfigError("size", f"rows and cols must be from 1 to 10000, got {rows}x{cols}")
+        session = self._get(session_id)
+        session.size = (rows, cols)
+        link = session.link
+        resize = getattr(link, "resize", None) if link is not None else None
+        if resize is not None and session.status is SessionStatus.CONNECTED:
+            await resize(rows, cols)
+        else:
+            await trio.lowlevel.checkpoint()
+
+    def _connected_link(self, session_id: str) -> Link:
+        session = self._get(session_id)
+        if session.link is None or session.status is not SessionStatus.CONNECTED:
+            raise LinkError(
+                f"session {session_id!r} is {session.status.value}, not connected",
+                reason=DisconnectReason.REMOTE_CLOSED,
+            )
+        return session.link
 
     def stats(self) -> SupervisorStats:
         """Supervisor-wide counters."""
@@ -353,14 +427,18 @@ class Supervisor:
         history: bytes = b"",
         fence: int | None = None,
         checked: tuple[Backend, str] | None = None,
+        log: StoredLog | None = None,
     ) -> Session:
         backend, target = checked if checked is not None else self._check_spec(spec)
-        session = Session(spec, backend, target, self._timers, self._output_limit, time.time())
+        output = self._output_log(spec.id, log)
+        if restore is not None or log is not None:
+            output.mark_interrupted()  # tether was away: the next chunk says whether bytes were lost
+        session = Session(spec, backend, target, self._timers, output, time.time())
         session.fence = fence
         if preserved is not None:
             session.preserved = preserved
         if history:
-            session.output += history[-self._output_limit :]
+            session.console.output(history[-self._log_limits.max_bytes :])
         if restore is not None:
             session.restore(restore, trio.current_time(), time.time())
         self._sessions[spec.id] = session
@@ -406,6 +484,19 @@ class Supervisor:
         if session is None or session.status is SessionStatus.STOPPED:
             return None
         return _snapshot(session)
+
+    def _log_of(self, session_id: str) -> OutputLog | None:
+        session = self._sessions.get(session_id)
+        return session.console.log if session is not None else None
+
+    def _output_log(self, session_id: str, stored: StoredLog | None) -> OutputLog:
+        if stored is not None:
+            try:
+                return OutputLog.restore(stored, self._log_limits)
+            except Exception as exc:  # a damaged log costs its bytes, never the session
+                logger.error("session %s: its stored output log cannot be read (%s); starting a new one",
+                             session_id, exc)
+        return OutputLog(self._log_limits)
 
     def _fence_of(self, session_id: str) -> int | None:
         session = self._sessions.get(session_id)
@@ -513,7 +604,7 @@ class Supervisor:
                 fx.deleted(session.sid)
                 fx.publish(SessionUnregistered, session_id=session.sid)
             elif not session.fenced_out:
-                fx.parting(_snapshot(session), session.fence)
+                fx.parting(_snapshot(session), session.fence, session.console.log)
             self._limiter_ref(session.target, -1)
             if not self._sessions and self._all_finished is not None:
                 self._all_finished.set()
@@ -534,17 +625,19 @@ class Supervisor:
         and this one dropped is unregistered (its snapshot deleted, an event, a log line)."""
         given = {spec.id: spec for spec in declared} if declared is not None else {}
         stored: dict[str, SessionSnapshot] = {}
+        logs: Mapping[str, StoredLog] = {}
         if self._has_store:
             report = await self._outbox.load_all()
             self.restore_errors.extend(report.errors)
             stored = {snap.session_id: snap for snap in report.snapshots}
+            logs = report.logs
         total = len(given) + len(stored)
         if stored:
             logger.info("restoring %d sessions from the snapshot store", len(stored))
         done = 0
         for spec in given.values():
             snap = stored.pop(spec.id, None)
-            self._register_now(spec, restore=snap.state if snap is not None else None)
+            self._register_now(spec, restore=snap.state if snap is not None else None, log=logs.get(spec.id))
             self._sessions[spec.id].declared = True
             done += 1
             if progress is not None and done % 500 == 0:
@@ -557,7 +650,7 @@ class Supervisor:
                 self._outbox.publish(SessionUnregistered, session_id=sid, detail="removed from the config")
                 continue
             try:
-                self._register_now(snap.spec, restore=snap.state)
+                self._register_now(snap.spec, restore=snap.state, log=logs.get(sid))
                 self._sessions[sid].declared = snap.declared
             except TetherError as exc:
                 logger.error("session %s could not be restored: %s", sid, exc)
@@ -693,7 +786,7 @@ async def open_supervisor(
                 finally:
                     if store is not None:
                         with trio.CancelScope(shield=True), trio.move_on_after(_FINAL_FLUSH_SECONDS):
-                            await supervisor.flush()
+                            await supervisor._outbox.flush(final=True)
                     supervisor._outbox.seal()
                     supervisor._shutdown()
                     await supervisor._wait_finished(_GRACEFUL_EXIT_SECONDS)

@@ -164,6 +164,9 @@ class SessionOutput(Event):
     data: str
     replay: bool = False
     """True when state-recovery replays the history after a restart."""
+    offset: int = -1
+    """The log position of the first byte (`Supervisor.read` from here gives the exact bytes);
+    -1 for a replay."""
 
 
 @attrs.frozen(kw_only=True)

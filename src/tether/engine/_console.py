@@ -1,0 +1,208 @@
+"""Driving a console: waiting on its output server-side, and running a command to completion.
+
+Built on a session's `ConsoleOutput` (`tether.rules._console`): every byte at
+a log position, every loss explicit. `wait` blocks until a regex matches the
+output after a cursor, the output goes quiet, or the session connects; `run`
+types a command wrapped in shell-integration marks that carry a fresh nonce
+and returns its exit status and the log range of its output. A run that
+outlives its time budget leaves a token (its nonce) to wait on later, so a
+client whose calls are capped (agents: often 60 s) resumes instead of losing
+the command. Nothing here polls: waiters park on the session's output lot,
+which the link's reporter wakes.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import OrderedDict
+from typing import final
+
+import attrs
+import trio
+
+from ..rules._errors import LinkError, TetherError
+from ..rules._osc import RunResult
+from ..rules._output import Loss
+from ..rules._reasons import DisconnectReason
+from ..rules._state import SessionStatus
+from ._session import Session
+
+FINISHED_KEPT = 64
+"""Finished runs a session keeps for a later `wait_run` (the oldest goes first)."""
+MATCH_WINDOW = 1 << 20
+"""Bytes of output a pattern wait keeps in view (a longer match cannot be found)."""
+
+
+class RunNotFoundError(TetherError, LookupError):
+    """No run with this token is pending or finished on the session (or it was forgotten)."""
+
+
+@attrs.frozen(kw_only=True)
+class WaitResult:
+    """How a `wait` ended."""
+
+    satisfied: bool
+    """True: the condition held (matched, went quiet, connected). False: the time budget ran out."""
+    cursor: int
+    """Where to read or wait from next: after the match, or how far the output was read."""
+    match_start: int | None = None
+    match_stop: int | None = None
+    """The log range of the match (pattern waits)."""
+    match: str = ""
+    """The matched text (decoded as UTF-8 with replacement)."""
+    losses: tuple[Loss, ...] = ()
+    """Losses met on the way: the pattern may have been inside one."""
+    status: SessionStatus = SessionStatus.CONNECTING
+
+
+@attrs.frozen(kw_only=True)
+class RunOutcome:
+    """What `run` (or `wait_run`) says."""
+
+    token: str
+    """The run's nonce: wait on it again if `done` is False."""
+    done: bool
+    exit_status: int | None = None
+    output_start: int = 0
+    output_stop: int = 0
+    """``[output_start, output_stop)``: the command's output in the session's log."""
+    started: bool = True
+
+
+@final
+class Console:
+    """A session's runs and output waiters (one per session, made when first needed)."""
+
+    __slots__ = ("finished", "lot", "pending")
+
+    def __init__(self) -> None:
+        self.lot = trio.lowlevel.ParkingLot()
+        """Woken on every chunk of output, every status change that a waiter may care about."""
+        self.pending: dict[str, trio.Event] = {}
+        self.finished: OrderedDict[str, RunResult] = OrderedDict()
+
+    def wake(self) -> None:
+        if self.lot:
+            self.lot.unpark_all()
+
+    def completed(self, results: list[RunResult]) -> None:
+        for result in results:
+            self.finished[result.nonce] = result
+            while len(self.finished) > FINISHED_KEPT:
+                self.finished.popitem(last=False)
+            done = self.pending.pop(result.nonce, None)
+            if done is not None:
+                done.set()
+
+
+def console_of(session: Session) -> Console:
+    waiters = session.waiters
+    if waiters is None:
+        waiters = session.waiters = Console()
+    assert isinstance(waiters, Console)
+    return waiters
+
+
+async def wait_output(
+    session: Session, *, pattern: str | None, since: int | None, quiet: float | None, connected: bool,
+    budget: float,
+) -> WaitResult:
+    """Wait (server-side, no polling) for the first condition given; `budget` bounds it."""
+    conditions = sum(x is not None and x is not False for x in (pattern, quiet, connected or None))
+    if conditions != 1:
+        raise ValueError("give exactly one of pattern, quiet or connected")
+    console = console_of(session)
+    log = session.console.log
+    cursor = log.readable_end if since is None else since
+    with trio.move_on_after(budget):
+        if connected:
+            while session.status is not SessionStatus.CONNECTED:
+                await console.lot.park()
+            return WaitResult(satisfied=True, cursor=log.readable_end, status=session.status)
+        if quiet is not None:
+            while True:
+                mark = log.end
+                with trio.move_on_after(quiet):
+                    while log.end == mark:
+                        await console.lot.park()
+                    continue
+                return WaitResult(satisfied=True, cursor=log.readable_end, status=session.status)
+        assert pattern is not None
+        regex = re.compile(pattern.encode("utf-8", "surrogateescape"))
+        window = bytearray()
+        window_start = cursor
+        losses: list[Loss] = []
+        while True:
+            read = log.read(cursor, MATCH_WINDOW)
+            for piece in read.pieces():
+                if isinstance(piece, Loss):  # a match cannot span what was lost: start afresh after it
+                    losses.append(piece)
+                    window.clear()
+                    window_start = piece.stop
+                else:
+                    position, data = piece
+                    if position != window_start + len(window):
+                        window.clear()
+                        window_start = position
+                    window += data
+            cursor = read.next
+            if len(window) > MATCH_WINDOW:
+                cut = len(window) - MATCH_WINDOW
+                del window[:cut]
+                window_start += cut
+            found = regex.search(window)
+            if found is not None:
+                start, stop = window_start + found.start(), window_start + found.end()
+                return WaitResult(
+                    satisfied=True, cursor=stop, match_start=start, match_stop=stop,
+                    match=found.group().decode("utf-8", "replace"), losses=tuple(losses), status=session.status,
+                )
+            if cursor >= log.readable_end:
+                await console.lot.park()
+    return WaitResult(satisfied=False, cursor=cursor, status=session.status)
+
+
+def start_run(session: Session, command: str) -> tuple[bytes, str]:
+    """The line to type and the run's token; refuses a session without tether's shell integration."""
+    if session.status is not SessionStatus.CONNECTED or session.link is None:
+        raise LinkError(f"session {session.sid!r} is {session.status.value}, not connected",
+                        reason=DisconnectReason.REMOTE_CLOSED)
+    if session.console.shell is None:
+        raise LinkError(
+            f"session {session.sid!r} has no shell with tether's integration (bash or zsh, started "
+            "directly, with shell_integration on): `run` needs its completion marks",
+            reason=DisconnectReason.BACKEND_ERROR,
+        )
+    line, tracker = session.console.start_run(command)
+    console = console_of(session)
+    console.pending[tracker.nonce] = trio.Event()
+    return line, tracker.nonce
+
+
+async def wait_run(session: Session, token: str, budget: float) -> RunOutcome:
+    """The run's outcome once it finished, or not done yet after `budget` (wait again with the token)."""
+    console = console_of(session)
+    result = console.finished.get(token)
+    if result is None:
+        done = console.pending.get(token)
+        if done is None:
+            raise RunNotFoundError(f"session {session.sid!r} has no run {token!r} pending or finished")
+        with trio.move_on_after(budget if budget != math.inf else math.inf):
+            await done.wait()
+        result = console.finished.get(token)
+        if result is None:
+            return RunOutcome(token=token, done=False)
+    else:
+        await trio.lowlevel.checkpoint()
+    return RunOutcome(
+        token=token, done=True, exit_status=result.status, output_start=result.output_start,
+        output_stop=result.output_stop, started=result.started,
+    )
+
+
+def forget_run(session: Session, token: str) -> None:
+    session.console.forget_run(token)
+    if session.waiters is not None:
+        session.waiters.pending.pop(token, None)
+        session.waiters.finished.pop(token, None)
