@@ -270,6 +270,10 @@ def _fmt(value: float | None) -> str:
     return "never" if value == float("inf") else f"{value:.2f}"
 
 
+def _count(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
 def _summarise(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows: dict[tuple[str, int, float], dict[str, Any]] = {}
     for cell in cells:
@@ -340,7 +344,7 @@ def _markdown(doc: dict[str, Any]) -> str:
         out.append(
             f"| {outage:g} s | {sessions} | {_fmt(t.get('back_median'))} | {_fmt(a.get('back_median'))} "
             f"| {_fmt(t.get('bring_up_median'))} | {_fmt(a.get('bring_up_median'))} "
-            f"| {_fmt(_median(t.get('logins_after_return', [])))} | {_fmt(_median(a.get('logins_after_return', [])))} "
+            f"| {_count(_median(t.get('logins_after_return', [])))} | {_count(_median(a.get('logins_after_return', [])))} "
             f"| {max(loads) if loads else '-'} |"
         )
     out += ["", "## Targets", "", *[f"    {line}" for line in doc["targets"]], ""]
