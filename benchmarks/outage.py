@@ -358,6 +358,7 @@ def main() -> None:
     ap.add_argument("--outages", default="5,20", help="seconds, comma-separated")
     ap.add_argument("--sessions", default="1,100", help="comma-separated")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 run, 5 s outage, 1 and 10 sessions")
+    ap.add_argument("--tools", default="tether,autossh", help="which to run (the comparison needs both)")
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--note", default="", help="free text recorded with the machine (e.g. 'shared machine')")
     args, _ = ap.parse_known_args()  # nox passes run.py's own options too
@@ -365,7 +366,8 @@ def main() -> None:
         tool, sessions, outage = args.cell
         print(json.dumps(run_cell(tool, int(sessions), float(outage))))
         return
-    if shutil.which("autossh") is None:
+    tools = [t for t in ("tether", "autossh") if t in args.tools.split(",")]
+    if "autossh" in tools and shutil.which("autossh") is None:
         sys.exit("autossh is not installed (Debian: apt-get install autossh)")
     runs = 1 if args.quick else args.runs
     outages = [5.0] if args.quick else [float(x) for x in args.outages.split(",")]
@@ -380,7 +382,7 @@ def main() -> None:
     for outage in outages:
         for sessions in counts:
             for run in range(runs):
-                for tool in ("tether", "autossh"):  # interleaved: both see the same machine
+                for tool in tools:  # interleaved: both see the same machine
                     result = _cell_subprocess(tool, sessions, outage)
                     cells.append({"tool": tool, "sessions": sessions, "outage": outage, "run": run, "result": result})
                     shown = result.get("error") or (
