@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import nox
@@ -67,7 +69,9 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Supervision overhead across thousands of sessions; ``-- --quick`` for a smoke run."""
+    """Supervision overhead across thousands of sessions, the cluster, then SSH outage recovery against
+    autossh (benchmarks/outage.py: a real sshd, so root and openssh-server); ``-- --quick`` for a smoke run."""
+    _install_all(session)
     session.install("-e", f"{ROOT}[postgres]")
     session.install("matplotlib", "psutil")
     session.run("python", "benchmarks/run.py", *session.posargs)
@@ -75,3 +79,6 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/cluster.py", "--sessions", sessions, "--claim-batch", "2000")
     quick = ["--quick"] if "--quick" in session.posargs else []
     session.run("python", "benchmarks/output.py", *quick)
+    if shutil.which("autossh") is None and os.geteuid() == 0:
+        session.run("apt-get", "install", "-y", "-qq", "autossh", external=True)
+    session.run("python", "benchmarks/outage.py", *session.posargs)

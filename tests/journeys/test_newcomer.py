@@ -107,7 +107,8 @@ def test_watch_shows_program_output_without_terminal_fragments(tmp_path: Path) -
     """A shell that switches bracketed paste and the alternate screen on: watch shows its text only."""
     pytest.importorskip("tether_process")
     # output events are live (the exact record is the output log): the shell prints on a loop
-    script = r"while :; do printf '\033[?2004h\033]0;title\007\033[?1049hready \033[1;32mgreen\033[0m\r\n'; sleep 0.3; done"
+    script = (r"while :; do printf '\033[?2004h\033]0;title\007\033[?1049hready \033[1;32mgreen\033[0m\r\n';"
+              " sleep 0.3; done")
     config = _config(tmp_path, '[[sessions]]\nid = "sh"\nbackend = "process"\n'
                      f"options = {{ argv = [\"sh\", \"-c\", '''{script}'''] }}\n")
     with running(tmp_path / "state", config) as daemon:

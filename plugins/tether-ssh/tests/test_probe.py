@@ -144,3 +144,16 @@ async def test_probe_through_a_proxy_is_a_login(sshd: Sshd, tmp_path: Path) -> N
     with pytest.raises(tether.LinkError) as caught:
         await _probe(backend, tether.SessionSpec(id="p", backend="ssh", options=options, policy=spec.policy))
     assert caught.value.reason is R.NETWORK
+
+
+async def test_probe_follows_the_users_config(sshd: Sshd, tmp_path: Path) -> None:
+    """The host is an alias in the ssh config (HostName, Port): the probe goes where ssh would."""
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host build-alias\n  HostName 127.0.0.1\n  Port {sshd.port}\n")
+    options = {**sshd.options(share_connection=False), "host": "build-alias", "config_file": str(config)}
+    del options["port"]
+    await _probe(SshBackend(), tether.SessionSpec(id="a", backend="ssh", options=options))
+    config.write_text(f"Host build-alias\n  HostName 127.0.0.1\n  Port {free_port()}\n")
+    with pytest.raises(tether.LinkError) as caught:
+        await _probe(SshBackend(), tether.SessionSpec(id="a", backend="ssh", options=options))
+    assert caught.value.reason is R.NETWORK

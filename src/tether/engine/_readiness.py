@@ -36,8 +36,10 @@ logger = logging.getLogger("tether.readiness")
 UNREACHABLE = frozenset({DisconnectReason.NETWORK, DisconnectReason.TIMEOUT})
 """Failures that may mean the target is down (as opposed to refusing us, or a bug)."""
 PROBE_FIRST = 0.25
-PROBE_CAP = 2.0
-"""Seconds between probes of a down target: from `PROBE_FIRST`, doubling, capped here (jittered +-10%)."""
+PROBE_CAP = 0.5
+"""Seconds between probes of a down target: from `PROBE_FIRST`, doubling, capped here (jittered +-10%).
+A probe is one TCP connect and a greeting: knocking twice a second costs the down host nothing,
+and a returning host is noticed within half a second (benchmarks/outage.py)."""
 PROBE_TIMEOUT = 5.0
 RAMP_STEP = 0.05
 """Seconds between the batches of sessions released when a target is back."""

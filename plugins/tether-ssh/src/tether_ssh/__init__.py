@@ -8,7 +8,12 @@ Backend ``ssh``. Options (``SessionSpec.options``): ``host`` (required),
 ``shell_integration`` (OSC 7 cwd reports from bash), ``accept_new_host_keys``
 (default false: an unknown host key fails; when true, keys are learnt into
 ``<known_hosts>.tether-accepted``, which strict sessions never read), ``server_alive_count_max``,
-``env``, ``cwd``, ``term``, ``ssh_path``, ``rows``, ``cols``.
+``env``, ``cwd``, ``term``, ``ssh_path``, ``rows``, ``cols``, ``share_connection``
+(default true: a channel on a shared connection tether runs per host, `_shared`),
+``max_sessions_per_connection`` (default 10, sshd's MaxSessions).
+
+The backend also has ``probe_target`` (`tether.TargetProbe`): the engine's readiness
+gate's cheap check that the host answers (`_probe`).
 """
 
 from __future__ import annotations
