@@ -40,6 +40,8 @@ from .rules._backoff import ideal_delay as ideal_delay
 from .rules._backoff import retry_delay as retry_delay
 from .rules._classify import classify as classify
 from .rules._console import ConsoleOutput as ConsoleOutput
+from .rules._console import RunOutcome as RunOutcome
+from .rules._console import WaitResult as WaitResult
 from .rules._errors import AuthError as AuthError
 from .rules._errors import ConfigError as ConfigError
 from .rules._errors import CorruptStoreError as CorruptStoreError
@@ -50,6 +52,7 @@ from .rules._errors import InvalidConfigError as InvalidConfigError
 from .rules._errors import LinkError as LinkError
 from .rules._errors import PluginError as PluginError
 from .rules._errors import ReattachUnavailableError as ReattachUnavailableError
+from .rules._errors import RunNotFoundError as RunNotFoundError
 from .rules._errors import SessionNotFoundError as SessionNotFoundError
 from .rules._errors import SnapshotError as SnapshotError
 from .rules._errors import StoreError as StoreError
@@ -244,6 +247,8 @@ __all__ = [
     "RecoveryContext",
     "RequestError",
     "RetriesExhausted",
+    "RunNotFoundError",
+    "RunOutcome",
     "RunResult",
     "RunTracker",
     "SNAPSHOT_SCHEMA_VERSION",
@@ -291,6 +296,7 @@ __all__ = [
     "UnknownBackendError",
     "UnknownMessage",
     "UnknownStrategyError",
+    "WaitResult",
     "WriteResult",
     "backoff_schedule",
     "check_backend",

@@ -18,10 +18,10 @@ import re
 from collections import OrderedDict
 from typing import final
 
-import attrs
 import trio
 
-from ..rules._errors import LinkError, TetherError
+from ..rules._console import RunOutcome, WaitResult
+from ..rules._errors import LinkError, RunNotFoundError
 from ..rules._osc import RunResult
 from ..rules._output import Loss
 from ..rules._reasons import DisconnectReason
@@ -32,42 +32,6 @@ FINISHED_KEPT = 64
 """Finished runs a session keeps for a later `wait_run` (the oldest goes first)."""
 MATCH_WINDOW = 1 << 20
 """Bytes of output a pattern wait keeps in view (a longer match cannot be found)."""
-
-
-class RunNotFoundError(TetherError, LookupError):
-    """No run with this token is pending or finished on the session (or it was forgotten)."""
-
-
-@attrs.frozen(kw_only=True)
-class WaitResult:
-    """How a `wait` ended."""
-
-    satisfied: bool
-    """True: the condition held (matched, went quiet, connected). False: the time budget ran out."""
-    cursor: int
-    """Where to read or wait from next: after the match, or how far the output was read."""
-    match_start: int | None = None
-    match_stop: int | None = None
-    """The log range of the match (pattern waits)."""
-    match: str = ""
-    """The matched text (decoded as UTF-8 with replacement)."""
-    losses: tuple[Loss, ...] = ()
-    """Losses met on the way: the pattern may have been inside one."""
-    status: SessionStatus = SessionStatus.CONNECTING
-
-
-@attrs.frozen(kw_only=True)
-class RunOutcome:
-    """What `run` (or `wait_run`) says."""
-
-    token: str
-    """The run's nonce: wait on it again if `done` is False."""
-    done: bool
-    exit_status: int | None = None
-    output_start: int = 0
-    output_stop: int = 0
-    """``[output_start, output_stop)``: the command's output in the session's log."""
-    started: bool = True
 
 
 @final

@@ -29,6 +29,7 @@ import trio
 
 from ..contract._plugin import Backend, Link, Strategy
 from ..rules._classify import single_error
+from ..rules._console import RunOutcome, WaitResult
 from ..rules._errors import (
     ConfigError,
     DuplicateSessionError,
@@ -49,7 +50,7 @@ from ..rules._state import Attempt, PreservedState, SessionState, SessionStatus
 from ..rules._stats import StatsRecorder, SupervisorStats
 from ._attempt import AttemptRunner
 from ._bus import EventBus, Subscription
-from ._console import RunOutcome, WaitResult, start_run, wait_output, wait_run
+from ._console import start_run, wait_output, wait_run
 from ._gc import ManagedCollector
 from ._outbox import Outbox
 from ._plugins import BACKENDS_GROUP, PluginRegistry, discover_plugins

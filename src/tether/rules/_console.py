@@ -12,8 +12,11 @@ from __future__ import annotations
 
 from typing import Final, final
 
+import attrs
+
 from ._osc import Found, OscScanner, RunResult, RunTracker, ShellMark, new_nonce, run_line
-from ._output import OutputLog, PeerMark
+from ._output import Loss, OutputLog, PeerMark
+from ._state import SessionStatus
 
 MAX_PENDING_RUNS: Final = 64
 """Runs a session keeps waiting for their D mark; the oldest is given up past this."""
@@ -87,3 +90,35 @@ class ConsoleOutput:
             mark = item.event
             if isinstance(mark, ShellMark) and mark.kind == "A" and mark.shell:
                 self.shell = mark.shell
+
+
+@attrs.frozen(kw_only=True)
+class WaitResult:
+    """How a `wait` ended."""
+
+    satisfied: bool
+    """True: the condition held (matched, went quiet, connected). False: the time budget ran out."""
+    cursor: int
+    """Where to read or wait from next: after the match, or how far the output was read."""
+    match_start: int | None = None
+    match_stop: int | None = None
+    """The log range of the match (pattern waits)."""
+    match: str = ""
+    """The matched text (decoded as UTF-8 with replacement)."""
+    losses: tuple[Loss, ...] = ()
+    """Losses met on the way: the pattern may have been inside one."""
+    status: SessionStatus = SessionStatus.CONNECTING
+
+
+@attrs.frozen(kw_only=True)
+class RunOutcome:
+    """What `run` (or `wait_run`) says."""
+
+    token: str
+    """The run's nonce: wait on it again if `done` is False."""
+    done: bool
+    exit_status: int | None = None
+    output_start: int = 0
+    output_stop: int = 0
+    """``[output_start, output_stop)``: the command's output in the session's log."""
+    started: bool = True

@@ -174,3 +174,7 @@ class StoreError(TetherError):
 
 class CorruptStoreError(StoreError):
     """The database file is damaged or is not a tether database; it was left untouched."""
+
+
+class RunNotFoundError(TetherError, LookupError):
+    """No run with this token is pending or finished on the session (or it was forgotten)."""

@@ -57,11 +57,14 @@ from trio_websocket import (
 )
 
 from ..rules._classify import single_error
+from ..rules._console import RunOutcome, WaitResult
 from ..rules._errors import (
     ConfigError,
+    CursorError,
     DuplicateSessionError,
     InvalidConfigError,
     LinkError,
+    RunNotFoundError,
     SessionNotFoundError,
     SupervisorClosedError,
     TetherError,
@@ -69,13 +72,14 @@ from ..rules._errors import (
     UnknownStrategyError,
 )
 from ..rules._events import Event
+from ..rules._output import LogRead
 from ..rules._paths import StatePaths, resolve_state_dir
 from ..rules._reasons import DisconnectReason
 from ..rules._spec import SessionSpec
 from ..rules._state import Attempt, SessionState, SessionStatus
 from ..rules._status import StatusPage, StatusSummary, from_dict
 from ..rules._structure import session_table
-from ..rules._wire import event_from_dict
+from ..rules._wire import event_from_dict, input_to_dict, read_from_dict
 from ._settings import ServerSettings
 
 if sys.version_info < (3, 11):  # pragma: no cover - exercised on 3.10 only
@@ -155,6 +159,10 @@ def error_from_reply(error: Mapping[str, Any]) -> Exception:
             return SupervisorClosedError(message)
         if kind == "link-error" and "reason" in error:
             return LinkError(str(error.get("detail", message)), reason=DisconnectReason(error["reason"]))
+        if kind == "bad-cursor":
+            return CursorError(message)
+        if kind == "run-not-found":
+            return RunNotFoundError(message)
     except (KeyError, TypeError, ValueError):
         pass  # a shape this client does not know: say it as it came
     details = {k: v for k, v in error.items() if k not in ("type", "message")}
@@ -440,6 +448,61 @@ class DaemonClient:
         result = await self.request("force-reconnect", **fields)
         attempt = result.get("attempt") if isinstance(result, Mapping) else None
         return None if attempt is None else from_dict(attempt, Attempt)
+
+    # -- the console ---------------------------------------------------------------------------
+
+    async def read(
+        self, session_id: str, since: int | None = None, max_bytes: int = 65536, *, log_id: str | None = None
+    ) -> LogRead:
+        """The session's exact output from log position `since` (`Supervisor.read`)."""
+        fields: dict[str, Any] = {"session_id": session_id, "max_bytes": max_bytes}
+        if since is not None:
+            fields["since"] = since
+        if log_id is not None:
+            fields["log"] = log_id
+        return read_from_dict(await self.request("read", **fields))
+
+    async def send(
+        self, session_id: str, data: bytes | None = None, *, text: str | None = None,
+        keys: Sequence[str] | None = None,
+    ) -> int:
+        """Type into the console: exactly one of `data` (bytes), `text` or `keys` (``ctrl-c``, ``enter``)."""
+        result = await self.request("send", session_id=session_id, **input_to_dict(data=data, text=text, keys=keys))
+        return int(result["sent"])
+
+    async def interrupt(self, session_id: str) -> None:
+        """Ctrl-C, ahead of any input still being written."""
+        await self.request("interrupt", session_id=session_id)
+
+    async def resize(self, session_id: str, rows: int, cols: int) -> None:
+        await self.request("resize", session_id=session_id, rows=rows, cols=cols)
+
+    async def wait(
+        self, session_id: str, *, pattern: str | None = None, since: int | None = None,
+        quiet: float | None = None, connected: bool = False, budget: float = 30.0,
+    ) -> WaitResult:
+        """Wait on the daemon (no polling) for a pattern after `since`, quiet output, or a connect."""
+        fields: dict[str, Any] = {"session_id": session_id, "budget": budget}
+        for key, value in (("pattern", pattern), ("since", since), ("quiet", quiet)):
+            if value is not None:
+                fields[key] = value
+        if connected:
+            fields["connected"] = True
+        result: WaitResult = from_dict(await self.request("wait", **fields), WaitResult)
+        return result
+
+    async def run(self, session_id: str, command: str, *, budget: float = 30.0) -> RunOutcome:
+        """Run a command in the session's shell: exit status and output range, or a token to wait on."""
+        result: RunOutcome = from_dict(
+            await self.request("run", session_id=session_id, command=command, budget=budget), RunOutcome
+        )
+        return result
+
+    async def wait_run(self, session_id: str, token: str, *, budget: float = 30.0) -> RunOutcome:
+        result: RunOutcome = from_dict(
+            await self.request("wait-run", session_id=session_id, token=token, budget=budget), RunOutcome
+        )
+        return result
 
     def events(
         self, *, session_ids: Iterable[str] = (), types: Iterable[str] = (), since: int | None = None,

@@ -30,9 +30,11 @@ import trio
 from ..engine._supervisor import Supervisor
 from ..rules._errors import (
     ConfigError,
+    CursorError,
     DuplicateSessionError,
     InvalidConfigError,
     LinkError,
+    RunNotFoundError,
     SessionNotFoundError,
     SupervisorClosedError,
     UnknownBackendError,
@@ -49,11 +51,19 @@ from ..rules._status import (
     to_dict,
 )
 from ..rules._structure import structure_session
+from ..rules._wire import input_from_dict, read_to_dict
 from ._connection import CLOSE_INVALID_PAYLOAD, CLOSE_UNSUPPORTED, BadFrame
 
 RequestId = str | int | None
 
-OPS = ("status", "register", "unregister", "force-reconnect")
+OPS = (
+    "status", "register", "unregister", "force-reconnect",
+    "read", "send", "interrupt", "resize", "wait", "run", "wait-run",
+)
+MAX_READ = 1 << 20
+"""Most bytes one read may ask for (the reply carries them in base64)."""
+MAX_BUDGET = 3600.0
+"""Longest a wait or run may hold its request open: past it, wait again (runs leave a token)."""
 
 MAX_DEPTH = 32
 """Deepest nesting of arrays and objects a request may have (a register's options need a few)."""
@@ -97,7 +107,57 @@ class ForceReconnect:
     wait: bool = True
 
 
-Command = Status | Register | Unregister | ForceReconnect
+@attrs.frozen
+class Read:
+    session_id: str
+    since: int | None
+    max_bytes: int
+    log_id: str | None
+
+
+@attrs.frozen
+class Send:
+    session_id: str
+    data: bytes
+
+
+@attrs.frozen
+class Interrupt:
+    session_id: str
+
+
+@attrs.frozen
+class Resize:
+    session_id: str
+    rows: int
+    cols: int
+
+
+@attrs.frozen
+class Wait:
+    session_id: str
+    pattern: str | None
+    since: int | None
+    quiet: float | None
+    connected: bool
+    budget: float
+
+
+@attrs.frozen
+class Run:
+    session_id: str
+    command: str
+    budget: float
+
+
+@attrs.frozen
+class WaitRun:
+    session_id: str
+    token: str
+    budget: float
+
+
+Command = Status | Register | Unregister | ForceReconnect | Read | Send | Interrupt | Resize | Wait | Run | WaitRun
 
 
 @attrs.frozen
@@ -340,11 +400,102 @@ def _parse_force(data: Mapping[str, Any]) -> ForceReconnect:
     return ForceReconnect(session_id, _string(data, "strategy", required=False), _bool(data, "wait", True))
 
 
+def _sid(data: Mapping[str, Any]) -> str:
+    session_id = _string(data, "session_id")
+    assert session_id is not None
+    return session_id
+
+
+def _seconds(data: Mapping[str, Any], key: str, default: float | None, high: float) -> float | None:
+    value = data.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= high:
+        raise _invalid(f"{key}: must be a number of seconds from 0 to {high:g}, got {_short(value)}")
+    return float(value)
+
+
+def _parse_read(data: Mapping[str, Any]) -> Read:
+    _check_keys(data, ("session_id", "since", "max_bytes", "log"))
+    since = _count(data, "since", 0, 1 << 62)
+    max_bytes = _count(data, "max_bytes", 1, MAX_READ)
+    return Read(_sid(data), since, 65536 if max_bytes is None else max_bytes, _string(data, "log", required=False))
+
+
+def _parse_send(data: Mapping[str, Any]) -> Send:
+    _check_keys(data, ("session_id", "data", "text", "keys"))
+    payload = {key: data[key] for key in ("data", "text", "keys") if key in data}
+    try:
+        return Send(_sid(data), input_from_dict(payload, path="send"))
+    except InvalidConfigError as exc:
+        raise ControlError(
+            "invalid-request", "; ".join(str(e) for e in exc.errors),
+            {"errors": [{"path": e.path, "problem": e.problem} for e in exc.errors]},
+        ) from None
+
+
+def _parse_interrupt(data: Mapping[str, Any]) -> Interrupt:
+    _check_keys(data, ("session_id",))
+    return Interrupt(_sid(data))
+
+
+def _parse_resize(data: Mapping[str, Any]) -> Resize:
+    _check_keys(data, ("session_id", "rows", "cols"))
+    rows, cols = _count(data, "rows", 1, 10_000), _count(data, "cols", 1, 10_000)
+    if rows is None or cols is None:
+        raise _invalid("rows and cols: both required (whole numbers from 1 to 10000)")
+    return Resize(_sid(data), rows, cols)
+
+
+def _parse_wait(data: Mapping[str, Any]) -> Wait:
+    _check_keys(data, ("session_id", "pattern", "since", "quiet", "connected", "budget"))
+    pattern = _string(data, "pattern", required=False)
+    if pattern is not None:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise _invalid(f"pattern: not a regular expression ({exc})") from None
+    quiet = _seconds(data, "quiet", None, MAX_BUDGET)
+    connected = _bool(data, "connected", False)
+    if sum((pattern is not None, quiet is not None, connected)) != 1:
+        raise _invalid("give exactly one of pattern, quiet or connected")
+    budget = _seconds(data, "budget", 30.0, MAX_BUDGET)
+    assert budget is not None
+    return Wait(_sid(data), pattern, _count(data, "since", 0, 1 << 62), quiet, connected, budget)
+
+
+def _parse_run(data: Mapping[str, Any]) -> Run:
+    _check_keys(data, ("session_id", "command", "budget"))
+    command = _string(data, "command")
+    assert command is not None
+    if "\0" in command:
+        raise _invalid("command: must not contain NUL")
+    budget = _seconds(data, "budget", 30.0, MAX_BUDGET)
+    assert budget is not None
+    return Run(_sid(data), command, budget)
+
+
+def _parse_wait_run(data: Mapping[str, Any]) -> WaitRun:
+    _check_keys(data, ("session_id", "token", "budget"))
+    token = _string(data, "token")
+    assert token is not None
+    budget = _seconds(data, "budget", 30.0, MAX_BUDGET)
+    assert budget is not None
+    return WaitRun(_sid(data), token, budget)
+
+
 _PARSERS: dict[str, Callable[[Mapping[str, Any]], Command]] = {
     "status": _parse_status,
     "register": _parse_register,
     "unregister": _parse_unregister,
     "force-reconnect": _parse_force,
+    "read": _parse_read,
+    "send": _parse_send,
+    "interrupt": _parse_interrupt,
+    "resize": _parse_resize,
+    "wait": _parse_wait,
+    "run": _parse_run,
+    "wait-run": _parse_wait_run,
 }
 
 
@@ -408,6 +559,10 @@ def error_for(exc: Exception) -> ControlError:
         return ControlError("invalid-config", str(exc), {"errors": [{"path": exc.path, "problem": exc.problem}]})
     if isinstance(exc, SupervisorClosedError):
         return ControlError("closed", str(exc))
+    if isinstance(exc, CursorError):
+        return ControlError("bad-cursor", str(exc))
+    if isinstance(exc, RunNotFoundError):
+        return ControlError("run-not-found", str(exc))
     if isinstance(exc, LinkError):
         return ControlError("link-error", str(exc), {"reason": exc.reason.value, "detail": exc.detail})
     return ControlError("internal", f"{type(exc).__name__}: {exc}")
@@ -433,8 +588,37 @@ async def execute(supervisor: Supervisor, command: Command) -> Any:
     if isinstance(command, Unregister):
         await supervisor.unregister(command.session_id)
         return {"session_id": command.session_id}
-    attempt = await supervisor.force_reconnect(command.session_id, command.strategy, wait=command.wait)
-    return {"attempt": None if attempt is None else to_dict(attempt)}
+    if isinstance(command, ForceReconnect):
+        attempt = await supervisor.force_reconnect(command.session_id, command.strategy, wait=command.wait)
+        return {"attempt": None if attempt is None else to_dict(attempt)}
+    return await _console(supervisor, command)
+
+
+async def _console(supervisor: Supervisor, command: Command) -> Any:
+    """The console commands: read, send, interrupt, resize, wait, run, wait-run."""
+    if isinstance(command, Read):
+        await trio.lowlevel.checkpoint()
+        return read_to_dict(supervisor.read(command.session_id, command.since, command.max_bytes,
+                                            log_id=command.log_id))
+    if isinstance(command, Send):
+        await supervisor.send(command.session_id, command.data)
+        return {"sent": len(command.data)}
+    if isinstance(command, Interrupt):
+        await supervisor.interrupt(command.session_id)
+        return {}
+    if isinstance(command, Resize):
+        await supervisor.resize(command.session_id, command.rows, command.cols)
+        return {"rows": command.rows, "cols": command.cols}
+    if isinstance(command, Wait):
+        result = await supervisor.wait(
+            command.session_id, pattern=command.pattern, since=command.since, quiet=command.quiet,
+            connected=command.connected, budget=command.budget,
+        )
+        return to_dict(result)
+    if isinstance(command, Run):
+        return to_dict(await supervisor.run(command.session_id, command.command, budget=command.budget))
+    assert isinstance(command, WaitRun)
+    return to_dict(await supervisor.wait_run(command.session_id, command.token, budget=command.budget))
 
 
 async def handle(supervisor: Supervisor, frame: str) -> dict[str, Any] | Close:

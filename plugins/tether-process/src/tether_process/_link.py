@@ -36,7 +36,7 @@ from tether import (
 )
 
 from ._panelog import PaneLogReader
-from ._pty import PtyProcess, proc_ref
+from ._pty import PtyProcess, proc_ref, set_winsize
 from ._survivor import identity
 from ._tmux import TmuxHandle, has_session
 
@@ -139,6 +139,28 @@ class ProcessLink:
                 await self._child.stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise LinkError("the terminal is closed", reason=DisconnectReason.REMOTE_CLOSED) from exc
+
+    async def resize(self, rows: int, cols: int) -> None:
+        """Resize the terminal: the program (with tmux: the client, and so the window) gets SIGWINCH."""
+        await trio.lowlevel.checkpoint()
+        try:
+            set_winsize(self._child.stream.fileno(), rows, cols)
+        except OSError as exc:
+            raise LinkError(f"cannot resize the terminal: {exc.strerror}",
+                            reason=DisconnectReason.REMOTE_CLOSED) from exc
+
+    async def interrupt(self) -> None:
+        """Ctrl-C that cannot queue behind input: SIGINT to the terminal's foreground process group
+        at once (with tmux, the interrupt character goes to tmux, which passes it on)."""
+        if self._tmux is not None:
+            await self.send(b"\x03")
+            return
+        await trio.lowlevel.checkpoint()
+        try:
+            group = os.tcgetpgrp(self._child.stream.fileno())
+            os.killpg(group, signal.SIGINT)
+        except OSError:
+            await self.send(b"\x03")  # no foreground group to find: the terminal's own way
 
     # -- extras --------------------------------------------------------------------------------
 

@@ -21,7 +21,10 @@ channel on it; a channel that closed alone is classified like any other end.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import struct
+import termios
 from typing import final
 
 import attrs
@@ -113,6 +116,15 @@ class SshLink:
                 raise LinkError(
                     "ssh client's pty is closed", reason=DisconnectReason.REMOTE_CLOSED
                 ) from exc
+
+    async def resize(self, rows: int, cols: int) -> None:
+        """Resize ssh's terminal: ssh sends the remote side a window-change."""
+        await trio.lowlevel.checkpoint()
+        try:
+            fcntl.ioctl(self._proc.pty.fileno(), termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        except OSError as exc:
+            raise LinkError(f"cannot resize ssh's terminal: {exc.strerror}",
+                            reason=DisconnectReason.REMOTE_CLOSED) from exc
 
     @property
     def stderr_text(self) -> str:
