@@ -130,9 +130,11 @@ def test_connect_limits() -> None:
     ]
 
 
-@pytest.mark.parametrize(("limit", "started"), [(1, 1), (2, 2), ("unlimited", 3)])
+@pytest.mark.parametrize(("limit", "per_target", "started"), [
+    (1, None, 1), (2, None, 2), ("unlimited", None, 3), (1, 2, 2), ("unlimited", 1, 1),
+])
 async def test_the_daemon_hands_connect_limit_to_the_engine(
-    tmp_path: Path, autojump_clock: object, limit: int | str, started: int
+    tmp_path: Path, autojump_clock: object, limit: int | str, per_target: int | None, started: int
 ) -> None:
     """connect_limit from the config reaches the supervisor: with 1, one connect to a target is in
     flight at a time (each takes 5 s here, on trio's mock clock)."""
@@ -140,7 +142,10 @@ async def test_the_daemon_hands_connect_limit_to_the_engine(
     from tether.cli._daemon import DaemonOptions, run_daemon
     from tether.testing import ScriptedBackend
 
-    config, errors = check_config({"connect_limit": limit})
+    table: dict[str, object] = {"connect_limit": limit}
+    if per_target is not None:
+        table["connect_limits"] = {"t": per_target}
+    config, errors = check_config(table)
     assert config is not None, errors
     backend = ScriptedBackend()
     specs = [SessionSpec(id=f"s{i}", backend="scripted", options={"target": "t", "connect_delay": 5.0})
@@ -157,19 +162,11 @@ async def test_the_daemon_hands_connect_limit_to_the_engine(
     assert seen == [started]
 
 
-def test_per_target_limits_reach_the_engine_or_are_refused_plainly(tmp_path: Path) -> None:
-    """[connect_limits] needs the engine to take per-target limits: until it does, `check` and
-    `run` refuse it with the same line (never silently ignored)."""
-    from tether.cli._daemon import ENGINE_TAKES_PER_TARGET_LIMITS
-
+def test_per_target_limits_are_accepted_by_check_and_run(tmp_path: Path) -> None:
+    """[connect_limits] passes `check` and `run` alike."""
     path = tmp_path / "limits.toml"
     path.write_text('connect_limit = 5\n[connect_limits]\n"devbox:22" = 2\n')
     for command in ("check", "run"):
         result = tether_command(command, str(path), "--duration", "0.1", state=tmp_path / "state") \
             if command == "run" else tether_command(command, str(path), state=tmp_path / "state")
-        if ENGINE_TAKES_PER_TARGET_LIMITS:
-            assert result.returncode == 0, result.stderr
-        else:
-            assert result.returncode == 2
-            assert result.stderr.splitlines()[1].strip().startswith(
-                "connect_limits: per-target limits are not supported by this tether's engine yet")
+        assert result.returncode == 0, result.stderr

@@ -8,7 +8,6 @@ order, so sessions stop and the store flushes, within about a second.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import signal
@@ -24,7 +23,6 @@ import trio
 from ..contract._plugin import Backend
 from ..engine._plugins import PluginRegistry
 from ..engine._supervisor import Supervisor, open_supervisor
-from ..rules._errors import ConfigError
 from ..rules._limits import ConnectLimits
 from ..rules._spec import SessionSpec
 from ..server._auth import ensure_state_dir
@@ -55,20 +53,6 @@ class DaemonOptions:
     """Show a progress bar while registering (a terminal and many sessions)."""
     connect_limits: ConnectLimits = attrs.field(factory=ConnectLimits)
     """Connects in flight per target: the config's ``connect_limit`` and ``[connect_limits]``."""
-
-
-ENGINE_TAKES_PER_TARGET_LIMITS = "connect_limits" in inspect.signature(open_supervisor).parameters
-"""Whether `open_supervisor` takes per-target limits (``connect_limits=ConnectLimits``) or one number."""
-
-
-def engine_limits(limits: ConnectLimits) -> dict[str, Any]:
-    """The keyword(s) that hand `limits` to `open_supervisor`; `ConfigError` when it cannot take them."""
-    if ENGINE_TAKES_PER_TARGET_LIMITS:
-        return {"connect_limits": limits}
-    if limits.per_target:
-        raise ConfigError("connect_limits", "per-target limits are not supported by this tether's engine yet "
-                          "(open_supervisor takes one connect_limit); set connect_limit for every target")
-    return {"connect_limit": limits.default}
 
 
 @asynccontextmanager
@@ -221,7 +205,7 @@ async def _serve(
                     url, sessions=options.sessions or (), registry=options.registry, backends=options.backends,
                     flush_interval=options.store.flush_interval, lease_ttl=options.store.lease_ttl,
                     durable=options.store.durable, gc_policy="managed", stall_threshold=STALL_THRESHOLD,
-                    **engine_limits(options.connect_limits),
+                    connect_limits=options.connect_limits,
                 )
             )
         else:
@@ -231,7 +215,7 @@ async def _serve(
                     registry=options.registry, backends=options.backends, store=store,
                     durable=options.store.durable, flush_interval=options.store.flush_interval,
                     sessions=options.sessions, on_restore=_RestoreProgress(options.progress),
-                    gc_policy="managed", stall_threshold=STALL_THRESHOLD, **engine_limits(options.connect_limits),
+                    gc_policy="managed", stall_threshold=STALL_THRESHOLD, connect_limits=options.connect_limits,
                 )
             )
         stopper.supervisor = supervisor

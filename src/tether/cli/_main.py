@@ -172,14 +172,10 @@ def _auth_token(args: argparse.Namespace, state: Path, config: TetherConfig | No
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ._daemon import DaemonOptions, engine_limits, run_daemon
+    from ._daemon import DaemonOptions, run_daemon
 
     registry = discover_plugins()
     config = check_config_file(args.config, registry) if args.config else TetherConfig()  # as `tether check`
-    try:
-        engine_limits(config.connect_limits)  # before anything starts, as `tether check` says
-    except ConfigError as exc:
-        raise InvalidConfigError(args.config, [exc]) from None
     state = resolve_state_dir(args.state_dir, config.state_dir)
     server = _server_settings(args, config) if config.server.enabled else None
     store = attrs.evolve(config.store, enabled=False) if args.no_store else config.store
@@ -401,14 +397,8 @@ def _plugins_dict(registry: PluginRegistry) -> dict[str, Any]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ._daemon import engine_limits
-
     registry = discover_plugins()
     config = check_config_file(args.config, registry)
-    try:
-        engine_limits(config.connect_limits)
-    except ConfigError as exc:  # what `tether run` would refuse, said the same way
-        raise InvalidConfigError(args.config, [exc]) from None
     print(f"{args.config}: ok ({len(config.sessions)} session{'' if len(config.sessions) == 1 else 's'})")
     for note in config_notes(config, registry):
         print(f"  note: {note}")

@@ -40,6 +40,7 @@ from ..rules._errors import (
     TetherError,
 )
 from ..rules._events import PluginFailed, PluginMisbehaved, SessionMoved, SessionRegistered, SessionUnregistered
+from ..rules._limits import ConnectLimits
 from ..rules._output import LogLimits, LogRead, OutputLog, StoredLog
 from ..rules._reasons import Disconnect, DisconnectReason
 from ..rules._secret_refs import missing_literals, validation_view
@@ -86,7 +87,7 @@ class _Wiring:
     nursery: trio.Nursery
     registry: PluginRegistry
     bus: EventBus
-    connect_limit: int | None
+    connect_limits: ConnectLimits
     rng: random.Random
     output_history_bytes: int
     store: SnapshotStore | None
@@ -102,7 +103,7 @@ class Supervisor:
         self._nursery = wiring.nursery
         self.registry = wiring.registry
         self.bus = wiring.bus
-        self._connect_limit = wiring.connect_limit
+        self._connect_limits = wiring.connect_limits
         self._limiters: dict[str, _TargetLimit] = {}
         self._rng = wiring.rng
         self._log_limits = LogLimits(max_bytes=wiring.output_history_bytes)
@@ -123,7 +124,7 @@ class Supervisor:
         )
         self._readiness = Readiness(
             self._nursery, self._outbox, self._rng,
-            lambda target: self._connect_limit if self._connect_limit is not None else 10,
+            lambda target: self._connect_limits.limit_for(target) or 10,
         )
         self._reconnect_check: Callable[[str], Awaitable[bool]] | None = None
         self._all_finished: trio.Event | None = None
@@ -461,11 +462,12 @@ class Supervisor:
         return session
 
     def _limiter_ref(self, target: str, delta: int) -> None:
-        if self._connect_limit is None:
-            return
         entry = self._limiters.get(target)
         if entry is None:
-            entry = self._limiters[target] = _TargetLimit(trio.CapacityLimiter(self._connect_limit))
+            limit = self._connect_limits.limit_for(target)
+            if limit is None:
+                return
+            entry = self._limiters[target] = _TargetLimit(trio.CapacityLimiter(limit))
         entry.sessions += delta
         if entry.sessions <= 0:
             del self._limiters[target]
@@ -694,6 +696,7 @@ async def open_supervisor(
     backends: Iterable[Backend] = (),
     strategies: Iterable[Strategy] = (),
     connect_limit: int | None = 10,
+    connect_limits: ConnectLimits | None = None,
     event_ring: int = 10_000,
     output_history_bytes: int = 64 * 1024,
     seed: int | None = None,
@@ -710,7 +713,9 @@ async def open_supervisor(
     Plugins are discovered once here (unless `registry` is given); `backends`
     and `strategies` add objects directly, checked like plugins.
     `connect_limit` caps concurrent connects per target (OpenSSH's
-    MaxStartups refuses past 10); None lifts it. Leaving the block stops
+    MaxStartups refuses past 10); None lifts it. `connect_limits` gives
+    targets limits of their own (`tether.rules._limits.ConnectLimits`; its
+    default then replaces `connect_limit`). Leaving the block stops
     every session at once and keeps every snapshot: only `unregister`
     deletes one. An exception from the block comes out as itself, not wrapped
     in an exception group.
@@ -766,7 +771,8 @@ async def open_supervisor(
             async with trio.open_nursery() as nursery:
                 supervisor = Supervisor(
                     _Wiring(
-                        nursery=nursery, registry=registry, bus=bus, connect_limit=connect_limit,
+                        nursery=nursery, registry=registry, bus=bus,
+                        connect_limits=connect_limits or ConnectLimits(default=connect_limit),
                         rng=random.Random(seed), output_history_bytes=output_history_bytes, store=store,
                         durable=durable, flush_interval=flush_interval,
                     )
