@@ -41,7 +41,8 @@ def test_the_summary_lists_the_most_urgent_first_and_counts_them_all() -> None:
     states = _fleet(_state("b", SessionStatus.BACKING_OFF), _state("a", SessionStatus.CONNECTING),
                     _state("z", SessionStatus.FAILED), _state("c"), _state("y", SessionStatus.FAILED),
                     _state("w", SessionStatus.WAITING))
-    summary = summarize(states, StatsRecorder().snapshot(len(states)), last_seq=9, limit=4)
+    summary = summarize({sid: s.status for sid, s in states.items()}, states.__getitem__,
+                        StatsRecorder().snapshot(len(states)), last_seq=9, limit=4)
     assert [b.id for b in summary.not_connected] == ["y", "z", "w", "b"]
     assert summary.not_connected_total == 5
     assert summary.by_status == {"failed": 2, "waiting": 1, "backing-off": 1, "connecting": 1, "connected": 1}

@@ -260,6 +260,10 @@ class Supervisor:
         """Every registered session's state, by id."""
         return {sid: s.view() for sid, s in self._sessions.items()}
 
+    def statuses(self) -> dict[str, SessionStatus]:
+        """Every registered session's status, by id: cheap, no state built (summaries, filters)."""
+        return {sid: s.status for sid, s in self._sessions.items()}
+
     def output_history(self, session_id: str) -> bytes:
         """The session's recent output (bounded), kept across reconnections."""
         return self._get(session_id).recent_output(self._log_limits.max_bytes)

@@ -122,23 +122,31 @@ def _brief(state: SessionState) -> SessionBrief:
 
 
 def summarize(
-    states: Mapping[str, SessionState], stats: SupervisorStats, last_seq: int, limit: int = SUMMARY_LIMIT
+    statuses: Mapping[str, SessionStatus],
+    state_of: Callable[[str], SessionState],
+    stats: SupervisorStats,
+    last_seq: int,
+    limit: int = SUMMARY_LIMIT,
 ) -> StatusSummary:
-    """Counts by status and the `limit` most urgent sessions that are not connected."""
-    down = [s for s in states.values() if s.status is not SessionStatus.CONNECTED]
-    down.sort(key=lambda s: (URGENCY.get(s.status, len(URGENCY)), s.id))
+    """Counts by status and the `limit` most urgent sessions that are not connected.
+
+    Takes every session's status (cheap) and builds the full state only of the ones it shows.
+    """
+    down = [(URGENCY.get(status, len(URGENCY)), sid) for sid, status in statuses.items()
+            if status is not SessionStatus.CONNECTED]
+    down.sort()
     by_status: dict[str, int] = {}
-    for state in states.values():
-        by_status[state.status.value] = by_status.get(state.status.value, 0) + 1
+    for status in statuses.values():
+        by_status[status.value] = by_status.get(status.value, 0) + 1
     return StatusSummary(
-        total=len(states),
+        total=len(statuses),
         by_status=dict(sorted(by_status.items(), key=lambda kv: URGENCY.get(SessionStatus(kv[0]), len(URGENCY)))),
-        not_connected=tuple(_brief(s) for s in down[:limit]), not_connected_total=len(down),
+        not_connected=tuple(_brief(state_of(sid)) for _, sid in down[:limit]), not_connected_total=len(down),
         stats=stats, last_seq=last_seq,
     )
 
 
-def _matching(ids: Collection[str], state_of: Callable[[str], SessionState], query: StatusQuery) -> list[str]:
+def _matching(ids: Collection[str], status_of: Callable[[str], SessionStatus], query: StatusQuery) -> list[str]:
     if query.session_ids:
         known = ids if isinstance(ids, (set, frozenset, dict)) else set(ids)
         missing = [sid for sid in query.session_ids if sid not in known]
@@ -149,7 +157,7 @@ def _matching(ids: Collection[str], state_of: Callable[[str], SessionState], que
         chosen = ids
     if query.statuses:
         wanted = frozenset(query.statuses)
-        chosen = [sid for sid in chosen if state_of(sid).status in wanted]
+        chosen = [sid for sid in chosen if status_of(sid) in wanted]
     return sorted(chosen)
 
 
@@ -159,6 +167,7 @@ def page(
     query: StatusQuery,
     *,
     budget: int = PAGE_BUDGET,
+    status_of: Callable[[str], SessionStatus] | None = None,
 ) -> StatusPage:
     """The page of detail after `query.cursor`: at most `limit` sessions and `budget` encoded bytes.
 
@@ -168,7 +177,7 @@ def page(
     ends; a session that alone exceeds the budget comes without its past
     episodes (named in `history_omitted`).
     """
-    matched = _matching(ids, state_of, query)
+    matched = _matching(ids, status_of or (lambda sid: state_of(sid).status), query)
     start = bisect.bisect_right(matched, query.cursor) if query.cursor is not None else 0
     limit = query.limit if query.limit is not None else PAGE_LIMIT
     chosen: list[SessionState] = []

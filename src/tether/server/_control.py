@@ -577,12 +577,13 @@ async def execute(supervisor: Supervisor, command: Command) -> Any:
         await trio.lowlevel.checkpoint()
         query = command.query
         if query.detail:
-            if query.statuses:  # every session's status is needed: one view of each, once
-                states = supervisor.states()
-                return to_dict(page(states, states.__getitem__, query))
+            if query.statuses:  # chosen by status: the cheap statuses, then the views of a page
+                statuses = supervisor.statuses()
+                return to_dict(page(statuses, supervisor.state, query, status_of=statuses.__getitem__))
             return to_dict(page(supervisor.session_ids, supervisor.state, query))
         limit = query.limit if query.limit is not None else SUMMARY_LIMIT
-        return to_dict(summarize(supervisor.states(), supervisor.stats(), supervisor.bus.last_seq, limit))
+        return to_dict(summarize(supervisor.statuses(), supervisor.state, supervisor.stats(), supervisor.bus.last_seq,
+                                 limit))
     if isinstance(command, Register):
         return to_dict(await supervisor.register(command.spec))
     if isinstance(command, Unregister):
