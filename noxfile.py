@@ -79,6 +79,9 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/cluster.py", "--sessions", sessions, "--claim-batch", "2000")
     quick = ["--quick"] if "--quick" in session.posargs else []
     session.run("python", "benchmarks/output.py", *quick)
+    if shutil.which("valgrind") is None and os.geteuid() == 0:
+        session.run("apt-get", "install", "-y", "-qq", "valgrind", external=True)
+    session.run("python", "benchmarks/instructions.py", *quick)
     if shutil.which("autossh") is None and os.geteuid() == 0:
         session.run("apt-get", "install", "-y", "-qq", "autossh", external=True)
     session.run("python", "benchmarks/outage.py", *session.posargs)

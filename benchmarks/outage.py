@@ -359,7 +359,7 @@ def main() -> None:
     ap.add_argument("--sessions", default="1,100", help="comma-separated")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 run, 5 s outage, 1 and 10 sessions")
     ap.add_argument("--tools", default="tether,autossh", help="which to run (the comparison needs both)")
-    ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--out", help="default benchmarks/results, or benchmarks/results-quick with --quick")
     ap.add_argument("--note", default="", help="free text recorded with the machine (e.g. 'shared machine')")
     args, _ = ap.parse_known_args()  # nox passes run.py's own options too
     if args.cell:
@@ -394,7 +394,7 @@ def main() -> None:
     summary = _summarise(cells)
     doc = {"machine": info, "runs": runs, "policy": TETHER_POLICY, "cells": cells, "summary": summary,
            "targets": _targets(summary)}
-    out = Path(args.out)
+    out = Path(args.out or HERE / ("results-quick" if args.quick else "results"))
     out.mkdir(parents=True, exist_ok=True)
     (out / "outage.json").write_text(json.dumps(doc, indent=1, default=str))
     md = _markdown(doc)

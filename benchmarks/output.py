@@ -237,14 +237,14 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--out", help="default benchmarks/results, or benchmarks/results-quick with --quick")
     args = parser.parse_args()
     results: dict[str, object] = {"load_start": os.getloadavg()}
     results["throughput"] = throughput(args.quick)
     results["memory"] = memory(args.quick)
     results["persistence"] = persistence(args.quick)
     results["load_end"] = os.getloadavg()
-    out = Path(args.out)
+    out = Path(args.out or HERE / ("results-quick" if args.quick else "results"))
     out.mkdir(parents=True, exist_ok=True)
     name = "output-quick" if args.quick else "output"
     (out / f"{name}.json").write_text(json.dumps(results, indent=2))

@@ -143,7 +143,7 @@ WORKLOAD_OF = {
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke run: small N, short windows (< 2 min)")
-    ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--out", help="default benchmarks/results, or benchmarks/results-quick with --quick")
     ap.add_argument("--ns", help="comma-separated session counts (default 1000,10000,100000; quick 500,2000)")
     ap.add_argument("--only", help="comma-separated workloads: storm,idle,cancel,trickle,events")
     ap.add_argument("--budget", type=float, default=None, help="seconds; later runs are skipped past it")
@@ -154,7 +154,7 @@ def main() -> None:
     ns = [int(x) for x in args.ns.split(",")] if args.ns else ([300, 1000] if args.quick else [1000, 10_000, 100_000])
     budget = args.budget or (110.0 if args.quick else 19 * 60.0)
     only = set(args.only.split(",")) if args.only else None
-    out = Path(args.out)
+    out = Path(args.out or HERE / ("results-quick" if args.quick else "results"))
     out.mkdir(parents=True, exist_ok=True)
 
     info = machine()
