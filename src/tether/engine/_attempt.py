@@ -38,7 +38,7 @@ from ..rules._session import FIRST_CONNECT, Step
 from ..rules._state import Attempt, SessionStatus
 from ._hooks import AttemptHooks
 from ._outbox import Outbox
-from ._recovery import AttemptContext
+from ._recovery import AttemptContext, backstop_grace
 from ._session import ForceRequest, Session
 from ._watch import PluginCalls
 
@@ -75,8 +75,10 @@ class AttemptRunner:
         self.stuck: dict[str, str] = {}
         """Session id -> what its abandoned task was doing (the latest, for a stop report)."""
 
-    async def run(self, session: Session, step: Step, force: ForceRequest | None) -> None:
-        """The attempt `step` asks for. If it connects, hold the link here until it drops.
+    async def run(self, session: Session, step: Step, force: ForceRequest | None, started: float,
+                  started_wall: float) -> None:
+        """The attempt `step` asks for, starting at `started` (trio's clock; `started_wall`, the
+        wall clock). If it connects, hold the link here until it drops.
 
         The session's rules hear how it went (``connected`` then ``dropped``, or
         ``missed``); nothing is recorded when the session is stopping, or when
@@ -84,11 +86,9 @@ class AttemptRunner:
         """
         fx = self._outbox
         epoch = session.epoch
-        session.attempt_started(fx, step, time.time(), forced=force is not None)
+        session.attempt_started(fx, step, started_wall, forced=force is not None)
         number = step.number
         label = step.strategy or FIRST_CONNECT
-        started_wall = time.time()
-        started = trio.current_time()
         timeout = session.spec.policy.connect_timeout
         ctx: AttemptContext | None = None
         held: Attempt | None = None
@@ -96,7 +96,9 @@ class AttemptRunner:
         failure: Disconnect | None = None  # kept as a value: holding the exception would make a GC cycle
         calls = self.calls
         try:
-            with trio.CancelScope() as attempt_scope:
+            # Armed with the connect backstop from the start: `connect` then finds it set (one write
+            # to trio's deadline heap fewer per attempt).
+            with trio.CancelScope(deadline=started + timeout + backstop_grace(timeout)) as attempt_scope:
                 session.scope = attempt_scope
                 session.current = _Current(number, label, started_wall, started, force)
                 if session.stopping:
@@ -110,20 +112,22 @@ class AttemptRunner:
                         if session.epoch != epoch:
                             raise _Abandoned
                         attempt_scope.deadline = math.inf
+                        now = trio.current_time()
                         held = Attempt(
                             number=number,
                             strategy=label,
                             started_at=started_wall,
-                            duration=trio.current_time() - started,
+                            duration=now - started,
                             success=True,
                             used_strategy=ctx.used_strategy or label,
                             same_program=ctx.reattached,
                         )
                         ctx._settle()
-                        self._connected(session, link, held, force)
+                        self._connected(session, link, held, force, now)
                         if session.size is not None:
                             await self._resize(session, link, *session.size)
-                        drop = await self._hold(session, link)
+                            now = trio.current_time()
+                        drop = await self._hold(session, link, now)
                         if session.epoch != epoch:
                             raise _Abandoned
                         session.current.dropped = drop
@@ -223,10 +227,12 @@ class AttemptRunner:
             hooks=AttemptHooks(self._outbox, session, episode, number),
         )
 
-    def _connected(self, session: Session, link: Link, attempt: Attempt, force: ForceRequest | None) -> None:
+    def _connected(
+        self, session: Session, link: Link, attempt: Attempt, force: ForceRequest | None, now: float
+    ) -> None:
         session.link = link
         self._refresh_state(session, link)
-        session.connected(self._outbox, attempt, trio.current_time(), time.time())
+        session.connected(self._outbox, attempt, now, time.time())
         if force is not None:
             force.resolve(attempt)
         if session.waiters is not None:
@@ -246,17 +252,17 @@ class AttemptRunner:
             finally:
                 self.calls.leave(session)
 
-    async def _hold(self, session: Session, link: Link) -> Disconnect | None:
-        """Stay parked while the link is up; probe on the health interval. None = stopping."""
+    async def _hold(self, session: Session, link: Link, now: float) -> Disconnect | None:
+        """Stay parked while the link is up (since `now`); probe on the health interval. None = stopping."""
         policy = session.spec.policy
         supervise = policy.enabled
         probe_every = policy.health_check_interval if supervise else 0.0
         keepalive = getattr(link, "keepalive", None) if supervise else None
         keep_every = policy.keepalive_interval if keepalive is not None else 0.0
-        now = trio.current_time()
         next_probe = now + probe_every * self._rng.uniform(0.5, 1.0) if probe_every else math.inf
         next_keep = now + keep_every if keep_every else math.inf
         epoch = session.epoch
+        first = True
         while session.epoch == epoch:
             if session.stopping:  # no refresh: shutdown has flushed already, unregister deletes the snapshot
                 return None
@@ -266,7 +272,9 @@ class AttemptRunner:
             if session.force is not None:
                 self._refresh_state(session, link)
                 return Disconnect(DisconnectReason.FORCED, "reconnect requested")
-            now = trio.current_time()
+            if not first:
+                now = trio.current_time()
+            first = False
             if now >= next_probe:
                 failure = await self._probe(session, link)
                 if failure is not None:

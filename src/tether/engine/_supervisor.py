@@ -561,19 +561,22 @@ class Supervisor:
         try:
             while not session.stopping and session.epoch == epoch:
                 force = session.force
+                now, wall = trio.current_time(), time.time()  # one clock read per step
                 step = session.next_step(
-                    fx, trio.current_time(), time.time(), rng,
+                    fx, now, wall, rng,
                     forced=force is not None, force_strategy=force.strategy if force is not None else None,
                     target_down=session.recovering and readiness.target_down(session),
                 )
                 kind = step.kind
                 if kind is StepKind.ATTEMPT:
                     check = self._reconnect_check if step.number > 0 else None
-                    if check is not None and not await check(session.sid):
-                        self.fence_lost([session.sid])  # another node owns it now
-                        return
-                    await attempts.run(session, step, session.take_force())
-                    gated = session.recovering and readiness.gated(session) and session.epoch == epoch
+                    if check is not None:
+                        if not await check(session.sid):
+                            self.fence_lost([session.sid])  # another node owns it now
+                            return
+                        now, wall = trio.current_time(), time.time()
+                    await attempts.run(session, step, session.take_force(), now, wall)
+                    gated = session.epoch == epoch and session.recovering and readiness.gated(session)
                     if gated and await readiness.confirm_down(session):  # one probe per target says so
                         session.unreachable(fx, time.time())
                 elif kind is StepKind.WAIT:
