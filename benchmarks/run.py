@@ -112,18 +112,15 @@ def plan(
              "trickle"] + ([] if quick else ["cancel-unregister"])
     for n in ns if quick else ns[:-1]:
         at(n, every)
-    src = HERE.parent / "src" / "tether"
     events_n = 10_000 if quick else 200_000
     for subs in (1, 10, 100):
         runs.append(("events", "tether", max(2_000, events_n // max(1, subs // 10)), ["--subscribers", str(subs)]))
-    if (src / "_server.py").exists():
-        ws_total = 1_000 if quick else 40_000
-        for batch in (0, 100):
-            for subs in (1, 10) if quick else (1, 10, 100):
-                total = max(200, ws_total // subs) * (10 if batch else 1)
-                runs.append(("events-ws", "tether", total, ["--batch", str(batch), "--subscribers", str(subs)]))
-    if (src / "_sqlite_store.py").exists():
-        runs.append(("snapshots", "tether", 1_000 if quick else 20_000, []))
+    ws_total = 1_000 if quick else 40_000
+    for batch in (0, 100):
+        for subs in (1, 10) if quick else (1, 10, 100):
+            total = max(200, ws_total // subs) * (10 if batch else 1)
+            runs.append(("events-ws", "tether", total, ["--batch", str(batch), "--subscribers", str(subs)]))
+    runs.append(("snapshots", "tether", 1_000 if quick else 20_000, []))
     # the largest N last, most telling first, so a spent budget skips the least
     if not quick:
         at(ns[-1], largest_order, baselines_first=True)
