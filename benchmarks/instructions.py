@@ -160,12 +160,12 @@ def storm_trio_floor(n: int) -> None:
     trio.run(main)
 
 
-def measure(impl: str, n: int) -> int:
-    """callgrind's instruction total for one storm of `n` sessions in a fresh process."""
+def measure(impl: str, n: int, python: str = sys.executable) -> int:
+    """callgrind's instruction total for one storm of `n` sessions in a fresh `python` process."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
         result = subprocess.run(
-            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, __file__,
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", python, __file__,
              "--run", impl, str(n)],
             capture_output=True, text=True, check=True,
         )
@@ -180,6 +180,8 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=500)
     parser.add_argument("--large", type=int, default=1500)
     parser.add_argument("--run", nargs=2, metavar=("IMPL", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--before", metavar="PYTHON",
+                        help="also measure the tether installed for this interpreter (an earlier commit's venv)")
     parser.add_argument("--quick", action="store_true", help="smaller fleets (200 and 600 sessions)")
     parser.add_argument("--out", type=Path, help="default results/instructions.json (results-quick/ with --quick)")
     args, _ = parser.parse_known_args()  # nox passes run.py's own options too
@@ -195,16 +197,22 @@ def main() -> None:
         raise SystemExit("valgrind is not installed (apt-get install -y valgrind)")
     attempts = (args.large - args.small) * (FAILS + 2)  # the first connect, 3 failed attempts, the 4th
     per_attempt = {}
-    for impl in ("naive-asyncio", "trio-floor", "tether"):
-        small, large = measure(impl, args.small), measure(impl, args.large)
-        per_attempt[impl] = (large - small) / attempts
-        print(f"{impl:14} {per_attempt[impl]:>10,.0f} instructions per attempt "
+    cells = [("naive-asyncio", "naive-asyncio", sys.executable), ("trio-floor", "trio-floor", sys.executable),
+             ("tether", "tether", sys.executable)]
+    if args.before:
+        cells.append(("tether-before", "tether", args.before))
+    for label, impl, python in cells:
+        small, large = measure(impl, args.small, python), measure(impl, args.large, python)
+        per_attempt[label] = (large - small) / attempts
+        print(f"{label:14} {per_attempt[label]:>10,.0f} instructions per attempt "
               f"({small:,} at {args.small} sessions, {large:,} at {args.large})")
     ratio = per_attempt["tether"] / per_attempt["naive-asyncio"]
     floor = per_attempt["trio-floor"] / per_attempt["naive-asyncio"]
     verdict = "PASS" if ratio <= 2.0 else "FAIL"
     print(f"tether / naive-asyncio: {ratio:.2f}x per attempt (target <= 2x: {verdict}); "
           f"bare trio with a scope per attempt: {floor:.2f}x")
+    if args.before:
+        print(f"tether / tether-before: {per_attempt['tether'] / per_attempt['tether-before']:.2f}x")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"per_attempt": per_attempt, "ratio": ratio, "floor_ratio": floor,
                                     "small": args.small,

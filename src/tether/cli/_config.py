@@ -44,6 +44,7 @@ else:  # pragma: no cover
 STORE_URL_ENV = "TETHER_STORE_URL"
 
 
+@final
 @attrs.frozen(kw_only=True)
 class StoreConfig:
     """The snapshot store: SQLite in the state directory unless `path` says otherwise, or PostgreSQL

@@ -72,6 +72,7 @@ class _PlainOutput:
         self._report(data)
 
 
+@final
 @attrs.frozen(kw_only=True)
 class LinkRequest:
     """Everything a backend needs to open one link, and the callbacks it reports through."""

@@ -24,6 +24,7 @@ BACKENDS_GROUP = "tether.backends"
 STRATEGIES_GROUP = "tether.strategies"
 
 
+@final
 @attrs.frozen(kw_only=True)
 class PluginInfo:
     """One plugin that loaded."""
@@ -36,6 +37,7 @@ class PluginInfo:
     """The entry point's target, ``module:attribute``."""
 
 
+@final
 @attrs.frozen(kw_only=True)
 class PluginFailure:
     """One plugin that did not load, and why."""

@@ -92,6 +92,7 @@ class ConsoleOutput:
                 self.shell = mark.shell
 
 
+@final
 @attrs.frozen(kw_only=True)
 class WaitResult:
     """How a `wait` ended."""
@@ -110,6 +111,7 @@ class WaitResult:
     status: SessionStatus = SessionStatus.CONNECTING
 
 
+@final
 @attrs.frozen(kw_only=True)
 class RunOutcome:
     """What `run` (or `wait_run`) says."""

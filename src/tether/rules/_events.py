@@ -8,7 +8,7 @@ its wire name and never changes when a class is renamed.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, final
 
 import attrs
 
@@ -30,6 +30,7 @@ class Event:
     only together with its boot."""
 
 
+@final
 @attrs.frozen(kw_only=True)
 class SessionRegistered(Event):
     type: ClassVar[str] = "session.registered"
@@ -39,6 +40,7 @@ class SessionRegistered(Event):
     """True when the session came back from a snapshot after a restart."""
 
 
+@final
 @attrs.frozen(kw_only=True)
 class SessionUnregistered(Event):
     """The session is no longer supervised and its snapshot is deleted."""
@@ -48,6 +50,7 @@ class SessionUnregistered(Event):
     """Why, when tether did it by itself (``removed from the config``)."""
 
 
+@final
 @attrs.frozen(kw_only=True)
 class SessionConnected(Event):
     """The first connect of a session succeeded (reconnects send reconnect.succeeded)."""
@@ -56,6 +59,7 @@ class SessionConnected(Event):
     duration: float
 
 
+@final
 @attrs.frozen(kw_only=True)
 class SessionDisconnected(Event):
     type: ClassVar[str] = "session.disconnected"
@@ -68,6 +72,7 @@ class SessionDisconnected(Event):
     """The link dropped sooner than stable_after: the previous episode continues."""
 
 
+@final
 @attrs.frozen(kw_only=True)
 class ReconnectScheduled(Event):
     type: ClassVar[str] = "reconnect.scheduled"
@@ -77,6 +82,7 @@ class ReconnectScheduled(Event):
     delay: float
 
 
+@final
 @attrs.frozen(kw_only=True)
 class ReconnectStarted(Event):
     type: ClassVar[str] = "reconnect.started"
@@ -86,6 +92,7 @@ class ReconnectStarted(Event):
     forced: bool = False
 
 
+@final
 @attrs.frozen(kw_only=True)
 class StrategyAttempted(Event):
     """A strategy ran inside an attempt (force-reconnect runs several)."""
@@ -96,6 +103,7 @@ class StrategyAttempted(Event):
     strategy: str
 
 
+@final
 @attrs.frozen(kw_only=True)
 class ReconnectSucceeded(Event):
     type: ClassVar[str] = "reconnect.succeeded"
@@ -112,6 +120,7 @@ class ReconnectSucceeded(Event):
     False: a new program was started (in the preserved cwd and env; running jobs were lost)."""
 
 
+@final
 @attrs.frozen(kw_only=True)
 class SessionSurvivor(Event):
     """A program from before tether restarted (or crashed) was found alive."""
@@ -124,6 +133,7 @@ class SessionSurvivor(Event):
     detail: str = ""
 
 
+@final
 @attrs.frozen(kw_only=True)
 class ReconnectFailed(Event):
     type: ClassVar[str] = "reconnect.failed"
@@ -134,6 +144,7 @@ class ReconnectFailed(Event):
     error: str
 
 
+@final
 @attrs.frozen(kw_only=True)
 class RetriesExhausted(Event):
     type: ClassVar[str] = "reconnect.exhausted"
@@ -141,6 +152,7 @@ class RetriesExhausted(Event):
     attempts: int
 
 
+@final
 @attrs.frozen(kw_only=True)
 class SessionFailed(Event):
     """The session is failed for a reason retrying cannot fix (auth, host key) or policy."""
@@ -150,12 +162,14 @@ class SessionFailed(Event):
     detail: str
 
 
+@final
 @attrs.frozen(kw_only=True)
 class HealthCheckFailed(Event):
     type: ClassVar[str] = "health.failed"
     error: str
 
 
+@final
 @attrs.frozen(kw_only=True)
 class SessionOutput(Event):
     """Console output (decoded as UTF-8, undecodable bytes replaced)."""
@@ -169,6 +183,7 @@ class SessionOutput(Event):
     -1 for a replay."""
 
 
+@final
 @attrs.frozen(kw_only=True)
 class PluginFailed(Event):
     """A plugin failed to load; its sessions fail with a clear reason, the rest run."""
@@ -180,6 +195,7 @@ class PluginFailed(Event):
     error: str
 
 
+@final
 @attrs.frozen(kw_only=True)
 class TargetDown(Event):
     """A target stopped answering: its sessions park on its readiness gate (one outage, not N failures)."""
@@ -191,6 +207,7 @@ class TargetDown(Event):
     detail: str = ""
 
 
+@final
 @attrs.frozen(kw_only=True)
 class TargetUp(Event):
     """The target answers again: its parked sessions are released through the admission ramp."""
@@ -205,6 +222,7 @@ class TargetUp(Event):
     """Readiness probes it took."""
 
 
+@final
 @attrs.frozen(kw_only=True)
 class SessionMoved(Event):
     """This process claimed a session another tether process held before (a cluster sharing PostgreSQL)."""
@@ -217,6 +235,7 @@ class SessionMoved(Event):
     """The new fencing token: writes carrying an older one are refused."""
 
 
+@final
 @attrs.frozen(kw_only=True)
 class PluginMisbehaved(Event):
     """A plugin held things up: it blocked the event loop, or did not return after its call was cancelled.
@@ -238,6 +257,7 @@ class PluginMisbehaved(Event):
     detail: str = ""
 
 
+@final
 @attrs.frozen(kw_only=True)
 class Lagged:
     """Not an event: a marker telling one subscriber it missed events.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable
+from typing import final
 
 import attrs
 
@@ -16,6 +17,7 @@ def _compile(patterns: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(parts)) if parts else None
 
 
+@final
 @attrs.frozen
 class EventFilter:
     """Session ids (exact) and event-type patterns (shell-style: ``reconnect.*``).

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from typing import final
 from urllib.parse import quote, unquote, urlsplit
 
 import attrs
@@ -52,6 +53,7 @@ _NONCE = re.compile(r"[0-9a-f]{8,64}")
 _SHELL_KINDS = frozenset("ABCD")
 
 
+@final
 @attrs.frozen
 class CwdReport:
     """The shell said it is now in `path` (on `host`)."""
@@ -60,6 +62,7 @@ class CwdReport:
     host: str = ""
 
 
+@final
 @attrs.frozen
 class CommandMark:
     """The shell finished `command` with `status` (tether's OSC 6973)."""
@@ -68,6 +71,7 @@ class CommandMark:
     status: int | None = None
 
 
+@final
 @attrs.frozen
 class ShellMark:
     """An OSC 133 mark: ``A`` prompt, ``B`` input, ``C`` output starts, ``D`` finished."""
@@ -84,6 +88,7 @@ class ShellMark:
 OscEvent = CwdReport | CommandMark | ShellMark
 
 
+@final
 @attrs.frozen
 class Found:
     """A recognised sequence and where it lies: ``[start, stop)`` in stream positions."""
@@ -193,6 +198,7 @@ def parse_osc(payload: bytes) -> OscEvent | None:
 # -- scanning (a stream) ------------------------------------------------------------------------------
 
 
+@final
 @attrs.define
 class OscScanner:
     """Incremental scanner over terminal output: finds events and, if `strip`, removes them.
@@ -341,6 +347,7 @@ def _unwrap(sequence: bytes) -> OscEvent | None:
 # -- run: one command's completion, from its marks ---------------------------------------------------
 
 
+@final
 @attrs.frozen
 class RunResult:
     """How one `run` ended: its exit status and where its output lies in the stream."""
@@ -392,6 +399,7 @@ def run_line(command: str, nonce: str) -> bytes:
     return f"__tether_run {nonce} {quote_ansi_c(command)}\r".encode()
 
 
+@final
 @attrs.define
 class RunTracker:
     """Turns the marks found in a session's output into the result of one `run`.

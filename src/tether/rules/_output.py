@@ -101,6 +101,7 @@ class LossKind(str, enum.Enum):
     """Seen by a tether process that was killed before it wrote them down."""
 
 
+@final
 @attrs.frozen
 class Loss:
     """Positions ``[start, stop)`` that hold no bytes, and why."""
@@ -119,6 +120,7 @@ class Loss:
         return Loss(start, stop, self.kind, stop - start if self.size is not None else None)
 
 
+@final
 @attrs.frozen
 class PeerMark:
     """Where a chunk starts in a peer's own numbering: its stream and byte offset."""
@@ -128,6 +130,7 @@ class PeerMark:
     offset: int
 
 
+@final
 @attrs.frozen
 class LogRead:
     """One answer of `OutputLog.read`: bytes and losses covering ``[since, next)`` in order."""
@@ -166,6 +169,7 @@ def _not_negative(instance: object, attribute: attrs.Attribute[int], value: int)
         raise ConfigError(f"output.{attribute.name}", f"must be >= 0, got {value}")
 
 
+@final
 @attrs.frozen(kw_only=True)
 class LogLimits:
     """The bounds of every session's log (one instance shared by all of them)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, final
 
 import attrs
 
@@ -141,6 +141,7 @@ def _to_strategy_map(value: object) -> object:
     return result
 
 
+@final
 @attrs.frozen(kw_only=True)
 class ReconnectPolicy:
     """How a session is watched and brought back. Times are seconds as floats.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from typing import final
 
 import attrs
 
@@ -45,6 +46,7 @@ class DisconnectReason(str, enum.Enum):
 _NEVER_RETRY = frozenset({DisconnectReason.AUTH, DisconnectReason.HOST_KEY, DisconnectReason.SECRET_MISSING})
 
 
+@final
 @attrs.frozen
 class Disconnect:
     """What ended a link: a typed reason plus detail for humans."""

@@ -27,7 +27,7 @@ Deleting a session deletes its log.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, final, runtime_checkable
 
 import attrs
 
@@ -42,6 +42,7 @@ def _same_session(instance: SessionSnapshot, attribute: attrs.Attribute[Any], va
         raise ConfigError("state.id", f"is {value.id!r} but the spec is of session {instance.spec.id!r}")
 
 
+@final
 @attrs.frozen(kw_only=True)
 class SessionSnapshot:
     """One session as it is persisted: what to run, where it was, and when we wrote it down."""
@@ -59,6 +60,7 @@ class SessionSnapshot:
         return self.spec.id
 
 
+@final
 @attrs.frozen
 class LoadReport:
     """Everything a store held: the snapshots it could read and an error per row it could not."""
@@ -69,6 +71,7 @@ class LoadReport:
     """Session id -> its output log as last written (only logs that could be read)."""
 
 
+@final
 @attrs.frozen(kw_only=True)
 class StoreStats:
     """Counters for benchmarks and ``tether status``: what the store cost so far."""
@@ -118,6 +121,7 @@ class StoreStats:
         return self.write_seconds / self.writes if self.writes else 0.0
 
 
+@final
 @attrs.frozen
 class WriteResult:
     """What a write could not do."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, final
 
 import attrs
 
@@ -37,6 +37,7 @@ def _valid_policy(instance: object, attribute: attrs.Attribute[Any], value: obje
         raise ConfigError("policy", f"must be a ReconnectPolicy, got {type(value).__name__}")
 
 
+@final
 @attrs.frozen(kw_only=True)
 class SessionSpec:
     """One session: a backend name, that backend's options, and the policy that keeps it up."""

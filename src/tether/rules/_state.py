@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from typing import final
 
 import attrs
 
@@ -50,6 +51,7 @@ class EpisodeOutcome(str, enum.Enum):
     """The session was unregistered or the supervisor closed mid-episode."""
 
 
+@final
 @attrs.frozen(kw_only=True)
 class PreservedState:
     """What a restart restores: refreshed while connected (docs/reference-design.md, lesson 12)."""
@@ -63,6 +65,7 @@ class PreservedState:
     extra: Mapping[str, str] = attrs.field(factory=dict, hash=False)
 
 
+@final
 @attrs.frozen(kw_only=True)
 class Attempt:
     """One reconnect attempt, whatever its outcome."""
@@ -83,6 +86,7 @@ class Attempt:
     """A successful attempt that re-attached to the program that kept running."""
 
 
+@final
 @attrs.frozen(kw_only=True)
 class Episode:
     """One disconnection and everything done about it."""
@@ -102,6 +106,7 @@ class Episode:
     """Seconds from the drop to the recovered link, when recovered."""
 
 
+@final
 @attrs.frozen(kw_only=True)
 class SessionState:
     """Everything known about one session at one moment."""

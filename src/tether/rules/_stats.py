@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections import Counter, deque
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, final
 
 import attrs
 
@@ -29,6 +29,7 @@ from ._reasons import DisconnectReason
 from ._state import SessionStatus
 
 
+@final
 @attrs.frozen(kw_only=True)
 class SupervisorStats:
     """A snapshot of the counters. Reconnection = a disconnection episode, not an attempt."""

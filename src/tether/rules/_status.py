@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import json
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import Any, final
 
 import attrs
 import cattrs
@@ -66,6 +66,7 @@ class StatusQuery:
     """Past episodes per session in detail (the newest); None: all that are kept."""
 
 
+@final
 @attrs.frozen(kw_only=True)
 class SessionBrief:
     """One line of the summary: a session that is not connected, and why."""
@@ -83,6 +84,7 @@ class SessionBrief:
     next_attempt_at: float | None
 
 
+@final
 @attrs.frozen(kw_only=True)
 class StatusSummary:
     """The fleet at a glance: counts by status and the sessions that are not connected."""
@@ -97,6 +99,7 @@ class StatusSummary:
     last_seq: int
 
 
+@final
 @attrs.frozen(kw_only=True)
 class StatusPage:
     """One page of per-session detail, in id order."""

@@ -172,6 +172,7 @@ def error_from_reply(error: Mapping[str, Any]) -> Exception:
 # -- where the daemon is ------------------------------------------------------------------------
 
 
+@final
 @attrs.frozen
 class DaemonEndpoint:
     """A daemon's address and the token to show it."""
@@ -541,6 +542,7 @@ async def open_client(
 # -- /events ------------------------------------------------------------------------------------
 
 
+@final
 @attrs.frozen
 class LagNotice:
     """Not an event: this stream fell behind and missed `missed` events from `missed_from`
@@ -551,6 +553,7 @@ class LagNotice:
     resync: bool
 
 
+@final
 @attrs.frozen
 class UnknownMessage:
     """A message this client has no class for (a newer daemon): its JSON as it came."""

@@ -7,7 +7,7 @@ library: validated on construction, each problem named by its field.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, final
 
 import attrs
 
@@ -28,6 +28,7 @@ def _port(instance: object, attribute: attrs.Attribute[int], value: int) -> None
         raise ConfigError("port", f"must be between 0 and 65535, got {value}")
 
 
+@final
 @attrs.frozen(kw_only=True)
 class ServerSettings:
     """How the event server listens and how much it lets each client hold."""
