@@ -60,6 +60,27 @@ METRICS = [
 ]
 
 
+BEFORE_METRICS = [row for row in METRICS if row[1] in ("storm", "idle", "cancel-exit")]
+
+
+def before_after(doc: dict) -> list[str]:
+    """tether against an earlier commit's tether, measured in this run (run.py --before)."""
+    before = doc["machine"].get("before")
+    if not before:
+        return []
+    lines = ["", "## Before and after (same run)", "",
+             f"tether-before: `{before['tether_imported_from']}` (run with `{before['python']}`).", "",
+             "| metric | N | tether | tether-before | tether/tether-before |", "|---|---|---|---|---|"]
+    for title, key, field, scale, unit in BEFORE_METRICS:
+        for n in doc["ns"]:
+            now, then = (_val(_get(doc, key, impl, n), field, scale) for impl in ("tether", "tether-before"))
+            if now is None and then is None:
+                continue
+            ratio = _fmt(now / then) + "x" if now is not None and then not in (None, 0) else "-"
+            lines.append(f"| {title} | {n:,} | {_fmt(now, unit)} | {_fmt(then, unit)} | {ratio} |")
+    return lines
+
+
 def render(doc: dict, out: Path) -> str:
     m = doc["machine"]
     ns = doc["ns"]
@@ -102,6 +123,7 @@ def render(doc: dict, out: Path) -> str:
             ra = _fmt(t / a) + "x" if t is not None and a not in (None, 0) else "-"
             rf = _fmt(t / f) + "x" if t is not None and f not in (None, 0) else "-"
             lines.append(f"| {title} | {n:,} | " + " | ".join(_fmt(v, unit) for v in vals) + f" | {ra} | {rf} |")
+    lines += before_after(doc)
     # events
     lines += ["", "## Events fan-out (tether EventBus)", "",
               "| subscribers | events | publish+get_nowait events/s | deliveries/s | one reader task each: events/s | deliveries/s |",

@@ -59,8 +59,14 @@ def machine() -> dict:
     }
 
 
-def run_one(workload: str, impl: str, n: int, extra: list[str], timeout: float) -> dict:
-    cmd = [sys.executable, str(WORKER), workload, impl, str(n), *extra]
+BEFORE_KEYS = ("storm", "idle", "cancel-exit")
+"""What `--before` measures twice: the figures a regression would show first."""
+
+
+def run_one(workload: str, impl: str, n: int, extra: list[str], timeout: float, before: str | None = None) -> dict:
+    """One cell in a fresh process; impl tether-before is tether as installed for the `before` interpreter."""
+    python, worker_impl = (before, "tether") if impl == "tether-before" and before else (sys.executable, impl)
+    cmd = [python, str(WORKER), workload, worker_impl, str(n), *extra]
     label = f"{workload:18} {impl:14} N={n:<7} {' '.join(extra)}"
     print(f"  {label} ...", end="", flush=True)
     t0 = time.perf_counter()
@@ -87,7 +93,8 @@ LARGEST_ORDER = ["storm", "idle", "cancel-exit", "cancel-unregister-64", "trickl
 
 
 def plan(
-    quick: bool, ns: list[int], only: set[str] | None, largest_order: list[str] = LARGEST_ORDER
+    quick: bool, ns: list[int], only: set[str] | None, largest_order: list[str] = LARGEST_ORDER,
+    before: bool = False,
 ) -> list[tuple[str, str, int, list[str]]]:
     """(key, impl, n, extra args) in priority order: the most telling measurements first."""
     idle_args = ["--idle-scale", "0.1"] if quick else []
@@ -107,6 +114,8 @@ def plan(
                     "trickle": ["--trickle-seconds", "1"] if quick else [],
                 }.get(key, [])
                 runs.append((key, impl, n, extra))
+                if before and impl == "tether" and key in BEFORE_KEYS:
+                    runs.append((key, "tether-before", n, extra))
 
     every = ["storm", "storm-jitter", "idle", "idle-tracemalloc", "cancel-exit", "cancel-unregister-64",
              "trickle"] + ([] if quick else ["cancel-unregister"])
@@ -146,6 +155,9 @@ def main() -> None:
     ap.add_argument("--budget", type=float, default=None, help="seconds; later runs are skipped past it")
     ap.add_argument("--largest-order", help="comma-separated run keys for the largest N, in order")
     ap.add_argument("--run-timeout", type=float, default=360.0, help="seconds per subprocess")
+    ap.add_argument("--before", metavar="PYTHON",
+                    help="also run storm, idle and cancel-exit with the tether this interpreter imports "
+                         "(a venv holding an earlier commit), side by side in the same run")
     ap.add_argument("--note", default="", help="free text recorded with the machine (e.g. 'shared machine')")
     args = ap.parse_args()
     ns = [int(x) for x in args.ns.split(",")] if args.ns else ([300, 1000] if args.quick else [1000, 10_000, 100_000])
@@ -159,7 +171,12 @@ def main() -> None:
     info["mode"] = "quick" if args.quick else "full"
     print(f"tether benchmark ({info['mode']}): {info['cpu']} x{info['logical_cpus']}, "
           f"Python {info['python']}, trio {info['trio']}, load {info['loadavg_start']}")
-    runs = plan(args.quick, ns, only, args.largest_order.split(",") if args.largest_order else LARGEST_ORDER)
+    if args.before:
+        info["before"] = {"python": args.before, "tether_imported_from": subprocess.run(
+            [args.before, "-c", "import tether; print(tether.__file__)"], capture_output=True, text=True
+        ).stdout.strip()}
+    runs = plan(args.quick, ns, only, args.largest_order.split(",") if args.largest_order else LARGEST_ORDER,
+                before=bool(args.before))
     results: list[dict] = []
     start = time.perf_counter()
     for key, impl, n, extra in runs:
@@ -170,7 +187,8 @@ def main() -> None:
             row["result"] = {"error": "skipped: time budget spent"}
             print(f"  {key:18} {impl:14} N={n:<7} skipped (budget)")
         else:
-            row["result"] = run_one(WORKLOAD_OF[key], impl, n, extra, timeout=min(left, args.run_timeout))
+            row["result"] = run_one(WORKLOAD_OF[key], impl, n, extra, timeout=min(left, args.run_timeout),
+                                    before=args.before)
         results.append(row)
     info["loadavg_end"] = os.getloadavg()
     info["total_s"] = round(time.perf_counter() - start, 1)
