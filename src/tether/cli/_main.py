@@ -142,7 +142,21 @@ def build_parser() -> argparse.ArgumentParser:
         act.add_argument("--url", help="postgresql://... (default: [store] url, else $TETHER_STORE_URL)")
         act.add_argument("--schema", default="tether", help="schema holding tether's tables (default tether)")
         act.add_argument("--json", action="store_true", help="machine-readable output")
+    for name, entry in plugin_commands().items():  # listed here; `main` hands them their arguments
+        dist = entry.dist.name if entry.dist is not None else "a plugin"
+        sub.add_parser(name, add_help=False, help=f"from {dist}: see `tether {name} --help`")
     return parser
+
+
+PLUGIN_COMMANDS_GROUP = "tether.commands"
+"""Entry points naming ``tether`` subcommands from other distributions: a callable taking the
+arguments after the command's name and returning the exit code (``tether mcp`` is tether-mcp's)."""
+
+
+def plugin_commands() -> dict[str, Any]:
+    from importlib_metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=PLUGIN_COMMANDS_GROUP) if ep.name not in COMMANDS}
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -463,6 +477,11 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tether`` console script; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    plugins = plugin_commands()
+    if argv and argv[0] in plugins:  # a plugin's command parses its own arguments
+        code: int = plugins[argv[0]].load()(argv[1:])
+        return code
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.log_level, json_lines=args.log_json)
