@@ -254,7 +254,7 @@ class Tools:
             with contextlib.suppress(CursorError):  # another log: the read below says so
                 await self._ask(lambda c: c.wait(sid, pattern=ANY_OUTPUT, since=position, budget=budget),
                                 retry=True, what="wait for output")
-        read = await self._read(sid, given, a.max_bytes)
+        read = await self._read(sid, given, a.max_bytes, call)
         seen = await self._seen(sid)
         shown = self._render(read, a.format)
         next_position = read.next - shown.held_back
@@ -267,22 +267,42 @@ class Tools:
         })
         return result
 
-    async def _read(self, sid: str, given: Cursor | None, max_bytes: int) -> LogRead:
+    async def _read(self, sid: str, given: Cursor | None, max_bytes: int, call: Call) -> LogRead:
         """From the caller's cursor; from the oldest output kept when it has none, or when its log is
         not the session's log any more (the result's since_cursor says replaced)."""
-        if given is None:
-            return await self._ask(lambda c: c.read(sid, None, max_bytes), retry=True, what="read the output")
-        try:
-            return await self._ask(lambda c: c.read(sid, given.position, max_bytes, log_id=given.log), retry=True,
-                                   what="read the output")
-        except CursorError:
-            return await self._ask(lambda c: c.read(sid, None, max_bytes), retry=True, what="read the output")
+        if given is not None and await self._until_readable(sid, given, call):
+            read = await self._via("read the output", True, DaemonClient.read, sid, given.position, max_bytes)
+            if read.log_id == given.log:
+                return read
+        return await self._via("read the output", True, DaemonClient.read, sid, None, max_bytes)
+
+    async def _until_readable(self, sid: str, at: Cursor, call: Call) -> bool:
+        """Wait until the session's log can serve `at` (False: it is another log now).
+
+        Right after tether restarted, output past the log's last reservation becomes readable once
+        the reservation is written down (the store's next flush, half a second by default), so a
+        cursor handed out then may be briefly ahead of what a read can serve.
+        """
+        delay = 0.02
+        while True:
+            head = await self._via("read the output", True, DaemonClient.read, sid, None, 1)
+            if head.log_id != at.log:
+                return False
+            if at.position <= max(head.end, head.since):
+                return True
+            if call.remaining() < delay:
+                raise CursorError(f"cursor position {at.position} is ahead of what the session's log serves yet "
+                                  f"({head.end}): tether is writing it down; try again in a moment")
+            await trio.sleep(delay)  # nothing wakes a reader when a reservation is written down
+            delay = min(0.25, delay * 2)
 
     async def wait_for(self, a: WaitForArgs, call: Call) -> dict[str, Any]:
         given = Cursor.decode(a.cursor) if a.cursor else None
         sid = a.session_id
         before = await self._seen(sid)
         start = self._position(given, before)
+        if a.pattern is not None:
+            await self._until_readable(sid, Cursor(before.log.log_id, start, 0, 0), call)
         budget = call.remaining() if a.timeout is None else min(a.timeout, call.remaining())
         if a.pattern is not None:
             pattern = a.pattern
@@ -321,7 +341,7 @@ class Tools:
         start_cursor = self._cursor(before, before.log.end)
         outcome = await self._start_run(sid, a.command, start_cursor, call)
         token = RunToken(sid, outcome.token, start_cursor)
-        return await self._run_result(token, outcome, given, a.max_output_bytes, a.format)
+        return await self._run_result(token, outcome, given, a.max_output_bytes, a.format, call)
 
     async def _start_run(self, sid: str, command: str, start: Cursor, call: Call) -> RunOutcome:
         """`run`, giving a shell that was just started the time to show its first prompt."""
@@ -352,7 +372,7 @@ class Tools:
                                           what="wait for the command")
         except RunNotFoundError:  # tether restarted (or forgot it): its marks are still in the log
             return await self._recover(token, a, call, budget)
-        return await self._run_result(token, outcome, None, a.max_output_bytes, a.format)
+        return await self._run_result(token, outcome, None, a.max_output_bytes, a.format, call)
 
     async def _recover(self, token: RunToken, a: WaitCommandArgs, call: Call, budget: float) -> dict[str, Any]:
         """The run's outcome from its marks in the log, waiting for them while the shell it runs in lives."""
@@ -362,18 +382,16 @@ class Tools:
         tracker = tether.RunTracker(token.nonce, token.before.position)
         position = token.before.position
         while True:
-            try:
-                read = await self._via("read the output", True, DaemonClient.read, sid, position, SCAN_CHUNK,
-                                       log_id=token.before.log)
-            except CursorError:
+            if not await self._until_readable(sid, token.before.at(position), call):
                 return await self._lost(token, await self._seen(sid), a)
+            read = await self._via("read the output", True, DaemonClient.read, sid, position, SCAN_CHUNK)
             result = _scan(read, scanner, tracker)
             position = read.next
             if result is not None:
                 outcome = RunOutcome(token=token.nonce, done=True, exit_status=result.status,
                                      output_start=result.output_start, output_stop=result.output_stop,
                                      started=result.started)
-                return await self._run_result(token, outcome, None, a.max_output_bytes, a.format)
+                return await self._run_result(token, outcome, None, a.max_output_bytes, a.format, call)
             if position < read.end:
                 continue
             seen = await self._seen(sid)
@@ -382,7 +400,7 @@ class Tools:
             left = deadline - trio.current_time()
             if left <= 0:
                 return await self._run_result(token, RunOutcome(token=token.nonce, done=False), None,
-                                              a.max_output_bytes, a.format)
+                                              a.max_output_bytes, a.format, call)
             mark = _DONE_MARK + token.nonce
             since = max(token.before.position, position - 256)
             await self._via("wait for the command", True, DaemonClient.wait, sid, pattern=mark, since=since,
@@ -399,7 +417,7 @@ class Tools:
         return result
 
     async def _run_result(self, token: RunToken, outcome: RunOutcome, given: Cursor | None, max_bytes: int,
-                          fmt: str) -> dict[str, Any]:
+                          fmt: str, call: Call) -> dict[str, Any]:
         sid = token.session_id
         if not outcome.done:
             seen = await self._seen(sid)
@@ -414,7 +432,7 @@ class Tools:
         shown_from = max(start, stop - max_bytes)
         pieces: list[tuple[int, bytes] | Loss] = []
         read: LogRead | None = None
-        if stop > shown_from:
+        if stop > shown_from and await self._until_readable(sid, token.before.at(stop), call):
             read = await self._ask(lambda c: c.read(sid, shown_from, min(stop - shown_from, SCAN_CHUNK),
                                                     log_id=token.before.log),
                                    retry=True, what="read the command's output")
