@@ -21,6 +21,7 @@ program that echoes a password, or an error that quotes a bad value, shows
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from typing import Any, final
@@ -28,6 +29,7 @@ from typing import Any, final
 from tether import REDACTED, ConfigError, redact_options
 
 MAX_SECRET_FILE_BYTES = 64 * 1024
+REFERENCE_KEYS = ("from_env", "from_file")
 MIN_SCRUBBED_LENGTH = 4
 """Shorter values are not scrubbed from output: every "yes" or "1" on a screen would go."""
 
@@ -50,6 +52,21 @@ class SecretBook:
         options = table.get("options")
         if isinstance(options, Mapping):
             self._learn(options, redact_options(options))
+            self._learn_references(options)
+
+    def _learn_references(self, value: object) -> None:
+        """The values that references in a table name, as far as this process can read them (an
+        embedded supervisor resolves them from this very environment; a daemon mostly from the same)."""
+        if isinstance(value, Mapping):
+            if len(value) == 1 and next(iter(value)) in REFERENCE_KEYS and isinstance(next(iter(value.values())), str):
+                with contextlib.suppress(ConfigError):
+                    self.add(resolve_reference(value))
+                return
+            for inner in value.values():
+                self._learn_references(inner)
+        elif isinstance(value, list):
+            for inner in value:
+                self._learn_references(inner)
 
     def _learn(self, original: object, redacted: object) -> None:
         if isinstance(original, Mapping) and isinstance(redacted, Mapping):

@@ -168,8 +168,9 @@ def _kind_and_message(exc: Exception) -> tuple[str, str]:
         return "not-found", f"{exc}; list_sessions shows the sessions there are"
     if isinstance(exc, DuplicateSessionError):
         return "duplicate", f"{exc}: use it as it is (list_sessions gives its cursor), or close_session it first"
-    if isinstance(exc, InvalidConfigError):
-        return "invalid-session", "the session table was refused: " + "; ".join(str(e) for e in exc.errors)
+    if isinstance(exc, InvalidConfigError):  # only open_session's table: each path from its `session` argument
+        problems = [f"{_under_session(e.path)}: {e.problem}" if e.path else e.problem for e in exc.errors]
+        return "invalid-session", "the session table was refused: " + "; ".join(problems)
     if isinstance(exc, (UnknownBackendError, UnknownStrategyError, ConfigError)):
         return "invalid-arguments", str(exc)
     if isinstance(exc, CursorError):
@@ -189,6 +190,10 @@ def _kind_and_message(exc: Exception) -> tuple[str, str]:
     if isinstance(exc, TetherError):
         return "tether", str(exc)
     return "internal", ""
+
+
+def _under_session(path: str) -> str:
+    return path if path == "session" or path.startswith(("session.", "session[")) else f"session.{path}"
 
 
 def build_server(tools: ToolServer) -> Server[Any]:
