@@ -121,12 +121,14 @@ Scrub = Callable[[bytes], tuple[bytes, int]]
 
 
 def render(pieces: Iterable[tuple[int, bytes] | Loss], fmt: Format, *, more_may_follow: bool,
-           scrub: Scrub | None = None) -> Rendered:
+           may_hold_all: bool = False, scrub: Scrub | None = None) -> Rendered:
     """The read's pieces (bytes at positions, and losses) in `fmt`, each piece passed through `scrub`
     (which hides secrets) after the positions are settled.
 
     With `more_may_follow`, an unfinished character or (``text``) control sequence at the very
-    end is held back for the next read, up to `HOLD_BACK_LIMIT` bytes and never the whole read.
+    end is held back for the next read, up to `HOLD_BACK_LIMIT` bytes; the whole read only with
+    `may_hold_all` (it reached the end of the output: the rest is still to come), so a read cut
+    short by its size always moves on.
     """
     items = list(pieces)
     data = b"".join(p[1] for p in items if not isinstance(p, Loss))
@@ -136,7 +138,7 @@ def render(pieces: Iterable[tuple[int, bytes] | Loss], fmt: Format, *, more_may_
         held = incomplete_utf8_tail(last)
         if fmt is Format.TEXT:
             held += unfinished_escape_tail(last[: len(last) - held])
-        if held > HOLD_BACK_LIMIT or held >= len(data):
+        if held > HOLD_BACK_LIMIT or (held >= len(data) and not may_hold_all):
             held = 0
         if held:
             items[-1] = (items[-1][0], last[: len(last) - held])

@@ -25,6 +25,8 @@ Format = Literal["text", "raw", "base64"]
 
 DEFAULT_READ_BYTES = 16 * 1024
 MAX_READ_BYTES = 1024 * 1024
+MIN_READ_BYTES = 16
+"""Smaller reads could not hold one character with the control sequence around it."""
 
 
 class ArgumentError(ValueError):
@@ -187,7 +189,7 @@ def _timeout(budget: float, what: str) -> dict[str, Any]:
 
 
 def _bytes(default: int, what: str) -> dict[str, Any]:
-    return {"type": "integer", "minimum": 1, "maximum": MAX_READ_BYTES, "default": default,
+    return {"type": "integer", "minimum": MIN_READ_BYTES, "maximum": MAX_READ_BYTES, "default": default,
             "description": f"At most this many bytes of {what}."}
 
 

@@ -154,9 +154,8 @@ class Tools:
             return given.position
         return seen_before.log.end
 
-    def _render(self, read: LogRead, fmt: str, pieces: Iterable[tuple[int, bytes] | Loss] | None = None,
-                *, more_may_follow: bool = True) -> Rendered:
-        return render(read.pieces() if pieces is None else pieces, Format(fmt), more_may_follow=more_may_follow,
+    def _render(self, read: LogRead, fmt: str) -> Rendered:
+        return render(read.pieces(), Format(fmt), more_may_follow=True, may_hold_all=read.next >= read.end,
                       scrub=self.secrets.scrub_bytes)
 
     # -- the tools -------------------------------------------------------------------------------

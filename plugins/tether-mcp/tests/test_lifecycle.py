@@ -1,0 +1,60 @@
+"""`tether mcp` as a process: found by `tether`, stops on SIGTERM or a closed stdin, keeps its sessions."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+
+from .conftest import BASH, open_mcp
+
+
+def test_tether_lists_and_runs_the_plugin_command(env: dict[str, str]) -> None:
+    listed = subprocess.run([sys.executable, "-m", "tether", "--help"], env=env, capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert "mcp       from tether-mcp" in listed.stdout
+    helped = subprocess.run([sys.executable, "-m", "tether", "mcp", "--help"], env=env, capture_output=True,
+                            text=True, timeout=60, check=True)
+    assert "usage: tether mcp" in helped.stdout and "--call-budget" in helped.stdout
+
+
+def _logged(log: Path) -> str:
+    return log.read_text() if log.exists() else ""
+
+
+async def _wait_line(log: Path, text: str, process: trio.Process) -> None:
+    while text not in _logged(log):  # a log file: nothing to await
+        assert process.poll() is None, _logged(log)
+        await trio.sleep(0.05)
+
+
+async def test_sigterm_stops_the_server_and_its_sessions_come_back(env: dict[str, str], state: Path,
+                                                                    tmp_path: Path) -> None:
+    """SIGTERM with stdin still open: the embedded supervisor stops within seconds and keeps the session."""
+    with trio.fail_after(60):
+        async with open_mcp(env, log=tmp_path / "first.log") as mcp:
+            await mcp.call("open_session", session={"id": "sh", **BASH})
+        log = tmp_path / "second.log"
+        with log.open("w") as err:
+            process = await trio.lowlevel.open_process(
+                [sys.executable, "-m", "tether", "mcp", "--log-level", "info"], env=env,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+        try:
+            await _wait_line(log, "(1 sessions restored)", process)
+            started = trio.current_time()
+            process.send_signal(signal.SIGTERM)
+            code = await process.wait()  # stdin is still open: the signal alone stops it
+            assert code == 0 and trio.current_time() - started < 5
+            assert "SIGTERM: stopping" in log.read_text()
+        finally:
+            process.kill()
+            await process.wait()
+            assert process.stdin is not None and process.stdout is not None
+            await process.stdin.aclose()
+            await process.stdout.aclose()
+    rows = sqlite3.connect(state / "tether.sqlite3").execute("select id from sessions").fetchall()
+    assert rows == [("sh",)]
