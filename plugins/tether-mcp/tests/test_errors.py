@@ -120,6 +120,11 @@ async def test_secrets_never_come_back(env: dict[str, str], state: Path, tmp_pat
                 results.append(json.dumps(read))
             missing = await mcp.error("send_input", session_id="sh", secret={"from_env": "NOT_SET_ANYWHERE"})
             assert "NOT_SET_ANYWHERE is not set in the environment of `tether mcp`" in missing
+        async with open_mcp(env, log=log) as mcp:  # a literal is gone after a restart, and the session says so
+            listed = (await mcp.call("list_sessions"))["sessions"][0]
+            results.append(json.dumps(listed))
+            assert listed["status"] == "failed" and listed["failure"]["reason"] == "secret-missing"
+            assert "API_TOKEN" in listed["failure"]["detail"]
     everything = "\n".join(results)
     decoded = "".join(base64.b64decode(json.loads(r)["text"]).decode("utf-8", "replace")
                       for r in results if '"format": "base64"' in r)

@@ -58,3 +58,30 @@ async def test_sigterm_stops_the_server_and_its_sessions_come_back(env: dict[str
             await process.stdout.aclose()
     rows = sqlite3.connect(state / "tether.sqlite3").execute("select id from sessions").fetchall()
     assert rows == [("sh",)]
+
+
+def test_the_other_names_of_the_command(env: dict[str, str]) -> None:
+    for argv in ([str(Path(sys.executable).with_name("tether-mcp")), "--help"],
+                 [sys.executable, "-m", "tether_mcp", "--help"]):
+        helped = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=True)
+        assert "--call-budget" in helped.stdout
+
+
+async def test_one_state_directory_has_one_writer(env: dict[str, str], tmp_path: Path) -> None:
+    """A second embedded server on the same state says why it cannot supervise, and what to do."""
+    with trio.fail_after(60):
+        async with open_mcp(env, log=tmp_path / "a.log") as first:
+            await first.call("open_session", session={"id": "sh", **BASH})
+            async with open_mcp(env, "--embedded", "--call-budget", "2", log=tmp_path / "b.log") as second:
+                message = await second.error("list_sessions")
+                assert "its store cannot be opened here" in message and "in use by process" in message
+                assert "Run `tether run` once for this state directory" in message
+            assert (await first.call("list_sessions"))["sessions"][0]["id"] == "sh"
+
+
+async def test_daemon_only_waits_for_a_daemon_within_the_budget(env: dict[str, str], tmp_path: Path) -> None:
+    with trio.fail_after(60):
+        async with open_mcp(env, "--daemon-only", "--call-budget", "1", log=tmp_path / "mcp.log") as mcp:
+            message = await mcp.error("list_sessions")
+            assert "did not finish within its 1 s" in message and "cannot connect to the daemon" in message
+    assert not (Path(env["TETHER_STATE_DIR"]) / "tether.sqlite3").exists()  # it never supervised here
