@@ -62,12 +62,16 @@ T = TypeVar("T")
 P = ParamSpec("P")
 
 PROMPT_WAIT = 10.0
-"""A shell that was just started gets this long to show its first prompt before `run` gives up."""
+"""A shell gets this long to show a prompt before `run` gives up (one just started shows its first)."""
+PROMPT_TAIL = 4096
+"""How much of the output's end is searched for tether's prompt (a prompt line is shorter)."""
 SCAN_CHUNK = 1024 * 1024
 ANY_OUTPUT = r"[\s\S]"
 _DONE_MARK = r"\x1b\]133;D[^\x07\x1b]*tether="
 """The start of a run's D mark, up to its nonce (`tether.encode_shell_mark`)."""
-_PROMPT_MARK = re.escape(tether.encode_shell_mark("A").decode()[:-1]) + r";[^\x07\x1b]*tether-shell="
+_PROMPT_BYTES = re.compile(re.escape(tether.encode_shell_mark("A")[:-1]) + rb";[^\x07\x1b]*tether-shell=")
+"""tether's prompt mark (OSC 133;A with ``tether-shell=``), up to the shell's name."""
+_COMMAND_START = tether.encode_shell_mark("C")[:-1]
 
 
 class NotRunError(tether.TetherError):
@@ -338,23 +342,47 @@ class Tools:
                             what="wait for the connection")
             before = await self._seen(sid)
         start_cursor = self._cursor(before, before.log.end)
-        outcome = await self._start_run(sid, a.command, start_cursor, call)
+        outcome = await self._start_run(sid, a.command, call)
         token = RunToken(sid, outcome.token, start_cursor)
         return await self._run_result(token, outcome, given, a.max_output_bytes, a.format, call)
 
-    async def _start_run(self, sid: str, command: str, start: Cursor, call: Call) -> RunOutcome:
-        """`run`, giving a shell that was just started the time to show its first prompt."""
-        for first in (True, False):
-            budget = call.remaining()
+    async def _start_run(self, sid: str, command: str, call: Call) -> RunOutcome:
+        """`run`, once the shell showed a prompt: tether drives a shell only after its integration
+        reported one on the current link. A shell just started shows its first prompt by itself; one
+        re-attached at an idle prompt shows nothing new, so it is asked for one (Enter on an empty
+        line) when the log ends at tether's prompt."""
+        deadline = trio.current_time() + min(PROMPT_WAIT, call.remaining())
+        asked = False
+        delay = 0.02
+        while True:
             try:
-                return await self._via("run the command", False, DaemonClient.run, sid, command, budget=budget)
+                return await self._via("run the command", False, DaemonClient.run, sid, command,
+                                       budget=call.remaining())
             except LinkError as exc:
-                if not first or "integration" not in str(exc):
+                if "integration" not in str(exc) or trio.current_time() + delay > deadline:
                     raise NotRunError(_not_run(sid, exc)) from None
-                wait = min(PROMPT_WAIT, call.remaining())
-                await self._via("wait for the shell's prompt", True, DaemonClient.wait, sid, pattern=_PROMPT_MARK,
-                                since=start.position, budget=wait)
-        raise AssertionError("unreachable")  # pragma: no cover
+            if not asked:
+                asked = True
+                if await self._at_idle_prompt(sid):
+                    await self._via("ask the shell for a prompt", False, DaemonClient.send, sid, b"\r")
+            # `run` refuses at once, typing nothing, until the prompt is seen; a pattern wait would not
+            # wake for output held back until tether writes its reservation down (see `_until_readable`)
+            await trio.sleep(delay)
+            delay = min(0.25, delay * 2)
+
+    async def _at_idle_prompt(self, sid: str) -> bool:
+        """True when the session's output ends at tether's prompt: no command started after it, no gap."""
+        head = await self._via("read the output", True, DaemonClient.read, sid, None, 1)
+        tail = await self._via("read the output", True, DaemonClient.read, sid,
+                               max(head.since, head.end - PROMPT_TAIL), PROMPT_TAIL)
+        data = bytearray()
+        for piece in tail.pieces():
+            if isinstance(piece, Loss):  # what came before a gap may have been another program's
+                data.clear()
+            else:
+                data += piece[1]
+        prompts = list(_PROMPT_BYTES.finditer(data))
+        return bool(prompts) and _COMMAND_START not in data[prompts[-1].end():]
 
     async def wait_command(self, a: WaitCommandArgs, call: Call) -> dict[str, Any]:
         token = RunToken.decode(a.token)
