@@ -90,9 +90,11 @@ async def test_session_tables_are_checked_like_the_config(env: dict[str, str], t
 
 
 async def test_secrets_never_come_back(env: dict[str, str], state: Path, tmp_path: Path) -> None:
-    """A literal secret, a secret by reference and a typed secret: never in a result, the server's log or
-    a snapshot. (What the program itself prints is its output: tether's output log keeps it as printed.)"""
+    """A literal secret, a secret by reference and typed secrets (from the environment, from a file): never
+    in a result, the server's log or a snapshot. (What the program itself prints is its output: tether's
+    output log keeps it as printed.)"""
     literal, referenced, typed = "s3cret-literal-4711", "s3cret-from-env-0815", "s3cret-typed-9999"
+    filed = "s3cret-filed-2468"
     env = {**env, "MCP_TEST_KEY": referenced, "MCP_TYPED": typed}
     log = tmp_path / "mcp.log"
     results: list[str] = []
@@ -114,9 +116,16 @@ async def test_secrets_never_come_back(env: dict[str, str], state: Path, tmp_pat
             typed_back = await mcp.run("sh", 'echo "${#got} $got"')
             assert typed_back["output"] == f"{len(typed)} [redacted]\n"
             results.append(json.dumps(typed_back))
+            secret_file = tmp_path / "typed-secret"
+            secret_file.write_text(filed + "\n")  # one line, as an editor saves it: the newline is not typed
+            await mcp.call("send_input", session_id="sh", text="read -r got", enter=True)
+            await mcp.call("send_input", session_id="sh", secret={"from_file": str(secret_file)}, enter=True)
+            filed_back = await mcp.run("sh", 'echo "${#got} $got"')
+            assert filed_back["output"] == f"{len(filed)} [redacted]\n"
+            results.append(json.dumps(filed_back))
             for fmt in ("text", "raw", "base64"):
                 read = await mcp.call("read_output", session_id="sh", format=fmt, max_bytes=1024 * 1024)
-                assert read["redacted"] >= 3 and read["exact"] is False
+                assert read["redacted"] >= 4 and read["exact"] is False
                 results.append(json.dumps(read))
             missing = await mcp.error("send_input", session_id="sh", secret={"from_env": "NOT_SET_ANYWHERE"})
             assert "NOT_SET_ANYWHERE is not set in the environment of `tether mcp`" in missing
@@ -128,7 +137,7 @@ async def test_secrets_never_come_back(env: dict[str, str], state: Path, tmp_pat
     everything = "\n".join(results)
     decoded = "".join(base64.b64decode(json.loads(r)["text"]).decode("utf-8", "replace")
                       for r in results if '"format": "base64"' in r)
-    for secret in (literal, referenced, typed):
+    for secret in (literal, referenced, typed, filed):
         assert secret not in everything and secret not in decoded
         assert secret not in log.read_text()
         snapshots = sqlite3.connect(state / "tether.sqlite3").execute("select body from sessions").fetchall()

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import trio
 
-from .conftest import BASH, open_mcp
+import tether
+
+from .conftest import BASH, Daemon, open_mcp
 
 
 def test_tether_lists_and_runs_the_plugin_command(env: dict[str, str]) -> None:
@@ -85,3 +87,34 @@ async def test_daemon_only_waits_for_a_daemon_within_the_budget(env: dict[str, s
             message = await mcp.error("list_sessions")
             assert "did not finish within its 1 s" in message and "cannot connect to the daemon" in message
     assert not (Path(env["TETHER_STATE_DIR"]) / "tether.sqlite3").exists()  # it never supervised here
+
+
+async def test_where_the_sessions_live(env: dict[str, str], daemon: Daemon, tmp_path: Path) -> None:
+    """`--state-dir` finds a daemon's daemon.json and token; `--url` and `--token` name one directly;
+    `--embedded` never looks for it (and then cannot open the store the daemon writes); `--state-dir`
+    alone on a fresh directory supervises there, its store in that directory."""
+    daemon.start()
+    running = tether.find_daemon(state_dir=daemon.state)
+    bare = {key: value for key, value in env.items() if key != "TETHER_STATE_DIR"}
+    log = tmp_path / "mcp.log"
+    elsewhere = tmp_path / "elsewhere"
+    with trio.fail_after(120):
+        async with open_mcp(bare, "--state-dir", str(daemon.state), log=log) as mcp:
+            listed = await mcp.call("list_sessions")
+            assert listed["tether"] == {"mode": "daemon", "at": running.url}
+            await mcp.call("open_session", session={"id": "shared", **BASH})
+        async with open_mcp({**bare, "TETHER_STATE_DIR": str(elsewhere)}, "--url", running.url,
+                            "--token", running.token or "", log=log) as mcp:
+            listed = await mcp.call("list_sessions")
+            assert listed["tether"] == {"mode": "daemon", "at": running.url}
+            assert [s["id"] for s in listed["sessions"]] == ["shared"]
+        assert not elsewhere.exists()  # nothing was supervised there
+        async with open_mcp(env, "--embedded", "--call-budget", "2", log=log) as mcp:
+            message = await mcp.error("list_sessions")
+            assert "no tether daemon runs for" in message and "its store cannot be opened here" in message
+        async with open_mcp(bare, "--state-dir", str(elsewhere), log=log) as mcp:
+            listed = await mcp.call("list_sessions")
+            assert listed["tether"] == {"mode": "embedded", "at": str(elsewhere)} and listed["sessions"] == []
+            await mcp.call("open_session", session={"id": "mine", **BASH})
+        rows = sqlite3.connect(elsewhere / "tether.sqlite3").execute("select id from sessions").fetchall()
+        assert rows == [("mine",)]

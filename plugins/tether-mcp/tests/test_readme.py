@@ -2,8 +2,10 @@
 
 The behaviours it describes are walked through by the other tests (the
 journeys, budgets, errors, secrets, tools); this file checks what they do
-not: that every client config snippet starts a server with these tools, and
-that every table lists exactly what the code has.
+not: that every client config snippet starts a server with these tools,
+that every table lists exactly what the code has, that the numbers and
+names it gives are the code's, and that its install line (and the top-level
+README's, which points here) names the distributions that give `tether mcp`.
 """
 
 from __future__ import annotations
@@ -11,8 +13,14 @@ from __future__ import annotations
 import json
 import re
 import sys
+from importlib.metadata import entry_points, version
 from pathlib import Path
 from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 import trio
 from mcp import ClientSession, StdioServerParameters, stdio_client
@@ -23,6 +31,8 @@ from tether_mcp._continuity import Link
 from tether_mcp._tooldefs import tool_defs
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
+ROOT = Path(__file__).parents[3]
+"""The repository's root: the README's install line runs from a clone."""
 
 
 def _json_blocks() -> list[dict[str, Any]]:
@@ -55,6 +65,20 @@ def test_numbers_and_names_the_readme_gives() -> None:
     for kind in tether.LossKind:
         assert f"`{kind.value}`:" in README
     assert "`tether.mode`: `daemon` or `embedded`" in README  # test_journey_* check the values
+    assert "official MCP Python SDK (`mcp`, 2.x)" in README and version("mcp").split(".")[0] == "2"
+
+
+def test_the_install_line_names_the_distributions_it_needs() -> None:
+    """`pip install -e plugins/tether-process -e plugins/tether-mcp`: the shell backend the tools drive,
+    and this distribution, which gives `tether` its `mcp` command."""
+    line = re.search(r"```sh\npip install (.*?)  ", README)
+    assert line is not None
+    paths = line.group(1).replace("-e ", "").split()
+    assert paths == ["plugins/tether-process", "plugins/tether-mcp"]
+    names = [tomllib.loads((ROOT / path / "pyproject.toml").read_text())["project"]["name"] for path in paths]
+    assert names == ["tether-process", "tether-mcp"]
+    assert [e.name for e in entry_points(group="tether.commands") if e.value.startswith("tether_mcp")] == ["mcp"]
+    assert "process" in {e.name for e in entry_points(group="tether.backends")}
 
 
 async def test_every_client_snippet_starts_the_server(env: dict[str, str], tmp_path: Path) -> None:
@@ -72,3 +96,13 @@ async def test_every_client_snippet_starts_the_server(env: dict[str, str], tmp_p
                 await session.initialize()
                 listed = await session.list_tools()
                 assert {tool.name for tool in listed.tools} == expected
+
+
+def test_the_top_level_readme_points_here_with_the_same_install_line() -> None:
+    top = (ROOT / "README.md").read_text()
+    section = top.split("## For AI agents: `tether mcp`", 1)[1].split("\n## ", 1)[0]
+    assert "(plugins/tether-mcp/README.md)" in section and (ROOT / "plugins/tether-mcp/README.md").is_file()
+    installed = re.search(r"pip install (.*?)    # then: .venv/bin/tether mcp\n", section)
+    mine = re.search(r"```sh\npip install (.*?)  ", README)
+    assert installed is not None and mine is not None
+    assert installed.group(1) == mine.group(1)

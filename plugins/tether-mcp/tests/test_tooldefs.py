@@ -39,3 +39,15 @@ def test_every_problem_is_named_at_once() -> None:
     assert len(caught.value.problems) == 3
     assert "session_id: 5 is not of type 'string'" in caught.value.problems
     assert "max_bytes: 0 is less than the minimum of 16" in caught.value.problems
+
+
+def test_a_long_value_is_measured_not_quoted_back() -> None:
+    send = {t.name: t for t in tool_defs(45)}["send_input"]
+    with pytest.raises(ArgumentError) as caught:
+        check_arguments(send, {"session_id": "", "text": "x" * 40000})
+    assert list(caught.value.problems) == ["session_id: is 0 characters long, at least 1 allowed",
+                                     "text: is 40000 characters long, at most 32768 allowed"]
+    run = {t.name: t for t in tool_defs(45)}["run_command"]
+    with pytest.raises(ArgumentError) as caught:
+        check_arguments(run, {"session_id": "a", "command": ["y" * 1000]})
+    assert all(len(problem) <= 320 for problem in caught.value.problems), caught.value.problems

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import trio
 
 from .conftest import BASH, need_tmux, open_mcp, pid_alive, wait_pid_gone
+
+
+def tmux_answers(socket: Path) -> bool:
+    return subprocess.run(["tmux", "-S", str(socket), "has-session"], capture_output=True, check=False).returncode == 0
 
 
 async def test_keys_interrupt_quiet_waiting_reads_and_resize(env: dict[str, str], tmp_path: Path) -> None:
@@ -66,7 +71,11 @@ async def test_reconnect_reattaches_a_kept_program_and_revives_a_failed_one(env:
             revived = await mcp.call("reconnect", session_id="once")
             assert revived["attempt"]["success"] and revived["attempt"]["strategy"] == "process-restart"
 
+            servers = list((Path(env["XDG_RUNTIME_DIR"]) / "tether-process" / "tmux").glob("*.sock"))
+            assert len(servers) == 1 and tmux_answers(servers[0])
             await mcp.call("close_session", session_id="kept")
             await wait_pid_gone(pid)  # closing ends the program, tmux-kept or not
             assert not pid_alive(pid)
+            while tmux_answers(servers[0]):  # noqa: ASYNC110 (another process: nothing to await)
+                await trio.sleep(0.05)
             assert [s["id"] for s in (await mcp.call("list_sessions"))["sessions"]] == ["once"]

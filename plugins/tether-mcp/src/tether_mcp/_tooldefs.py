@@ -25,6 +25,8 @@ Format = Literal["text", "raw", "base64"]
 
 DEFAULT_READ_BYTES = 16 * 1024
 MAX_READ_BYTES = 1024 * 1024
+MAX_MESSAGE = 300
+"""The longest a problem's message gets (jsonschema quotes the offending value)."""
 MIN_READ_BYTES = 16
 """Smaller reads could not hold one character with the control sequence around it."""
 
@@ -360,9 +362,7 @@ def check_arguments(tool: ToolDef, arguments: Mapping[str, Any] | None) -> Any:
     """`arguments` as the tool's argument class, or `ArgumentError` naming every bad field."""
     given = {k: v for k, v in (arguments or {}).items() if v is not None}
     validator = jsonschema.Draft202012Validator(tool.schema)
-    problems = sorted(
-        (_where(error) + error.message for error in validator.iter_errors(given)),
-    )
+    problems = sorted(_where(error) + _message(error) for error in validator.iter_errors(given))
     if problems:
         raise ArgumentError(tool.name, problems)
     try:
@@ -370,6 +370,17 @@ def check_arguments(tool: ToolDef, arguments: Mapping[str, Any] | None) -> Any:
     except ConfigError as exc:
         errors = getattr(exc, "errors", None) or (exc,)
         raise ArgumentError(tool.name, [str(e) for e in errors]) from None
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    """jsonschema's message, without quoting a long value back in full (a 32 KiB text, say)."""
+    value = error.instance
+    if isinstance(value, str) and error.validator in ("maxLength", "minLength"):
+        bound = "at most" if error.validator == "maxLength" else "at least"
+        return f"is {len(value)} characters long, {bound} {error.validator_value} allowed"
+    if len(error.message) > MAX_MESSAGE:
+        return error.message[: MAX_MESSAGE - 3] + "..."
+    return error.message
 
 
 def _where(error: jsonschema.ValidationError) -> str:
