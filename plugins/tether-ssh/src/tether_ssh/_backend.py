@@ -27,9 +27,10 @@ from tether import (
     SessionSpec,
 )
 
-from ._command import Markers, kill_tmux_command, remote_command, ssh_argv
+from ._command import Markers, PaneLogPlan, kill_tmux_command, remote_command, ssh_argv
 from ._link import ChannelRefused, SshLink
 from ._options import SshOptions, parse_options, tmux_name
+from ._panelog import stream_name
 from ._probe import read_greeting, resolve_route
 from ._pty import open_pty_process, parent_death_prefix
 from ._shared import Lease, LoginCounter, SharedConnections
@@ -149,8 +150,11 @@ class SshBackend:
     ) -> AsyncIterator[SshLink]:
         """One ssh client on a pty: a login of its own, or a channel on `lease`'s connection."""
         markers = Markers(secrets.token_hex(8))
+        pane = None
+        if opts.persist == "tmux":
+            pane = PaneLogPlan(stream_name(request.spec.id), opts.pane_log_bytes, request.resume)
         command = remote_command(
-            opts, request.mode, markers, handle=state.handle, cwd=state.cwd, env=state.env
+            opts, request.mode, markers, handle=state.handle, cwd=state.cwd, env=state.env, pane=pane
         )
         argv = ssh_argv(
             opts, connect_timeout=request.connect_timeout,

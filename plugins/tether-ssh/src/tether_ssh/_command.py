@@ -17,8 +17,9 @@ from collections.abc import Mapping
 
 import attrs
 
-from tether import ConnectMode
+from tether import ConnectMode, PeerMark
 
+from . import _panelog
 from ._options import SshOptions
 
 _RS = "\\036"
@@ -42,6 +43,11 @@ class Markers:
     @property
     def ready(self) -> bytes:
         return f"\x1eTETHER-READY-{self.nonce}\x1e".encode()
+
+    @property
+    def pane(self) -> bytes:
+        """Ready, and what follows is the pane log's records (`tether_ssh._panestream`)."""
+        return f"\x1eTETHER-PANE-{self.nonce}\x1e".encode()
 
     @property
     def gone(self) -> bytes:
@@ -72,6 +78,17 @@ def kill_tmux_command(opts: SshOptions, handle: str) -> str:
     return f"{_tmux(opts)} kill-session -t ={shlex.quote(handle)} 2>/dev/null; exit 0"
 
 
+@attrs.frozen
+class PaneLogPlan:
+    """The pane log side of one tmux connect: the name a new log gets, and where to resume."""
+
+    stream: str
+    """The log directory (peer stream) name, if this connect starts the program."""
+    total_bytes: int
+    resume: PeerMark | None
+    """`tether.LinkRequest.resume`: the output log's position in its peer stream."""
+
+
 def remote_command(
     opts: SshOptions,
     mode: ConnectMode,
@@ -80,6 +97,7 @@ def remote_command(
     handle: str | None,
     cwd: str | None,
     env: Mapping[str, str],
+    pane: PaneLogPlan | None = None,
 ) -> str:
     """What ssh asks the remote side to run for this connect mode.
 
@@ -87,7 +105,10 @@ def remote_command(
     the cwd/env given). persist="tmux": the session is created detached
     *before* the marker, so "ready" means the remote program exists. FRESH
     reuses a session of that name (never destroying a running program);
-    RESTART replaces it; REATTACH attaches or prints GONE.
+    RESTART replaces it; REATTACH attaches or prints GONE. With `pane`, a
+    session this connect creates gets a pane log (`_panelog`), and a session
+    that has one is followed from `pane.resume` after the PANE marker; a
+    session without one (an older tether's) is attached as before.
     """
     launcher = shell_launcher(cwd, env, opts.shell_integration)
     ready = markers._printf("READY")
@@ -99,23 +120,40 @@ def remote_command(
         "command -v tmux >/dev/null 2>&1 || "
         "{ echo 'tether: tmux is not installed on the remote host' >&2; exit 127; }"
     )
-    create = f"{tmux} new-session -d -s {name} {shlex.quote(launcher)} || exit 1"
     passthrough = f"{tmux} set-option -p -t ={name}: allow-passthrough on >/dev/null 2>&1"
     attach = f"{ready}; exec {tmux} attach-session -t ={name}"
     exists = f"{tmux} has-session -t ={name} 2>/dev/null"
+    if pane is not None:
+        start = _panelog.start_offset(pane.resume, "end" if mode is ConnectMode.REATTACH else "0")
+        attach = (
+            f"{_panelog.find_log(tmux, handle)}; if {_panelog.usable()}; then {start}; "
+            f"{markers._printf('PANE')}; {_panelog.attach_following(tmux, handle)}\n"
+            f"else {attach}; fi"
+        )
+
+    def create(session: str) -> str:
+        if pane is None:
+            return f"{tmux} new-session -d -s {shlex.quote(session)} {shlex.quote(launcher)} || exit 1"
+        start = _panelog.start_with_log(tmux, session, launcher, _panelog.new_gate(), opts.rows, opts.cols)
+        return (
+            f"c=1; {_panelog.create_log(pane.stream, pane.total_bytes)}; {start} || "
+            f"{{ {tmux} kill-session -t ={shlex.quote(session)} 2>/dev/null; exit 1; }}"
+        )
+
     if mode is ConnectMode.REATTACH:
         return f"{check}; {exists} || {{ {markers._printf('GONE')}; exit 0; }}; {attach}"
     if mode is ConnectMode.RESTART:
         # The new session first, then the old one goes: killing the server's last session
         # makes the server exit, and a new-session racing that exit fails ("server exited
         # unexpectedly"). The server never drops to zero sessions this way.
-        fresh = shlex.quote(f"{handle}-new-{markers.nonce}")
+        fresh = f"{handle}-new-{markers.nonce}"
         replace = (
-            f"{tmux} new-session -d -s {fresh} {shlex.quote(launcher)} || exit 1; "
-            f"{tmux} kill-session -t ={name} 2>/dev/null; {tmux} rename-session -t ={fresh} {name} || exit 1"
+            f"{create(fresh)}; "
+            f"{tmux} kill-session -t ={name} 2>/dev/null; "
+            f"{tmux} rename-session -t ={shlex.quote(fresh)} {name} || exit 1"
         )
         return f"{check}; {replace}; {passthrough}; {attach}"
-    return f"{check}; {exists} || {{ {create}; }}; {passthrough}; {attach}"
+    return f"{check}; {exists} || {{ {create(handle)}; }}; {passthrough}; {attach}"
 
 ACCEPTED_SUFFIX = ".tether-accepted"
 """Keys an ``accept_new_host_keys`` session learns go to ``<known_hosts>.tether-accepted``."""

@@ -17,6 +17,13 @@ before the split, with no checkpoint in between.
 On a shared connection a client that exits 255 after connect asks its lease
 whether the master ended: a master that died is a network drop for every
 channel on it; a channel that closed alone is classified like any other end.
+
+With a remote pane log (``persist = "tmux"``, `_panelog`) the connect ends in
+the PANE marker instead of READY, and what follows on the pty is the log's
+records (`_panestream`): the program's own bytes, each chunk reported with its
+peer offset (``report_output_at``), so tether keeps exactly one copy of each.
+Records out of step drop the link (``remote-closed``: a re-attach resumes
+exactly) rather than misplace a byte.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from tether import (
 
 from ._classify import SSH_FAILURE, channel_refused, classify_exit, error_for
 from ._command import Markers
+from ._panestream import PaneStream, PaneStreamError
 from ._pty import PtyProcess
 from ._scan import MarkerScanner
 from ._shared import Lease
@@ -79,7 +87,9 @@ class SshLink:
         self._markers = markers
         self._state = state
         self._lease = lease
-        self._scanner = MarkerScanner((markers.ready, markers.gone))
+        self._scanner = MarkerScanner((markers.ready, markers.pane, markers.gone))
+        self._pane: PaneStream | None = None
+        """The pane log's records, after a PANE marker; None: the pty is the output itself."""
         self._osc = OscScanner()
         self._stderr_fd = proc.stderr.fileno()  # non-blocking (FdStream)
         self._stderr_before = bytearray()
@@ -125,6 +135,11 @@ class SshLink:
         except OSError as exc:
             raise LinkError(f"cannot resize ssh's terminal: {exc.strerror}",
                             reason=DisconnectReason.REMOTE_CLOSED) from exc
+
+    @property
+    def pane(self) -> PaneStream | None:
+        """The remote pane log being followed (its stream and position), or None."""
+        return self._pane
 
     @property
     def stderr_text(self) -> str:
@@ -183,16 +198,22 @@ class SshLink:
                     data = self._scanner.feed(data)
                     self._settle_on_marker()
                 if data and self.ready:
-                    self._on_output(data)
+                    if self._pane is None:
+                        self._on_output(data)
+                    elif not self._on_records(data):
+                        return
         finally:
             self._pty_done.set()
 
     @property
     def ready(self) -> bool:
-        """The ready marker was seen: the remote shell is up."""
-        return self._scanner.found == self._markers.ready
+        """The ready (or pane) marker was seen: the remote shell is up."""
+        found = self._scanner.found
+        return found is not None and found != self._markers.gone
 
     def _settle_on_marker(self) -> None:
+        if self._scanner.found == self._markers.pane:
+            self._pane = PaneStream()
         if self.ready:
             # Everything ssh wrote to stderr before the marker is in the pipe by now: file it
             # as "before" (banner, warnings), and only what comes next as "after".
@@ -203,6 +224,22 @@ class SshLink:
 
     def _on_output(self, data: bytes) -> None:
         self._request.report_output(data)
+        self._learn(data)
+
+    def _on_records(self, data: bytes) -> bool:
+        """Report the program's bytes in the pane log's records; False (and the link ends) if out of step."""
+        assert self._pane is not None
+        try:
+            chunks = self._pane.feed(data)
+        except PaneStreamError as exc:
+            self._report_end(Disconnect(DisconnectReason.REMOTE_CLOSED, f"the remote pane log is out of step: {exc}"))
+            return False
+        for mark, chunk in chunks:
+            self._request.report_output_at(mark, chunk)
+            self._learn(chunk)
+        return True
+
+    def _learn(self, data: bytes) -> None:
         _, found = self._osc.feed(data)
         for item in found:
             cwd = item.event.path if isinstance(item.event, CwdReport) else None
@@ -249,7 +286,15 @@ class SshLink:
         ended = classify_exit(returncode, said, connected=connected)
         if connected and self._lease is not None and returncode == SSH_FAILURE:
             ended = await self._lease.lost(MASTER_GRACE) or ended
-        self.ended = ended
+        if connected:
+            self._report_end(ended)
+        elif self.ended is None:
+            self.ended = ended
         self._settled.set()
-        if connected and not self.closing:
-            self._request.report_closed(self.ended)
+
+    def _report_end(self, ended: Disconnect) -> None:
+        """The link's end, once: the first cause wins (records out of step, then ssh's exit)."""
+        if self.ended is None:
+            self.ended = ended
+            if not self.closing:
+                self._request.report_closed(ended)

@@ -17,6 +17,8 @@ import attrs
 
 from tether import ConfigError, structure_options
 
+from ._panelog import DEFAULT_PANE_LOG_BYTES
+
 Persist = Literal["none", "tmux"]
 
 _MANAGED = {
@@ -120,6 +122,9 @@ class SshOptions:
     tmux_session: str | None = attrs.field(default=None, validator=_tmux)
     tmux_socket: str | None = attrs.field(default=None, validator=_tmux)
     """``tmux -L`` socket name on the remote side; None is tmux's default server."""
+    pane_log_bytes: int = attrs.field(default=DEFAULT_PANE_LOG_BYTES, validator=_between(4096, 1 << 30))
+    """persist = "tmux": the program's own output kept beside it on the remote host (4 numbered
+    segments, at most this many bytes), so a re-attach delivers exactly the bytes tether missed."""
     shell_integration: bool = True
     """Export a PROMPT_COMMAND that reports the cwd as OSC 7 (bash; other shells ignore it)."""
     accept_new_host_keys: bool = False
