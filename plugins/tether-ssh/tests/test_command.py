@@ -9,7 +9,8 @@ import pytest
 import tether
 from tether import CwdReport, OscScanner
 from tether_ssh import SshBackend, parse_options, remote_command, ssh_argv, tmux_name
-from tether_ssh._command import Markers, shell_launcher
+from tether_ssh._command import Markers, PaneLogPlan, shell_launcher
+from tether_ssh._panelog import start_offset
 from tether_ssh._scan import MarkerScanner
 
 BASE = {"host": "example.org"}
@@ -158,3 +159,39 @@ def test_osc7_reports_across_chunk_splits() -> None:
         scanner = OscScanner()
         found = scanner.feed(data[:cut])[1] + scanner.feed(data[cut:])[1]
         assert [f.event for f in found] == [CwdReport("/tmp/my dir", "box"), CwdReport("/root", "box")]
+
+
+def _pane_plan(resume: tether.PeerMark | None = None) -> PaneLogPlan:
+    return PaneLogPlan("s1-0123456789ab", 4096, resume)
+
+
+@pytest.mark.parametrize("mode", list(tether.ConnectMode))
+def test_pane_log_commands_are_valid_sh_in_every_mode(mode: tether.ConnectMode) -> None:
+    """With a pane log the remote command still parses (``sh -n``), creates the log only where it
+    creates the session, and has both ways out: PANE (follow the log) or READY (an older session)."""
+    tmux = parse_options({**BASE, "persist": "tmux", "tmux_socket": "sock"})
+    cmd = remote_command(tmux, mode, Markers("abc"), handle="h", cwd="/x", env={"A": "b"}, pane=_pane_plan())
+    assert subprocess.run(["sh", "-n", "-c", cmd], capture_output=True, check=False).returncode == 0, cmd
+    assert "TETHER-PANE-abc" in cmd and "TETHER-READY-abc" in cmd
+    assert ("pipe-pane -I -O" in cmd) == (mode is not tether.ConnectMode.REATTACH)
+    assert cmd.count("show-options -qv -t =h: @tether-pane-log") == 1
+    if mode is not tether.ConnectMode.REATTACH:
+        assert cmd.index("pipe-pane") < cmd.index("TETHER-PANE-abc")  # the log exists before "ready"
+
+
+@pytest.mark.parametrize(
+    ("resume", "created", "fallback", "expected"),
+    [
+        (tether.PeerMark("ssh-pane:s1-0123456789ab", 4321), "", "end", "4321"),  # our stream: resume there
+        (tether.PeerMark("ssh-pane:other", 4321), "", "end", "end"),  # another program: its end
+        (tether.PeerMark("ssh-pane:other", 4321), "1", "end", "0"),  # a program this connect started
+        (tether.PeerMark("tmux-pane:s1-0123456789ab", 9), "", "0", "0"),  # not an ssh pane log at all
+        (None, "", "end", "end"),
+        (None, "1", "end", "0"),
+    ],
+)
+def test_the_follower_starts_where_the_output_log_stands(
+    resume: tether.PeerMark | None, created: str, fallback: str, expected: str
+) -> None:
+    script = f"L=/tmp/x/s1-0123456789ab; c={created}; {start_offset(resume, fallback)}; printf %s \"$S\""
+    assert _sh(script) == expected

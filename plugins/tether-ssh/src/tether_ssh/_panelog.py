@@ -82,11 +82,13 @@ it is the pane's input."""
 
 _FOLLOW = r"""tether_follow() {
 cd "$1" 2>/dev/null && read v seg < format && [ "$v" = @VERSION@ ] || return 1
-printf '\036S %s\n' "${1##*/}"
 s=$2 e=0
 for w in seg.?????????.w; do :; done
-if [ -e "$w" ]; then p=${w%.w}; z=$(wc -c < "$p" 2>/dev/null) || z=0; e=$(((1${p#seg.} - 1000000000) * seg + ${z:-0})); fi
+if [ -e "$w" ]; then
+p=${w%.w}; z=$(wc -c < "$p" 2>/dev/null) || z=0; e=$(((1${p#seg.} - 1000000000) * seg + ${z:-0}))
+fi
 if [ "$s" = end ] || [ "$s" -gt "$e" ]; then s=$e; fi
+printf '\036S %s\n' "${1##*/}"
 i=$((s / seg)) o=$((s % seg)) d=0.05
 while :; do
 f=$(printf 'seg.%09d' "$i")
@@ -106,7 +108,10 @@ i=$((i + 1)); o=0; s=$((i * seg))
 continue
 fi
 set -- seg.?????????.w
-if [ -e "$1" ]; then p=${1%.w}; k=$((1${p#seg.} - 1000000000)); if [ "$k" -gt "$i" ]; then i=$k o=0 s=$((k * seg)); continue; fi; fi
+if [ -e "$1" ]; then
+p=${1%.w}; k=$((1${p#seg.} - 1000000000))
+if [ "$k" -gt "$i" ]; then i=$k o=0 s=$((k * seg)); continue; fi
+fi
 [ -e ended ] || [ ! -e format ] && return 0
 sleep $d
 case $d in 0.05) d=0.1;; 0.1) d=0.2;; 0.2) d=0.5;; *) d=1;; esac
@@ -194,6 +199,11 @@ def start_offset(resume: PeerMark | None, fallback: str) -> str:
 
 
 
+def follow_function() -> str:
+    """The follower, as a shell function ``tether_follow DIR START`` (START: a peer offset or ``end``)."""
+    return _script(_FOLLOW, VERSION=FORMAT_VERSION)
+
+
 def attach_following(tmux: str, name: str) -> str:
     """Remote sh after the PANE marker: the follower out, the channel's input into the pane.
 
@@ -204,10 +214,10 @@ def attach_following(tmux: str, name: str) -> str:
     """
     target = f"={shlex.quote(name)}:"
     return (
-        f"{_script(_FOLLOW, VERSION=FORMAT_VERSION)}\n"
+        f"{follow_function()}\n"
         "tether_size() { set -- $(stty size 2>/dev/null); "
         f'[ -n "$2" ] && {tmux} resize-window -t {target} -x "$2" -y "$1" >/dev/null 2>&1; }}\n'
-        "stty raw -echo 2>/dev/null; tether_size; e=; trap e=1 USR1; trap tether_size WINCH; exec 5<&0; "
+        "stty raw -echo 2>/dev/null; e=; trap e=1 USR1; trap tether_size WINCH; tether_size; exec 5<&0; "
         '{ tether_follow "$L" "$S"; kill -USR1 $$; } 2>/dev/null & '
         '{ cat <&5 > "$L"/input; kill -USR1 $$; } 2>/dev/null & '
         "exec 5<&-; "

@@ -12,6 +12,11 @@ a raw pty too, with bare ``\n`` line ends, no echo and no Ctrl-C.
 ssh runs as the leader of a process group of its own, and that whole group
 is ended: a ``ProxyCommand`` ssh started is in it, and would otherwise be
 left running (re-parented to pid 1) when ssh is killed mid-connect.
+
+The pty is ssh's controlling terminal (util-linux ``setsid --ctty``, in a new
+session): a window size set on it reaches ssh as SIGWINCH, which ssh passes
+on to the remote pty (``window-change``). Without one, a resize changed only
+the local pty. Nothing can prompt there: BatchMode is always on.
 """
 
 from __future__ import annotations
@@ -51,10 +56,11 @@ async def open_pty_process(
     try:
         set_terminal_modes(slave)
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        # start_new_session: no controlling tty of ours, so nothing can ever prompt on it
+        # a session of its own (never our terminal), with the pty as its controlling terminal
+        setsid = shutil.which("setsid")
         process = await trio.lowlevel.open_process(
-            list(argv), stdin=slave, stdout=slave, stderr=subprocess.PIPE,
-            start_new_session=True, env=dict(env),
+            [setsid, "--ctty", *argv] if setsid else list(argv), stdin=slave, stdout=slave,
+            stderr=subprocess.PIPE, start_new_session=setsid is None, env=dict(env),
         )
     except BaseException:
         os.close(master)
