@@ -9,16 +9,19 @@ stopped server, a black hole made by an nft table owned by a live ``nft -i``
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import attrs
@@ -320,3 +323,33 @@ async def run_and_expect(supervisor: tether.Supervisor, sid: str, command: str, 
     except trio.TooSlowError:
         tail = supervisor.output_history(sid)[-600:]
         raise AssertionError(f"{expected!r} not seen after {command!r}; output tail: {tail!r}") from None
+
+
+def _harness() -> ModuleType:
+    """The core's journey harness (tests/journeys/daemon.py), loaded by path: it is not a package here."""
+    path = Path(__file__).resolve().parents[3] / "tests" / "journeys" / "daemon.py"
+    spec = importlib.util.spec_from_file_location("tether_journey_daemon", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+daemon_harness = _harness()
+"""tests/journeys/daemon.py: drive ``tether run`` as a subprocess (start, stop, kill -9, /control)."""
+
+
+def toml_options(options: dict[str, object]) -> str:
+    """A backend options table as an inline TOML table (for a daemon's config file)."""
+
+    def value(v: object) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return str(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return "{ " + ", ".join(f"{k} = {value(v)}" for k, v in options.items()) + " }"

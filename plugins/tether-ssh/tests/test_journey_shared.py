@@ -10,49 +10,19 @@ daemon left and removes its directory.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import stat
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from tether_ssh._control_dir import base_directory
 
-from .conftest import Sshd, processes_matching
+from .conftest import Sshd, daemon_harness, processes_matching, toml_options
 
 pytestmark = pytest.mark.slow
 
 SHARED = 4
-
-
-def _harness() -> ModuleType:
-    """The core's journey harness (tests/journeys/daemon.py), loaded by path: it is not a package here."""
-    path = Path(__file__).resolve().parents[3] / "tests" / "journeys" / "daemon.py"
-    spec = importlib.util.spec_from_file_location("tether_journey_daemon", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-daemon_harness = _harness()
-
-
-def _toml_options(options: dict[str, object]) -> str:
-    def value(v: object) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return str(v)
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    return "{ " + ", ".join(f"{k} = {value(v)}" for k, v in options.items()) + " }"
 
 
 def _config(tmp_path: Path, sshd: Sshd) -> Path:
@@ -61,7 +31,7 @@ def _config(tmp_path: Path, sshd: Sshd) -> Path:
         options = sshd.options(shell_integration=False, share_connection=i < SHARED)
         lines += [
             "[[sessions]]", f'id = "{"shared" if i < SHARED else "own"}{i}"', 'backend = "ssh"',
-            f"options = {_toml_options(options)}",
+            f"options = {toml_options(options)}",
             "[sessions.policy]", "base_delay = 0.2", "max_delay = 1.0", "connect_timeout = 10",
             "keepalive_interval = 1", 'max_retries = "forever"',
         ]

@@ -33,3 +33,13 @@ async def wait_until_cwd(sup: tether.Supervisor, sid: str, cwd: str) -> None:
         return state is not None and state.cwd == cwd
 
     await wait_until(seen, timeout=10, step=0.02)
+
+
+async def test_a_resize_reaches_the_remote_terminal(sshd: Sshd) -> None:
+    """The local pty is ssh's controlling terminal: a resize is a window-change on the remote pty."""
+    async with ssh_supervisor(SshBackend()) as sup:
+        await sup.register(ssh_spec(sshd, shell_integration=False, rows=24, cols=80))
+        await wait_status(sup, "s1", CONNECTED)
+        await run_and_expect(sup, "s1", "stty size | sed 's/^/S=/'", b"S=24 80")
+        await sup.resize("s1", 41, 133)
+        await run_and_expect(sup, "s1", "stty size | sed 's/^/S=/'", b"S=41 133")

@@ -57,6 +57,11 @@ def numbers(data: bytes) -> list[int]:
     return [int(n) for n in NUMBER.findall(data)]
 
 
+def tmux(socket: str, *args: str) -> str:
+    """A tmux command on the test's tmux server (the remote host is this machine); its output."""
+    return subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True).stdout.strip()
+
+
 def log_directory(tmux_socket: str, sid: str) -> Path:
     """The remote pane log of session `sid` (the remote host is this machine)."""
     out = subprocess.run(
@@ -153,13 +158,10 @@ async def test_the_window_takes_the_link_size_and_input_reaches_the_program_as_t
         await wait_status(sup, "s1", S.CONNECTED)
 
         def size() -> str:
-            target = f"={tmux_name('s1')}:"
-            return subprocess.run(
-                ["tmux", "-L", tmux_socket, "display", "-p", "-t", target, "#{window_width}x#{window_height}"],
-                capture_output=True, text=True,
-            ).stdout.strip()
+            return tmux(tmux_socket, "display", "-p", "-t", f"={tmux_name('s1')}:", "#{window_width}x#{window_height}")
 
         await wait_until(lambda: size() == "100x30", timeout=10, step=0.02)
+        assert tmux(tmux_socket, "list-clients") == "", "no tmux client: the channel carries the pane log"
         await sup.resize("s1", 40, 132)
         await wait_until(lambda: size() == "132x40", timeout=10, step=0.02)
         await sup.send("s1", b"stty size; sleep 100; echo AFTER$((6*7))\r")
@@ -171,3 +173,17 @@ async def test_the_window_takes_the_link_size_and_input_reaches_the_program_as_t
         await sup.send("s1", b"echo DONE$((6*7))\r")
         await wait_until(lambda: b"DONE42" in sup.read("s1").data, timeout=10, step=0.02)
         assert b"AFTER42" not in sup.read("s1").data, "Ctrl-C ended the sleep and the rest of its line"
+
+
+async def test_a_session_without_a_pane_log_is_attached_as_before(sshd: Sshd, tmux_socket: str) -> None:
+    """A tmux session an older tether started (no pane log) is reused and attached with a tmux client:
+    its output is what the client draws, and commands work."""
+    name = tmux_name("s1")
+    tmux(tmux_socket, "-f", "/dev/null", "new-session", "-d", "-s", name, "sh")
+    async with ssh_supervisor(SshBackend(), output_history_bytes=HISTORY) as sup:
+        await sup.register(ssh_spec(sshd, persist="tmux", tmux_socket=tmux_socket, shell_integration=False))
+        await wait_status(sup, "s1", S.CONNECTED)
+        assert tmux(tmux_socket, "list-clients", "-t", f"={name}"), "a tmux client is attached (the old way)"
+        await sup.send("s1", b"echo OLD$((6*7))\r")
+        await wait_until(lambda: b"OLD42" in sup.read("s1").data, timeout=10, step=0.02)
+    assert "@tether-pane-log" not in tmux(tmux_socket, "show-options", "-t", f"={name}:")

@@ -13,6 +13,7 @@ import contextlib
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -42,7 +43,7 @@ class Pane:
 
     def __init__(self, tmp: Path) -> None:
         env = {**os.environ, "TMPDIR": str(tmp)}
-        made = subprocess.run(["sh", "-c", create_log("s1-abc", TOTAL) + '; echo "$L"'], env=env,
+        made = subprocess.run(["sh", "-c", create_log("s1-abc", TOTAL, linger=0) + '; echo "$L"'], env=env,
                               capture_output=True, text=True, check=True)
         self.dir = Path(made.stdout.strip())
         self.pipe = subprocess.Popen(["sh", str(self.dir / "pipe.sh")], stdin=subprocess.PIPE,
@@ -65,7 +66,7 @@ class Pane:
     def end(self) -> None:
         assert self.pipe.stdin is not None
         self.pipe.stdin.close()
-        wait(lambda: (self.dir / "ended").exists(), "the pipe to record the end")
+        wait(lambda: (self.dir / "ended").exists() or not self.dir.exists(), "the pipe to record the end")
 
     def close(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -137,6 +138,22 @@ def exact(chunks: list[tuple[PeerMark, bytes]]) -> tuple[int, bytes]:
     return first, data
 
 
+def test_the_log_directory_is_private(pane: Pane) -> None:
+    """0700, in a 0700 directory of the user's under $TMPDIR."""
+    assert pane.dir.parent.name == f"tether-ssh-{os.getuid()}"
+    for directory in (pane.dir, pane.dir.parent):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+
+
+def test_someone_elses_directory_is_refused(tmp_path: Path) -> None:
+    """A per-user directory that is not private (a planted one) fails the connect, loudly."""
+    (tmp_path / f"tether-ssh-{os.getuid()}").mkdir(mode=0o755)
+    os.chmod(tmp_path / f"tether-ssh-{os.getuid()}", 0o755)
+    made = subprocess.run(["sh", "-c", create_log("s1-abc", TOTAL)], env={**os.environ, "TMPDIR": str(tmp_path)},
+                          capture_output=True, text=True)
+    assert made.returncode == 1 and "must be a directory of ours with mode 0700" in made.stderr
+
+
 def test_from_zero_after_a_trim_the_follower_jumps_to_the_oldest_kept_byte(pane: Pane) -> None:
     """10,000 bytes with 4,096 kept: from 0 the follower starts at the oldest kept segment, then follows."""
     pane.write(10_000)
@@ -167,6 +184,7 @@ def test_from_an_offset_it_sends_exactly_from_there_and_ends_with_the_program(pa
         follower.read_until(lambda: follower.process.poll() is not None and follower.received == 5_100)
         assert follower.process.returncode == 0, "the follower returns once the program's output is all sent"
         assert exact(follower.chunks) == (4321, source(5_100 - 4321, 4321))
+        wait(lambda: not pane.dir.exists(), "the log to go with its program")
     finally:
         follower.close()
 

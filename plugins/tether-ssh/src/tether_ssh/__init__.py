@@ -5,6 +5,8 @@ Backend ``ssh``. Options (``SessionSpec.options``): ``host`` (required),
 ``known_hosts_file``, ``config_file`` (``ssh -F``), ``persist`` (``"none"`` or
 ``"tmux"``: run the remote shell in tmux so it survives a drop and
 ``ssh-reconnect`` re-attaches), ``tmux_session``, ``tmux_socket``,
+``pane_log_bytes`` (persist = "tmux": the remote pane log's bound, default 256 KiB,
+`_panelog`: a re-attach delivers exactly the bytes tether missed),
 ``shell_integration`` (OSC 7 cwd reports from bash), ``accept_new_host_keys``
 (default false: an unknown host key fails; when true, keys are learnt into
 ``<known_hosts>.tether-accepted``, which strict sessions never read), ``server_alive_count_max``,

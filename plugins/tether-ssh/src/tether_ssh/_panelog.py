@@ -139,14 +139,14 @@ def _script(template: str, **values: object) -> str:
     return template
 
 
-def create_log(stream: str, total_bytes: int) -> str:
+def create_log(stream: str, total_bytes: int, linger: int = LINGER) -> str:
     """Remote sh, run before the session `name` is created: make its log directory (0700, in a
     private per-user directory under the temp directory), write the scripts, set ``$L`` to it."""
     segment = max(1, total_bytes // SEGMENTS_KEPT)
     files = {
         "format": f"{FORMAT_VERSION} {segment}\n",
         "filter.sh": _script(_FILTER, KEPT=SEGMENTS_KEPT),
-        "pipe.sh": _script(_PIPE, BYTES=segment, LINGER=LINGER),
+        "pipe.sh": _script(_PIPE, BYTES=segment, LINGER=linger),
     }
     writes = "; ".join(f"printf %s {shlex.quote(text)} > \"$L\"/{file}" for file, text in files.items())
     return (
