@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,16 @@ from tether.testing import BackendContract
 from tether_ssh import SshBackend
 
 from .conftest import Sshd, fast_policy, free_port, ssh_spec
+
+
+def _frozen(sshd: Sshd, **options: Any) -> Iterator[tether.SessionSpec]:
+    """A spec for this sshd while its listener is SIGSTOPped (continued afterwards)."""
+    assert sshd.process is not None
+    sshd.process.send_signal(signal.SIGSTOP)
+    try:
+        yield ssh_spec(sshd, policy=fast_policy(connect_timeout=1.5), **options)
+    finally:
+        sshd.process.send_signal(signal.SIGCONT)
 
 
 class TestSshBackendContract(BackendContract):
@@ -39,12 +50,7 @@ class TestSshBackendContract(BackendContract):
     @pytest.fixture
     def tether_backend_hanging_spec(self, sshd: Sshd) -> Iterator[tether.SessionSpec]:
         """The listening sshd is SIGSTOPped: the kernel accepts, nobody ever sends a banner."""
-        assert sshd.process is not None
-        sshd.process.send_signal(signal.SIGSTOP)
-        try:
-            yield ssh_spec(sshd, session_id="contract-frozen", policy=fast_policy(connect_timeout=1.5))
-        finally:
-            sshd.process.send_signal(signal.SIGCONT)
+        yield from _frozen(sshd, session_id="contract-frozen")
 
 
 class TestSshTmuxBackendContract(BackendContract):
@@ -58,3 +64,14 @@ class TestSshTmuxBackendContract(BackendContract):
     def tether_backend_spec(self, sshd: Sshd, tmux_socket: str) -> tether.SessionSpec:
         return ssh_spec(sshd, session_id="contract-tmux", persist="tmux", tmux_socket=tmux_socket,
                         policy=fast_policy(connect_timeout=4.0))
+
+    @pytest.fixture
+    def tether_backend_failing_spec(self, sshd: Sshd, tmux_socket: str) -> tether.SessionSpec:
+        """A refused port, with persist = "tmux": the failure is typed before any tmux is asked."""
+        return ssh_spec(sshd, session_id="contract-tmux-refused", port=free_port(), persist="tmux",
+                        tmux_socket=tmux_socket, policy=fast_policy(connect_timeout=4.0))
+
+    @pytest.fixture
+    def tether_backend_hanging_spec(self, sshd: Sshd, tmux_socket: str) -> Iterator[tether.SessionSpec]:
+        """The frozen listener again, with persist = "tmux"."""
+        yield from _frozen(sshd, session_id="contract-tmux-frozen", persist="tmux", tmux_socket=tmux_socket)
