@@ -52,6 +52,8 @@ class Outbox:
         log_of: Callable[[str], OutputLog | None] = lambda sid: None,
         fence_of: Callable[[str], int | None] = lambda sid: None,
         on_fenced: Callable[[frozenset[str]], None] = lambda ids: None,
+        on_readable: Callable[[str], None] = lambda sid: None,
+        session_ids: Callable[[], Iterable[str]] = lambda: (),
     ) -> None:
         self.bus = bus
         self.stats = stats
@@ -64,6 +66,10 @@ class Outbox:
         """Sessions whose output log has something new to write."""
         self._fence_of = fence_of
         self._on_fenced = on_fenced
+        self._on_readable = on_readable
+        self._session_ids = session_ids
+        """Every session this outbox writes for: a final flush writes each log that reserved ahead."""
+        """A flush let readers see further into a session's log (its reservation was written down)."""
         self._dirty: set[str] = set()
         self._deleted: set[str] = set()
         self._parting: dict[str, tuple[SessionSnapshot, int | None, OutputLog | None]] = {}
@@ -186,6 +192,8 @@ class Outbox:
             if (fence := self._fence_of(sid) if sid not in parting else parting[sid][1]) is not None
         }
         log_ids, self._logs = self._logs, set()
+        if final:  # a log with nothing new may still have a head that reserves ahead: write it exactly
+            log_ids |= {sid for sid in self._session_ids() if (log := self._log_of(sid)) and log.reserved_ahead}
         logs: list[tuple[OutputLog, LogFlush]] = []
         for sid in log_ids | parting.keys():
             log = parting[sid][2] if sid in parting else self._log_of(sid)
@@ -217,7 +225,10 @@ class Outbox:
             await trio.lowlevel.checkpoint()
         for log, taken in logs:
             if taken.session_id not in fenced:
+                before = log.readable_end
                 log.flushed(taken)
+                if log.readable_end > before:  # output held back for this write: wake its readers
+                    self._on_readable(taken.session_id)
         if fenced:
             logger.warning("%d sessions were taken over by another process: stopping them", len(fenced))
             self._on_fenced(fenced)
