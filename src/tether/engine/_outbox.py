@@ -77,6 +77,9 @@ class Outbox:
         or a release before the final flush): written with the next flush."""
         self._held: list[tuple[type[Event], float, dict[str, Any]]] = []
         self._wanted = trio.Event()
+        self._writing = trio.Lock()
+        """One flush at a time: the final flush must be the last write, never overtaken by a
+        regular one that was in flight or wakes after it (it would reserve ahead again)."""
         self.sealed = False
         """After the final flush: changes are no longer written and events are published at once."""
 
@@ -172,6 +175,17 @@ class Outbox:
         store cannot encode is dropped from the batch with an error naming the
         session, so one bad session never blocks the others.
         """
+        async with self._writing:
+            if self.sealed:  # the final flush was the last write
+                self._wanted = trio.Event()
+                await trio.lowlevel.checkpoint()
+                return True
+            written = await self._flush(final=final)
+            if final:
+                self.sealed = True
+            return written
+
+    async def _flush(self, *, final: bool) -> bool:
         store = self._store
         self._wanted = trio.Event()
         if store is None:
