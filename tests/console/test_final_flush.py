@@ -10,12 +10,14 @@ the final one starts must commit before it, never after.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import attrs
 import trio
 import trio.testing
 
+import tether
 from tether import MemoryStore
 from tether.engine._bus import EventBus
 from tether.engine._outbox import Outbox
@@ -23,6 +25,7 @@ from tether.engine._session import Session
 from tether.rules._output import LogFlush, OutputLog
 from tether.rules._snapshots import SessionSnapshot, WriteResult
 from tether.rules._stats import StatsRecorder
+from tether.testing import wait_until
 
 
 @attrs.define
@@ -93,3 +96,29 @@ async def test_a_regular_flush_in_flight_commits_before_the_final_one() -> None:
         release.set()
     assert heads == [(7, 7 + log.limits.reserve), (7, 7)]
     assert store.logs["s"][0].reserved == 7
+
+
+async def test_a_stop_by_cancellation_continues_the_log_exactly(tmp_path: Path) -> None:
+    """A daemon stops by cancelling its scope: the sessions end before the final flush runs. A
+    log that reserved ahead (flushed, then nothing new) still gets its exact head, so the next
+    start reports one unseen position (tether was away), never an ``unsaved`` range."""
+    path = tmp_path / "tether.sqlite3"
+    with trio.CancelScope() as scope:
+        async with tether.open_sqlite_store(path) as store, \
+                tether.open_supervisor(store=store, flush_interval=0.01) as sup:
+            await sup.register(tether.SessionSpec(id="s", backend="scripted"))
+            await wait_until(lambda: sup.state("s").status is tether.SessionStatus.CONNECTED, timeout=10)
+            await sup.send("s", b"before\n")
+            await wait_until(lambda: sup.read("s", 0).data == b"before\n", timeout=10)
+            assert await sup.flush()
+            cursor = sup.read("s", 0).next
+            scope.cancel()
+            await trio.sleep_forever()
+    async with tether.open_sqlite_store(path) as store, \
+            tether.open_supervisor(store=store, flush_interval=0.01) as sup:
+        await wait_until(lambda: sup.state("s").status is tether.SessionStatus.CONNECTED, timeout=10)
+        await sup.send("s", b"after\n")
+        with trio.fail_after(10):
+            read = await sup.read_next("s", cursor, budget=10)
+        away = tether.Loss(cursor, cursor + 1, tether.LossKind.UNSEEN, None)
+        assert (read.losses, read.data) == ((away,), b"after\n"), read

@@ -141,9 +141,13 @@ class Outbox:
 
     def parting(self, snapshot: SessionSnapshot, fence: int | None = None, log: OutputLog | None = None) -> None:
         """A session leaves without being unregistered: keep its last state (and the fence it was
-        held under, and its output log) for the next write."""
+        held under, and its output log) for the next write. A log whose stored head reserves
+        positions ahead is kept even with nothing new: its head must be written exactly, or the
+        next start would count those positions as lost (``unsaved``), and the final flush no
+        longer finds a session that has left (a cancelled daemon's sessions leave before it)."""
         sid = snapshot.session_id
-        if self._store is not None and not self.sealed and (sid in self._dirty or sid in self._logs):
+        reserved = log is not None and log.reserved_ahead
+        if self._store is not None and not self.sealed and (sid in self._dirty or sid in self._logs or reserved):
             self._dirty.add(sid)
             self._parting[sid] = (snapshot, fence, log)
 
