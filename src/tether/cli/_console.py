@@ -21,7 +21,7 @@ from typing import Any
 import trio
 
 from ..rules._backoff import retry_delay
-from ..rules._errors import ConfigError, CursorError, InvalidConfigError, UnknownBackendError
+from ..rules._errors import ConfigError, CursorError, InvalidConfigError, SupervisorClosedError, UnknownBackendError
 from ..rules._keys import encode_keys
 from ..rules._output import LogRead, Loss
 from ..rules._policy import ReconnectPolicy
@@ -220,7 +220,8 @@ async def _with_reconnects(
                 connected_once = True
                 await body(client)
                 return
-        except (CannotConnectError, ConnectionLostError) as exc:
+        except (CannotConnectError, ConnectionLostError, SupervisorClosedError) as exc:
+            # SupervisorClosedError: the daemon cut a request short because it is stopping
             if note is None or not connected_once:  # no daemon to begin with: say so (exit 3)
                 raise
             failures += 1
@@ -230,7 +231,7 @@ async def _with_reconnects(
 
 
 def _why(exc: Exception) -> str:
-    if isinstance(exc, ConnectionLostError) and exc.code == 1001:
+    if isinstance(exc, SupervisorClosedError) or (isinstance(exc, ConnectionLostError) and exc.code == 1001):
         return "it is stopping"
     return str(exc)
 
