@@ -24,7 +24,7 @@ import pytest
 
 from tether.testing import require_peer
 
-from .daemon import Daemon, running, wait_for
+from .daemon import Daemon, proc_alive, running, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -159,7 +159,7 @@ def test_add_send_tail_exec_reconnect_remove(tmp_path: Path) -> None:
         assert shell2 is not None
         assert daemon.cli("remove", "sh2").stdout == "sh2: unregistered\n"
         assert "sh2" not in daemon.sessions()
-        wait_for(lambda: not _alive(shell2), what="the removed session's shell to end")
+        wait_for(lambda: not proc_alive(shell2), what="the removed session's shell to end")
         daemon.stop("SIGTERM")
 
 
@@ -175,14 +175,6 @@ def _restart_and_continue(daemon: Daemon, mark: int) -> None:
 def _tether_input(daemon: Daemon, data: bytes, *args: str) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([sys.executable, "-m", "tether", *args], input=data, capture_output=True, timeout=60,
                           env={**os.environ, "TETHER_STATE_DIR": str(daemon.state)}, check=False)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            return handle.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except OSError:
-        return False
 
 
 @pytest.fixture
