@@ -1,11 +1,13 @@
 """The console commands as a user drives them: the real `tether` command against the real daemon.
 
-`add`, `send`, `tail` (``--since``, ``--show-offset``, across a daemon
-restart), `exec` (exit status, only the command's output, the 124 timeout and
-``--resume``), `reconnect`, `remove`; and `tether attach` for real inside tmux
-(send-keys, capture-pane): type a command, kill the shell from outside, the
-attach client stays and shows the new shell; restart the daemon, it continues
-from its cursor. What docs/cli.md says of these commands, checked.
+`add` (options, policy, ``--file``, a bad session), `send` (text, keys,
+stdin bytes), `tail` (``-n``, ``--raw``, ``--since`` and ``--show-offset``
+across a daemon restart, ``-f`` across one), `exec` (exit status, only the
+command's output, the 124 timeout and ``--resume``), `reconnect`, `remove`;
+and `tether attach` for real inside tmux (send-keys, capture-pane): type a
+command, kill the shell from outside, the attach client stays and shows the
+new shell; restart the daemon, it continues from its cursor; the window size
+follows; Ctrl-] detaches. What docs/cli.md says of these commands, checked.
 """
 
 from __future__ import annotations
