@@ -106,3 +106,20 @@ def test_example_plugin_passes_the_contract_suites(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "10 passed, 3 skipped" in result.stdout, result.stdout[-2000:]  # hanging spec; restart, reattach
+
+
+def test_console_checks_example_passes_on_a_real_pty(tmp_path: Path) -> None:
+    """The console checks example, as printed, passes against the process backend's real bash."""
+    pytest.importorskip("tether_process", reason="the process plugin is not installed")
+    (example,) = [code for lang, code in CODE if lang == "python" and "check_runs" in code]
+    (tmp_path / "test_console_example.py").write_text(example)
+    (tmp_path / "pytest.ini").write_text("[pytest]\ntrio_mode = true\nfilterwarnings = error\n")
+    home = tmp_path / "home"  # bash must not read the developer's ~/.bashrc
+    home.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(home), "TERM": "xterm"},
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "1 passed" in result.stdout, result.stdout[-2000:]

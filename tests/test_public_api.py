@@ -44,9 +44,10 @@ PUBLIC = [
 ]
 
 TESTING = [
-    "BackendContract", "Ledger", "LinkRecorder", "Script", "ScriptedBackend", "ScriptedLink",
-    "StrategyContract", "count_open_fds", "count_tasks", "make_link_request", "require_peer",
-    "wait_for_status", "wait_reconnected", "wait_until",
+    "BackendContract", "Ledger", "LinkRecorder", "Marked", "Script", "ScriptedBackend", "ScriptedLink", "Span",
+    "StrategyContract", "check_continues", "check_resize", "check_runs", "check_wait_pattern", "count_markers",
+    "count_open_fds", "count_tasks", "make_link_request", "print_marker", "read_span", "require_peer",
+    "wait_connected", "wait_for_prompt", "wait_for_status", "wait_reconnected", "wait_until",
 ]
 
 

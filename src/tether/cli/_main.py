@@ -1,4 +1,5 @@
-"""The ``tether`` command: run, demo, watch, status, plugins, check, token.
+"""The ``tether`` command: run, demo, watch, status, plugins, check, token, store, and the console
+commands (attach, tail, send, exec, reconnect, add, remove: `tether.cli._console`, `tether.cli._attach`).
 
 Exit codes (docs/cli.md): 0 ok, 1 runtime failure, 2 usage or config error,
 3 cannot connect to the daemon, 4 auth rejected. Errors are one readable
@@ -34,16 +35,26 @@ from ..server._client import (
     AuthRejectedError,
     CannotConnectError,
     ConnectionLostError,
-    DaemonEndpoint,
     DaemonError,
     HandshakeRejectedError,
     LagNotice,
     UnknownMessage,
-    find_daemon,
     open_client,
     open_events,
 )
 from ..server._settings import ServerSettings
+from ._attach import add_parser as add_attach_parser
+from ._attach import cmd_attach
+from ._common import (
+    EXIT_AUTH,
+    EXIT_CONNECT,
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageError,
+    endpoint_of,
+    err,
+)
 from ._config import (
     StoreConfig,
     TetherConfig,
@@ -51,26 +62,15 @@ from ._config import (
     config_notes,
     load_config,
 )
+from ._console import COMMANDS as CONSOLE_COMMANDS
+from ._console import add_parsers as add_console_parsers
+from ._console import split_command_line
 from ._logging import add_secret, setup_logging
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_CONNECT = 3
-EXIT_AUTH = 4
 
 logger = logging.getLogger("tether.cli")
 
 WATCH_POLICY = ReconnectPolicy(base_delay=0.5, max_delay=10.0, multiplier=2.0, max_retries=None)
 """How `tether watch` retries its own connection: tether's backoff, forever by default."""
-
-
-class UsageError(Exception):
-    """Bad arguments: exit code 2."""
-
-
-def _err(message: str) -> None:
-    print(f"tether: {message}", file=sys.stderr, flush=True)
 
 
 # -- arguments ----------------------------------------------------------------------------------
@@ -133,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", parents=[common], help="validate a config file")
     check.add_argument("config")
     sub.add_parser("token", parents=[common], help="print the daemon's token (made if missing)")
+    add_console_parsers(sub, common, client)
+    add_attach_parser(sub, common, client)
     store = sub.add_parser("store", parents=[common], help="the PostgreSQL store: migrate its schema, show the cluster")
     actions = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
     for action, what in (("migrate", "create or upgrade tether's tables (versioned, idempotent)"),
@@ -237,20 +239,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _endpoint(args: argparse.Namespace) -> DaemonEndpoint:
-    """Where the daemon is: --url, else daemon.json in the state directory (--state-dir, else the
-    config's state_dir, else the default), else the config's [server] address, else the default."""
-    config = load_config(args.config) if args.config else None
-    endpoint = find_daemon(
-        url=args.url, token=args.token, state_dir=args.state_dir,
-        configured_state_dir=config.state_dir if config is not None else None,
-        server=config.server if config is not None else None,
-    )
-    if endpoint.token:
-        add_secret(endpoint.token)
-    return endpoint
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     if args.cluster:
         url = args.store_url or StoreConfig().store_url()
@@ -259,7 +247,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         return _cluster_status(url, "tether", as_json=args.json, only=args.session)
     from ._status_view import JsonPages, print_page, print_summary
 
-    endpoint = _endpoint(args)
+    endpoint = endpoint_of(args)
     detail = bool(args.detail or args.session or args.statuses or args.cursor)
     if args.limit is not None and not (0 if not detail else 1) <= args.limit <= MAX_LIMIT:
         raise UsageError(f"--limit must be from {0 if not detail else 1} to {MAX_LIMIT}, got {args.limit}")
@@ -310,7 +298,7 @@ WATCH_BATCH = 100
 def cmd_watch(args: argparse.Namespace) -> int:
     from ._render import render
 
-    endpoint = _endpoint(args)
+    endpoint = endpoint_of(args)
     console = _console(soft_wrap=True)
     last_seq: int | None = args.since
     shown = 0
@@ -472,6 +460,7 @@ def _cluster_status(url: str, schema: str, *, as_json: bool, only: Sequence[str]
 COMMANDS = {
     "run": cmd_run, "demo": cmd_demo, "watch": cmd_watch, "status": cmd_status,
     "plugins": cmd_plugins, "check": cmd_check, "token": cmd_token, "store": cmd_store,
+    "attach": cmd_attach, **CONSOLE_COMMANDS,
 }
 
 
@@ -483,24 +472,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = plugins[argv[0]].load()(argv[1:])
         return code
     parser = build_parser()
+    argv, command_words = split_command_line(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    if command_words is not None:
+        args.words = command_words
     setup_logging(args.log_level, json_lines=args.log_json)
     try:
         return COMMANDS[args.command](args)
     except InvalidConfigError as exc:
-        _err(str(exc.problem))
+        err(str(exc.problem))
         return EXIT_USAGE
     except (UsageError, ConfigError) as exc:
-        _err(str(exc))
+        err(str(exc))
         return EXIT_USAGE
     except CannotConnectError as exc:
-        _err(f"{exc} (is `tether run` running?)")
+        err(f"{exc} (is `tether run` running?)")
         return EXIT_CONNECT
     except AuthRejectedError as exc:
-        _err(f"the daemon rejected our token ({exc}); see `tether token`")
+        err(f"the daemon rejected our token ({exc}); see `tether token`")
         return EXIT_AUTH
     except HandshakeRejectedError as exc:
-        _err(f"the daemon refused the connection: {exc}")
+        err(f"the daemon refused the connection: {exc}")
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return EXIT_OK
@@ -510,10 +502,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TetherError as exc:
         if args.debug:
             raise
-        _err(str(exc) or type(exc).__name__)
+        err(str(exc) or type(exc).__name__)
         return EXIT_FAILURE
     except OSError as exc:
         if args.debug:
             raise
-        _err(f"{type(exc).__name__}: {exc}")
+        err(f"{type(exc).__name__}: {exc}")
         return EXIT_FAILURE

@@ -127,6 +127,19 @@ async def wait_output(
     return WaitResult(satisfied=False, cursor=cursor, status=session.status)
 
 
+async def wait_readable(session: Session, since: int, budget: float) -> None:
+    """Return once the log can be read past `since`, the session is being unregistered, or
+    `budget` seconds passed (no polling: the reporter and the flusher wake the lot)."""
+    log = session.console.log
+    if log.readable_end > since or session.unregistering:
+        await trio.lowlevel.checkpoint()
+        return
+    console = console_of(session)
+    with trio.move_on_after(budget):
+        while log.readable_end <= since and not session.unregistering:
+            await console.lot.park()
+
+
 def start_run(session: Session, command: str) -> tuple[bytes, str]:
     """The line to type and the run's token; refuses a session without tether's shell integration."""
     if session.status is not SessionStatus.CONNECTED or session.link is None:

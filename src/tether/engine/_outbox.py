@@ -52,6 +52,8 @@ class Outbox:
         log_of: Callable[[str], OutputLog | None] = lambda sid: None,
         fence_of: Callable[[str], int | None] = lambda sid: None,
         on_fenced: Callable[[frozenset[str]], None] = lambda ids: None,
+        on_readable: Callable[[str], None] = lambda sid: None,
+        session_ids: Callable[[], Iterable[str]] = lambda: (),
     ) -> None:
         self.bus = bus
         self.stats = stats
@@ -64,6 +66,10 @@ class Outbox:
         """Sessions whose output log has something new to write."""
         self._fence_of = fence_of
         self._on_fenced = on_fenced
+        self._on_readable = on_readable
+        self._session_ids = session_ids
+        """Every session this outbox writes for: a final flush writes each log that reserved ahead."""
+        """A flush let readers see further into a session's log (its reservation was written down)."""
         self._dirty: set[str] = set()
         self._deleted: set[str] = set()
         self._parting: dict[str, tuple[SessionSnapshot, int | None, OutputLog | None]] = {}
@@ -71,6 +77,9 @@ class Outbox:
         or a release before the final flush): written with the next flush."""
         self._held: list[tuple[type[Event], float, dict[str, Any]]] = []
         self._wanted = trio.Event()
+        self._writing = trio.Lock()
+        """One flush at a time: the final flush must be the last write, never overtaken by a
+        regular one that was in flight or wakes after it (it would reserve ahead again)."""
         self.sealed = False
         """After the final flush: changes are no longer written and events are published at once."""
 
@@ -132,9 +141,13 @@ class Outbox:
 
     def parting(self, snapshot: SessionSnapshot, fence: int | None = None, log: OutputLog | None = None) -> None:
         """A session leaves without being unregistered: keep its last state (and the fence it was
-        held under, and its output log) for the next write."""
+        held under, and its output log) for the next write. A log whose stored head reserves
+        positions ahead is kept even with nothing new: its head must be written exactly, or the
+        next start would count those positions as lost (``unsaved``), and the final flush no
+        longer finds a session that has left (a cancelled daemon's sessions leave before it)."""
         sid = snapshot.session_id
-        if self._store is not None and not self.sealed and (sid in self._dirty or sid in self._logs):
+        reserved = log is not None and log.reserved_ahead
+        if self._store is not None and not self.sealed and (sid in self._dirty or sid in self._logs or reserved):
             self._dirty.add(sid)
             self._parting[sid] = (snapshot, fence, log)
 
@@ -166,6 +179,17 @@ class Outbox:
         store cannot encode is dropped from the batch with an error naming the
         session, so one bad session never blocks the others.
         """
+        async with self._writing:
+            if self.sealed:  # the final flush was the last write
+                self._wanted = trio.Event()
+                await trio.lowlevel.checkpoint()
+                return True
+            written = await self._flush(final=final)
+            if final:
+                self.sealed = True
+            return written
+
+    async def _flush(self, *, final: bool) -> bool:
         store = self._store
         self._wanted = trio.Event()
         if store is None:
@@ -186,6 +210,8 @@ class Outbox:
             if (fence := self._fence_of(sid) if sid not in parting else parting[sid][1]) is not None
         }
         log_ids, self._logs = self._logs, set()
+        if final:  # a log with nothing new may still have a head that reserves ahead: write it exactly
+            log_ids |= {sid for sid in self._session_ids() if (log := self._log_of(sid)) and log.reserved_ahead}
         logs: list[tuple[OutputLog, LogFlush]] = []
         for sid in log_ids | parting.keys():
             log = parting[sid][2] if sid in parting else self._log_of(sid)
@@ -217,7 +243,10 @@ class Outbox:
             await trio.lowlevel.checkpoint()
         for log, taken in logs:
             if taken.session_id not in fenced:
+                before = log.readable_end
                 log.flushed(taken)
+                if log.readable_end > before:  # output held back for this write: wake its readers
+                    self._on_readable(taken.session_id)
         if fenced:
             logger.warning("%d sessions were taken over by another process: stopping them", len(fenced))
             self._on_fenced(fenced)

@@ -51,7 +51,7 @@ from ..rules._state import Attempt, PreservedState, SessionState, SessionStatus
 from ..rules._stats import StatsRecorder, SupervisorStats
 from ._attempt import AttemptRunner
 from ._bus import EventBus, Subscription
-from ._console import start_run, wait_output, wait_run
+from ._console import start_run, wait_output, wait_readable, wait_run
 from ._gc import ManagedCollector
 from ._outbox import Outbox
 from ._plugins import BACKENDS_GROUP, PluginRegistry, discover_plugins
@@ -115,7 +115,7 @@ class Supervisor:
         self._outbox = Outbox(
             self.bus, self._stats, wiring.store, durable=wiring.durable, flush_interval=wiring.flush_interval,
             snapshot_of=self._snapshot_of, fence_of=self._fence_of, on_fenced=self.fence_lost,
-            log_of=self._log_of,
+            log_of=self._log_of, on_readable=self._wake_readers, session_ids=lambda: self._sessions.keys(),
         )
         self._attempts = AttemptRunner(
             self._outbox, self.registry.strategies, self._limiter_for, self._rng, lambda: self._closed,
@@ -281,6 +281,25 @@ class Supervisor:
         """
         log = self._get(session_id).console.log
         return log.read(log.start if since is None else since, max_bytes, expect_log=log_id)
+
+    async def read_next(
+        self, session_id: str, since: int | None = None, max_bytes: int = 65536, *, log_id: str | None = None,
+        budget: float = 30.0,
+    ) -> LogRead:
+        """`read` from `since` once there is something there: waits server-side, at most `budget`
+        seconds, for output (or a loss) past `since`; an empty read when the budget ran out.
+
+        What a follower (``tether tail -f``, ``tether attach``) calls in a loop, from ``result.next``.
+        Raises `SessionNotFoundError` when the session is unregistered while it waits.
+        """
+        session = self._get(session_id)
+        log = session.console.log
+        since = log.start if since is None else since
+        log.read(since, 1, expect_log=log_id)  # a bad cursor fails now, not after the wait
+        await wait_readable(session, since, budget)
+        if session.unregistering:
+            raise SessionNotFoundError(session_id)
+        return log.read(since, max_bytes, expect_log=log_id)
 
     async def wait(
         self,
@@ -505,6 +524,11 @@ class Supervisor:
                              session_id, exc)
         return OutputLog(self._log_limits)
 
+    def _wake_readers(self, session_id: str) -> None:
+        session = self._sessions.get(session_id)
+        if session is not None and session.waiters is not None:
+            session.waiters.wake()
+
     def _fence_of(self, session_id: str) -> int | None:
         session = self._sessions.get(session_id)
         return session.fence if session is not None else None
@@ -624,6 +648,8 @@ class Supervisor:
             session.force = None
         if session.done is not None:
             session.done.set()
+        if session.waiters is not None:  # readers waiting on an unregistered session give up
+            session.waiters.wake()
 
     # -- restore at start ----------------------------------------------------------------------
 

@@ -342,6 +342,13 @@ class OutputLog:
         return self._saved != self._facts()
 
     @property
+    def reserved_ahead(self) -> bool:
+        """True when the head last handed to a store reserves positions past the end: a clean stop
+        must write this log's head again (`take_flush(final=True)`), or the next start would count
+        those positions as lost (``unsaved``)."""
+        return self._ceiling is not None and self._ceiling > self._end
+
+    @property
     def wants_flush(self) -> bool:
         """True when readers wait (or soon will) for a write-down: output past the last
         reservation, or a change of peer numbering not yet stored. Flush soon."""

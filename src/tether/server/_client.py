@@ -453,14 +453,18 @@ class DaemonClient:
     # -- the console ---------------------------------------------------------------------------
 
     async def read(
-        self, session_id: str, since: int | None = None, max_bytes: int = 65536, *, log_id: str | None = None
+        self, session_id: str, since: int | None = None, max_bytes: int = 65536, *, log_id: str | None = None,
+        wait: float = 0.0,
     ) -> LogRead:
-        """The session's exact output from log position `since` (`Supervisor.read`)."""
+        """The session's exact output from log position `since` (`Supervisor.read`); with `wait`,
+        the daemon waits up to that many seconds for something at `since` (`Supervisor.read_next`)."""
         fields: dict[str, Any] = {"session_id": session_id, "max_bytes": max_bytes}
         if since is not None:
             fields["since"] = since
         if log_id is not None:
             fields["log"] = log_id
+        if wait:
+            fields["wait"] = wait
         return read_from_dict(await self.request("read", **fields))
 
     async def send(

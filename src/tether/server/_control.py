@@ -113,6 +113,8 @@ class Read:
     since: int | None
     max_bytes: int
     log_id: str | None
+    wait: float = 0.0
+    """Seconds to wait for something at `since` when nothing is there yet (a long poll)."""
 
 
 @attrs.frozen
@@ -416,10 +418,13 @@ def _seconds(data: Mapping[str, Any], key: str, default: float | None, high: flo
 
 
 def _parse_read(data: Mapping[str, Any]) -> Read:
-    _check_keys(data, ("session_id", "since", "max_bytes", "log"))
+    _check_keys(data, ("session_id", "since", "max_bytes", "log", "wait"))
     since = _count(data, "since", 0, 1 << 62)
     max_bytes = _count(data, "max_bytes", 1, MAX_READ)
-    return Read(_sid(data), since, 65536 if max_bytes is None else max_bytes, _string(data, "log", required=False))
+    wait = _seconds(data, "wait", 0.0, MAX_BUDGET)
+    assert wait is not None
+    return Read(_sid(data), since, 65536 if max_bytes is None else max_bytes, _string(data, "log", required=False),
+                wait)
 
 
 def _parse_send(data: Mapping[str, Any]) -> Send:
@@ -598,6 +603,9 @@ async def execute(supervisor: Supervisor, command: Command) -> Any:
 async def _console(supervisor: Supervisor, command: Command) -> Any:
     """The console commands: read, send, interrupt, resize, wait, run, wait-run."""
     if isinstance(command, Read):
+        if command.wait > 0:
+            return read_to_dict(await supervisor.read_next(
+                command.session_id, command.since, command.max_bytes, log_id=command.log_id, budget=command.wait))
         await trio.lowlevel.checkpoint()
         return read_to_dict(supervisor.read(command.session_id, command.since, command.max_bytes,
                                             log_id=command.log_id))

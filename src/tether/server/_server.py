@@ -1,4 +1,5 @@
-"""The event server: ``/events`` streams events as JSON, ``/control`` takes commands.
+"""The event server: ``/events`` streams events as JSON, ``/control`` takes commands,
+``/attach`` streams one console both ways (`tether.server._attach`).
 
 One task per connection, each with its own bounded `Subscription`: a client
 that reads slowly only ever fills its own buffer, then is told it lagged and
@@ -30,10 +31,11 @@ from trio_websocket import ConnectionClosed, WebSocketRequest
 from ..engine._bus import Subscription
 from ..engine._supervisor import Supervisor
 from ..rules._addresses import is_loopback
-from ..rules._errors import ConfigError
+from ..rules._errors import ConfigError, CursorError, SessionNotFoundError
 from ..rules._events import Event, Lagged
 from ..rules._wire import event_to_dict
 from . import _control as control
+from ._attach import MAX_TAIL, AttachQuery, serve_attach, start_of
 from ._auth import token_from_request, token_matches
 from ._connection import (
     CLOSE_POLICY,
@@ -52,6 +54,7 @@ _EVENTS_QUERY = frozenset({"session", "type", "since", "token", "batch"})
 MAX_BATCH = 1000
 """Most events one /events frame may carry (``?batch=N``)."""
 _CONTROL_QUERY = frozenset({"token"})
+_ATTACH_QUERY = frozenset({"session", "since", "tail", "log", "token"})
 
 
 class HandshakeRejected(Exception):
@@ -118,6 +121,28 @@ def check_token(
         raise HandshakeRejected(403, "forbidden", "wrong token")
 
 
+def parse_attach_query(query: Mapping[str, list[str]]) -> AttachQuery:
+    """The session and start of an /attach URL; `HandshakeRejected` (400) when malformed."""
+    unknown = sorted(set(query) - _ATTACH_QUERY)
+    if unknown:
+        shown = ", ".join(repr(name)[1:-1][:40] for name in unknown[:5])
+        raise HandshakeRejected(400, "bad-query", f"unknown query parameter(s): {shown}")
+    session = query.get("session", [""])[-1]
+    if not session:
+        raise HandshakeRejected(400, "bad-query", "session is required (/attach?session=ID)")
+    numbers: dict[str, int | None] = {}
+    for name, high in (("since", 1 << 62), ("tail", MAX_TAIL)):
+        raw = query[name][-1] if name in query else None
+        number = None if raw is None else _number(raw)
+        if raw is not None and (number is None or number > high):
+            raise HandshakeRejected(400, "bad-query", f"{name} must be a number from 0 to {high}, got {raw[:40]!r}")
+        numbers[name] = number
+    if numbers["since"] is not None and numbers["tail"] is not None:
+        raise HandshakeRejected(400, "bad-query", "give since or tail, not both")
+    log = query["log"][-1] if "log" in query else None
+    return AttachQuery(session, numbers["since"], numbers["tail"], log or None)
+
+
 @attrs.frozen
 class ControlQuery:
     """A /control handshake takes nothing but the token."""
@@ -125,15 +150,17 @@ class ControlQuery:
 
 def check_handshake(
     target: str, headers: list[tuple[bytes, bytes]], token: str | None, last_seq: int
-) -> EventsQuery | ControlQuery:
+) -> EventsQuery | ControlQuery | AttachQuery:
     """What a handshake asks for, or `HandshakeRejected` with the status to refuse it with (pure)."""
     url = urlsplit(target)
     query = parse_qs(url.query, keep_blank_values=True)
-    if url.path not in ("/events", "/control"):
-        raise HandshakeRejected(404, "not-found", f"no endpoint {url.path[:80]!r}; use /events or /control")
+    if url.path not in ("/events", "/control", "/attach"):
+        raise HandshakeRejected(404, "not-found", f"no endpoint {url.path[:80]!r}; use /events, /control or /attach")
     check_token(headers, query, token)
     if url.path == "/events":
         return parse_events_query(query, last_seq)
+    if url.path == "/attach":
+        return parse_attach_query(query)
     unknown = sorted(set(query) - _CONTROL_QUERY)
     if unknown:
         shown = ", ".join(repr(name)[1:-1][:40] for name in unknown[:5])
@@ -217,6 +244,8 @@ class EventServer:
             return
         if isinstance(wants, EventsQuery):
             await self._events(request, wants, peer)
+        elif isinstance(wants, AttachQuery):
+            await self._attach(request, wants, peer)
         else:
             ws = await request.accept()
             assert isinstance(ws, GuardedConnection)
@@ -324,6 +353,21 @@ class EventServer:
                 await ws.aclose(CLOSE_UNSUPPORTED, f"/events takes no messages ({kind} frame received)")
         scope.cancel()
 
+    # -- /attach --------------------------------------------------------------------------------
+
+    async def _attach(self, request: WebSocketRequest, query: AttachQuery, peer: str) -> None:
+        try:
+            since = start_of(self.supervisor, query)
+        except (SessionNotFoundError, CursorError) as exc:
+            status, kind = (404, "not-found") if isinstance(exc, SessionNotFoundError) else (400, "bad-cursor")
+            logger.info("rejected /attach from %s: %s %s", peer, status, exc)
+            await request.reject(status, body=HandshakeRejected(status, kind, str(exc)).body,
+                                 extra_headers=[(b"Content-Type", b"application/json")])
+            return
+        ws = await request.accept()
+        assert isinstance(ws, GuardedConnection)
+        await serve_attach(ws, self.supervisor, self.settings, query, since, peer)
+
     # -- /control -------------------------------------------------------------------------------
 
     async def _control(self, ws: GuardedConnection, peer: str) -> None:
@@ -407,7 +451,7 @@ async def serve_events(
     token: str | None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
-    """Serve /events and /control until cancelled; ``task_status.started(port)``.
+    """Serve /events, /control and /attach until cancelled; ``task_status.started(port)``.
 
     `token` None turns auth off (loopback only). Start it with
     ``port = await nursery.start(serve_events, supervisor, settings, token=...)``.

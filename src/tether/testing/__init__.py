@@ -1,5 +1,6 @@
 """What a test of tether, or of a tether plugin, needs: a scripted backend, the contract suites
-(`BackendContract`, `StrategyContract`) and helpers that wait on conditions, never on luck."""
+(`BackendContract`, `StrategyContract`, the console checks of `tether.testing.console`) and
+helpers that wait on conditions, never on luck."""
 
 from __future__ import annotations
 
@@ -11,6 +12,19 @@ import trio
 from ..engine._supervisor import Supervisor
 from ..rules._state import SessionState, SessionStatus
 from ._scripted import Ledger, Script, ScriptedBackend, ScriptedLink
+from .console import (
+    Marked,
+    Span,
+    check_continues,
+    check_resize,
+    check_runs,
+    check_wait_pattern,
+    count_markers,
+    print_marker,
+    read_span,
+    wait_connected,
+    wait_for_prompt,
+)
 from .contract import (
     BackendContract,
     LinkRecorder,
@@ -77,14 +91,25 @@ __all__ = [
     "BackendContract",
     "Ledger",
     "LinkRecorder",
+    "Marked",
     "Script",
     "ScriptedBackend",
     "ScriptedLink",
+    "Span",
     "StrategyContract",
+    "check_continues",
+    "check_resize",
+    "check_runs",
+    "check_wait_pattern",
+    "count_markers",
     "count_open_fds",
     "count_tasks",
     "make_link_request",
+    "print_marker",
+    "read_span",
     "require_peer",
+    "wait_connected",
+    "wait_for_prompt",
     "wait_for_status",
     "wait_reconnected",
     "wait_until",

@@ -38,7 +38,7 @@ from tether import (
 from ._panelog import PaneLogReader
 from ._pty import PtyProcess, proc_ref, set_winsize
 from ._survivor import identity
-from ._tmux import TmuxHandle, has_session
+from ._tmux import TmuxHandle, has_session, resize_window
 
 READ_SIZE = 65536
 DRAIN_TIME = 0.2
@@ -141,13 +141,20 @@ class ProcessLink:
                 raise LinkError("the terminal is closed", reason=DisconnectReason.REMOTE_CLOSED) from exc
 
     async def resize(self, rows: int, cols: int) -> None:
-        """Resize the terminal: the program (with tmux: the client, and so the window) gets SIGWINCH."""
+        """Resize the terminal: the program (with tmux: the client, and so the window) gets SIGWINCH.
+
+        With tmux the window follows its client only once the client has told the server, so
+        the window is resized by a tmux command too: when this returns, the program's terminal
+        has the new size (a ``stty size`` typed next says so).
+        """
         await trio.lowlevel.checkpoint()
         try:
             set_winsize(self._child.stream.fileno(), rows, cols)
         except OSError as exc:
             raise LinkError(f"cannot resize the terminal: {exc.strerror}",
                             reason=DisconnectReason.REMOTE_CLOSED) from exc
+        if self._tmux is not None:
+            await resize_window(self._tmux, rows, cols, self._tool_env)
 
     async def interrupt(self) -> None:
         """Ctrl-C that cannot queue behind input: SIGINT to the terminal's foreground process group

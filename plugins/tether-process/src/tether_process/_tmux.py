@@ -27,7 +27,7 @@ import trio
 from tether import ConfigError, DisconnectReason, LinkError, ReattachUnavailableError
 
 from ._panelog import PaneLog
-from ._pty import ProcRef, end_session, proc_ref, session_tree, wait_exited
+from ._pty import ProcRef, end_session, get_winsize, proc_ref, session_tree, wait_exited
 
 SESSION_NAME = "tether"
 SOCKET_PATH_MAX = 100
@@ -169,6 +169,28 @@ async def has_session(handle: TmuxHandle, env: Mapping[str, str]) -> bool:
         return False
     result = await run(handle, ["has-session", "-t", f"={handle.session}"], env)
     return result.returncode == 0
+
+
+RESIZE_SETTLE = 2.0
+"""Longest wait for tmux to pass a resize on to the pane (it spaces pane resizes ~200 ms apart)."""
+
+
+async def resize_window(handle: TmuxHandle, rows: int, cols: int, env: Mapping[str, str]) -> None:
+    """Resize the session's window, and return once the pane's terminal has the size.
+
+    tmux applies a window's new size to its pane's terminal later, on a timer of its own; no
+    event says when, so the pane's terminal is looked at until it says so (bounded). A window
+    sized so keeps its size (tmux stops following its clients), which is what a program that
+    is re-attached later wants: the size it was last given."""
+    target = f"={handle.session}:"
+    await run(handle, ["resize-window", "-t", target, "-x", str(cols), "-y", str(rows)], env)
+    shown = await run(handle, ["display-message", "-p", "-t", target, "#{pane_tty}"], env)
+    tty = shown.stdout.decode(errors="replace").strip()
+    if shown.returncode != 0 or not tty.startswith("/dev/"):
+        return
+    with trio.move_on_after(RESIZE_SETTLE):
+        while get_winsize(tty) not in (None, (rows, cols)):  # noqa: ASYNC110 - tmux has no event for it
+            await trio.sleep(0.01)
 
 
 async def pane_pid(handle: TmuxHandle, env: Mapping[str, str]) -> int | None:
