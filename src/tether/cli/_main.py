@@ -13,7 +13,7 @@ import logging
 import os
 import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from ..engine._plugins import BACKENDS_GROUP, STRATEGIES_GROUP, PluginRegistry, 
 from ..rules._addresses import is_loopback
 from ..rules._backoff import retry_delay
 from ..rules._errors import ConfigError, InvalidConfigError, TetherError
+from ..rules._events import Event
 from ..rules._paths import resolve_state_dir
 from ..rules._policy import ReconnectPolicy
 from ..rules._status import MAX_LIMIT
@@ -36,8 +37,10 @@ from ..server._client import (
     ConnectionLostError,
     DaemonEndpoint,
     DaemonError,
+    EventStream,
     HandshakeRejectedError,
     LagNotice,
+    RestartNotice,
     UnknownMessage,
     find_daemon,
     open_client,
@@ -110,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--session", action="append", default=[], help="only this session (repeatable)")
     watch.add_argument("--type", action="append", default=[], help="only these event types, e.g. 'reconnect.*'")
     watch.add_argument("--since", type=int, help="start from this sequence number (replayed from the ring)")
+    watch.add_argument("--boot", help="the daemon run --since counts in (an event's boot): if the daemon has "
+                       "restarted since, watch says so and shows the new run from its start")
     watch.add_argument("--json", action="store_true", help="one JSON event per line")
     watch.add_argument("--count", type=int, help="exit after this many events")
     watch.add_argument("--max-retries", type=int, help="give up (exit 3) after this many failed connects")
@@ -310,47 +315,58 @@ WATCH_BATCH = 100
 def cmd_watch(args: argparse.Namespace) -> int:
     from ._render import render
 
-    endpoint = _endpoint(args)
+    if args.boot is not None and args.since is None:
+        raise UsageError("--boot names the run --since counts in: pass --since too")
     console = _console(soft_wrap=True)
-    last_seq: int | None = args.since
+    resume = _Resume(args.since, args.boot)
     shown = 0
     failures = 0
     rng = random.Random()
 
+    def show(data: Mapping[str, Any]) -> None:
+        nonlocal shown
+        shown += 1
+        if args.json:
+            print(json.dumps(data), flush=True)
+        else:
+            console.print(render(data))
+
     async def session() -> None:
-        nonlocal last_seq, shown, failures
-        async with open_events(endpoint, session_ids=args.session, types=args.type, since=last_seq,
-                               batch=WATCH_BATCH) as events:
+        nonlocal failures
+        endpoint = _endpoint(args)  # each time: a restarted daemon may listen on another port
+        async with open_events(endpoint, session_ids=args.session, types=args.type, since=resume.seq,
+                               boot=resume.boot, batch=WATCH_BATCH) as events:
             if failures:
                 logger.info("reconnected to %s", endpoint.url)
             failures = 0
+            resume.connected(events)
             while args.count is None or shown < args.count:
                 item = await events.receive()
                 if isinstance(item, UnknownMessage):
-                    data = dict(item.data)
+                    show(dict(item.data))
                 elif isinstance(item, LagNotice):
-                    data = {"type": "lagged", "missed_from": item.missed_from, "missed": item.missed,
-                            "resync": item.resync}
+                    show({"type": "lagged", "missed_from": item.missed_from, "missed": item.missed,
+                          "resync": item.resync})
+                elif isinstance(item, RestartNotice):
+                    resume.restarted(item)
+                    show(attrs.asdict(item) | {"type": "restarted"})
                 else:
-                    data = event_to_dict(item)
-                    last_seq = item.seq
-                shown += 1
-                if args.json:
-                    print(json.dumps(data), flush=True)
-                else:
-                    console.print(render(data))
+                    resume.seen(item)
+                    show(event_to_dict(item))
 
     async def loop() -> int:
-        nonlocal last_seq, failures
+        nonlocal failures
         while True:
             try:
                 await session()
                 return EXIT_OK
             except HandshakeRejectedError as exc:
-                if isinstance(exc, AuthRejectedError) or exc.type != "bad-since" or last_seq is None:
+                if isinstance(exc, AuthRejectedError) or exc.type != "bad-since" or resume.seq is None:
                     raise
-                logger.warning("the daemon restarted (since=%d is ahead of it); following from now", last_seq)
-                last_seq = None
+                # only a --since without --boot gets here: which run it counted in is unknown
+                logger.warning("since=%d is ahead of the daemon's last event (it restarted?); following from now",
+                               resume.seq)
+                resume.seq, resume.boot = None, None
             except (CannotConnectError, ConnectionLostError) as exc:
                 failures += 1
                 if args.max_retries is not None and failures > args.max_retries:
@@ -363,6 +379,27 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return trio.run(loop)
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+@attrs.define
+class _Resume:
+    """Where `tether watch` resumes after its connection drops: a sequence number and the run it
+    counts in, so a daemon that restarted meanwhile is noticed (and said) instead of skipped."""
+
+    seq: int | None
+    boot: str | None
+
+    def connected(self, events: EventStream) -> None:
+        if self.seq is None and events.since is not None:
+            self.seq = events.since  # everything after it comes on this stream
+        if self.boot is None:
+            self.boot = events.boot
+
+    def seen(self, event: Event) -> None:
+        self.seq, self.boot = event.seq, event.boot
+
+    def restarted(self, notice: RestartNotice) -> None:
+        self.seq, self.boot = notice.replay_from - 1, notice.boot
 
 
 def _lost(exc: DaemonError) -> str:
