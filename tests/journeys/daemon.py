@@ -254,3 +254,19 @@ def install_plugin(site: Path, distribution: str, version: str, module: str, sou
     (info / "top_level.txt").write_text(f"{module}\n")
     (info / "RECORD").write_text("")
     return site
+
+
+def register_over_control(state: Path, tables: Sequence[dict[str, Any]], *, timeout: float = 60.0) -> None:
+    """Register sessions with the running daemon of `state` through the typed client (`tether.open_client`),
+    as a program driving tether would: these sessions exist only in the daemon and its store."""
+    import trio
+
+    from tether import open_client
+
+    async def register() -> None:
+        with trio.fail_after(timeout):
+            async with open_client(state_dir=state) as client:
+                for table in tables:
+                    await client.register(table)
+
+    trio.run(register)

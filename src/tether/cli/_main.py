@@ -24,7 +24,8 @@ from .. import __version__
 from ..engine._plugins import BACKENDS_GROUP, STRATEGIES_GROUP, PluginRegistry, discover_plugins
 from ..rules._addresses import is_loopback
 from ..rules._backoff import retry_delay
-from ..rules._errors import ConfigError, InvalidConfigError, TetherError
+from ..rules._classify import single_error
+from ..rules._errors import ConfigError, CorruptStoreError, InvalidConfigError, TetherError
 from ..rules._events import Event
 from ..rules._paths import resolve_state_dir
 from ..rules._policy import ReconnectPolicy
@@ -55,6 +56,10 @@ from ._config import (
     load_config,
 )
 from ._logging import add_secret, setup_logging
+from ._store_file import FILE_ACTIONS, add_file_actions, run_file_action, suggest
+
+if sys.version_info < (3, 11):  # pragma: no cover - exercised on 3.10 only
+    from exceptiongroup import BaseExceptionGroup
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -138,8 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", parents=[common], help="validate a config file")
     check.add_argument("config")
     sub.add_parser("token", parents=[common], help="print the daemon's token (made if missing)")
-    store = sub.add_parser("store", parents=[common], help="the PostgreSQL store: migrate its schema, show the cluster")
+    store = sub.add_parser("store", parents=[common], help="the snapshot store: check, repair and release rows of "
+                           "the SQLite file; migrate PostgreSQL's schema, show the cluster")
     actions = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
+    add_file_actions(actions, common)
     for action, what in (("migrate", "create or upgrade tether's tables (versioned, idempotent)"),
                          ("status", "every process with its lease, every session with its owner and host")):
         act = actions.add_parser(action, parents=[common], help=what)
@@ -204,7 +211,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         store=store, duration=args.duration, registry=registry,
         progress=sys.stderr.isatty() and len(config.sessions) >= 200, connect_limits=config.connect_limits,
     )
-    trio.run(run_daemon, options)
+    try:
+        try:
+            trio.run(run_daemon, options)
+        except BaseExceptionGroup as group:  # one error at start (a bad store): itself, not a traceback
+            single = single_error(group)
+            if single is None:
+                raise
+            raise single from None
+    except CorruptStoreError as exc:  # a way forward, named for this very file
+        where = {"config": args.config, "state_dir": args.state_dir, "db": config.store.path or None}
+        raise CorruptStoreError(exc.location, f"{exc.problem}. Run `{suggest('check', **where)}` to see what is "
+                                f"wrong, then `{suggest('repair', **where)}` (it keeps the old file and copies "
+                                "every readable row into a fresh one)") from None
     return EXIT_OK
 
 
@@ -462,6 +481,8 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
+    if args.store_command in FILE_ACTIONS:
+        return run_file_action(args)
     from ..store._pg_connection import display_url
     from ..store._pg_schema import LATEST_VERSION, migrate_url
 
