@@ -28,10 +28,12 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest
 
 from ..engine._bus import Subscription
+from ..engine._secrets import known_secrets, remember
 from ..engine._supervisor import Supervisor
 from ..rules._addresses import is_loopback
 from ..rules._errors import ConfigError
 from ..rules._events import Event, Lagged
+from ..rules._secrets import redact_data, redact_text, secret_values
 from ..rules._wire import event_to_dict
 from . import _control as control
 from ._auth import token_from_request, token_matches
@@ -393,9 +395,9 @@ class EventServer:
                     await self._send_reply(ws, control.error_reply(request.id, error))
                 raise
             except Exception as exc:
-                error = control.error_for(exc)
-                if error.type == "internal":
-                    logger.exception("control command %r failed", request.command)
+                error = _scrubbed(control.error_for(exc), request.command)
+                if error.type == "internal":  # named, never shown: a spec's secrets, typed input
+                    logger.exception("control command %s failed", _named(request.command))
                 result = control.error_reply(request.id, error)
             await self._send_reply(ws, result)
         finally:
@@ -405,6 +407,24 @@ class EventServer:
     async def _send_reply(ws: GuardedConnection, message: Mapping[str, Any]) -> None:
         with contextlib.suppress(ConnectionClosed):  # the client left: nobody to answer
             await ws.send_message(control.encode(message))
+
+
+def _scrubbed(error: control.ControlError, command: control.Command) -> control.ControlError:
+    """`error` as a reply may carry it: a plugin's or tether's message can quote what it was given.
+    The command's own secrets join the process's book first, so the log line about it is scrubbed too."""
+    spec = getattr(command, "spec", None)
+    if spec is not None:
+        remember(secret_values(spec.options))
+    secrets = known_secrets()
+    return control.ControlError(error.type, redact_text(error.message, secrets), redact_data(error.details, secrets))
+
+
+def _named(command: control.Command) -> str:
+    """A /control command for a log line: its kind and session, not its fields (a register's
+    options may hold a secret, a send what someone typed at a password prompt)."""
+    spec = getattr(command, "spec", None)
+    session = getattr(command, "session_id", None) or getattr(spec, "id", None)
+    return type(command).__name__ + (f" (session {session!r})" if session else "")
 
 
 def _peer(request: WebSocketRequest) -> str:
