@@ -205,6 +205,28 @@ def processes_with_env(name: str, value: str, *, comm: str | None = None) -> lis
     return sorted(pid for pid in found if _parent(pid) not in found)
 
 
+def processes_by_mark(name: str, prefix: str) -> dict[str, list[int]]:
+    """Live programs whose NAME starts with `prefix`, by NAME's value, not counting their children:
+    one pass over /proc for many sessions at once (see `processes_with_env`)."""
+    needle = f"{name}={prefix}".encode()
+    marks: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                found = next((item for item in f.read().split(b"\0") if item.startswith(needle)), None)
+        except OSError:
+            continue
+        if found is not None and proc_alive(int(entry)):
+            marks[int(entry)] = found.decode().partition("=")[2]
+    by_mark: dict[str, list[int]] = {}
+    for pid, mark in sorted(marks.items()):
+        if marks.get(_parent(pid) or -1) != mark:
+            by_mark.setdefault(mark, []).append(pid)
+    return by_mark
+
+
 def kill_marked(name: str, prefix: str) -> None:
     """SIGKILL every process whose NAME starts with `prefix` (a test's cleanup of SIGHUP-proof programs)."""
     needle = f"{name}={prefix}".encode()
