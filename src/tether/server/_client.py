@@ -569,6 +569,7 @@ class RestartNotice:
     message: str
 
 
+@final
 @attrs.frozen
 class UnknownMessage:
     """A message this client has no class for (a newer daemon): its JSON as it came."""
