@@ -24,6 +24,7 @@ import attrs
 from ..rules._errors import LinkError
 from ..rules._reasons import DisconnectReason
 from ..rules._secret_refs import SecretRef, map_refs, missing_literals
+from ..rules._secrets import longest_first
 from ..rules._spec import SessionSpec
 
 
@@ -85,7 +86,7 @@ def remember(values: Iterable[str]) -> None:
     new = [value for value in values if value and value not in _KNOWN]
     if new:
         _KNOWN.update(dict.fromkeys(new))
-        _known = tuple(sorted(_KNOWN, key=lambda value: (-len(value), value)))
+        _known = longest_first(_KNOWN)
 
 
 def known_secrets() -> tuple[str, ...]:

@@ -23,6 +23,7 @@ from ..rules._console import ConsoleOutput
 from ..rules._output import OutputLog
 from ..rules._reasons import Disconnect
 from ..rules._secret_refs import has_refs, missing_literals
+from ..rules._secrets import longest_first
 from ..rules._session import SessionRecord
 from ..rules._spec import SessionSpec
 from ..rules._state import Attempt
@@ -131,7 +132,7 @@ class Session(SessionRecord):
         """Values its references resolved to: scrubbed from its reasons from now on, like its literals."""
         new = tuple(value for value in values if value and value not in self.known_secrets)
         if new:
-            self.known_secrets = tuple(sorted((*self.known_secrets, *new), key=lambda value: (-len(value), value)))
+            self.known_secrets = longest_first((*self.known_secrets, *new))
 
     # -- parking: the one place a session waits -------------------------------------------
 

@@ -144,7 +144,12 @@ def secret_values(options: Mapping[str, Any], patterns: Iterable[str] = DEFAULT_
     found: set[str] = set()
     if regex is not None:
         _collect(options, regex, found, secret=False)
-    return tuple(sorted(found, key=lambda value: (-len(value), value)))
+    return longest_first(found)
+
+
+def longest_first(values: Iterable[str]) -> tuple[str, ...]:
+    """`values` in the order redaction replaces them: a longer secret may contain a shorter one."""
+    return tuple(sorted(set(values), key=lambda value: (-len(value), value)))
 
 
 def _collect(value: Any, regex: re.Pattern[str], found: set[str], *, secret: bool) -> None:
