@@ -29,11 +29,13 @@ from .test_control_frames import text_frame
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 LAST_SEQ = 50
-_NAMES = st.sampled_from(["session", "type", "since", "batch", "token", "bogus", "", "since ", "SINCE"])
+BOOT = "b00t"
+_NAMES = st.sampled_from(["session", "type", "since", "boot", "batch", "token", "bogus", "", "since ", "SINCE"])
 _VALUES = st.one_of(
     st.text(max_size=12),
     st.integers(-5, 10**25).map(str),
-    st.sampled_from(["", "0", "50", "51", "1000", "1001", "²", "٣", "1e3", " 7", "0x10", "9" * 400]),
+    st.sampled_from(["", "0", "50", "51", "1000", "1001", "²", "٣", "1e3", " 7", "0x10", "9" * 400,
+                     BOOT, "0ther-run", "not a boot", "b" * 65]),
 )
 
 
@@ -52,7 +54,7 @@ def queries(draw: st.DrawFn) -> str:
 def test_any_query_is_parsed_or_refused_with_400(query: str) -> None:
     """Pure: a query becomes filters within bounds, or HandshakeRejected(400) with a JSON body."""
     try:
-        parsed = check_handshake(f"/events?{query}", [], None, LAST_SEQ)
+        parsed = check_handshake(f"/events?{query}", [], None, LAST_SEQ, BOOT)
     except HandshakeRejected as rejected:
         refused = rejected
     else:
@@ -60,11 +62,13 @@ def test_any_query_is_parsed_or_refused_with_400(query: str) -> None:
     if refused is not None:
         body = json.loads(refused.body)
         assert refused.status == 400
-        assert body["error"]["type"] in ("bad-query", "bad-since", "bad-batch")
+        assert body["error"]["type"] in ("bad-query", "bad-since", "bad-boot", "bad-batch")
         assert len(body["error"]["message"]) < 400
         return
     assert isinstance(parsed, EventsQuery)
-    assert parsed.since is None or 0 <= parsed.since <= LAST_SEQ
+    assert parsed.since is None or 0 <= parsed.since <= LAST_SEQ or parsed.boot not in (None, BOOT), \
+        "only a since from another run may be ahead of this one"
+    assert parsed.boot is None or parsed.since is not None
     assert parsed.batch == 0 or 1 <= parsed.batch <= MAX_BATCH
     assert all(parsed.session_ids) and all(parsed.types)
 

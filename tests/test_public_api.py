@@ -24,7 +24,7 @@ PUBLIC = [
     "OscEvent", "OscScanner", "OutputLog", "PLUGIN_API_VERSION", "PeerMark", "PluginError", "PluginFailed",
     "PluginFailure", "PluginInfo", "PluginMisbehaved", "PluginRegistry", "PreservedState", "ProcessRestart",
     "REDACTED", "ReattachUnavailableError", "ReconnectFailed", "ReconnectPolicy", "ReconnectScheduled",
-    "ReconnectStarted", "ReconnectSucceeded", "RecoveryContext", "RequestError", "RetriesExhausted",
+    "ReconnectStarted", "ReconnectSucceeded", "RecoveryContext", "RequestError", "RestartNotice", "RetriesExhausted",
     "RunNotFoundError", "RunOutcome", "RunResult", "RunTracker", "SNAPSHOT_SCHEMA_VERSION", "STRATEGIES_GROUP",
     "ServerSettings", "SessionBrief", "SessionConnected", "SessionDisconnected", "SessionFailed",
     "SessionMoved", "SessionNotFoundError", "SessionOutput", "SessionRegistered", "SessionRestore",

@@ -79,3 +79,41 @@ async def test_repair_and_release_refuse_to_run_under_a_live_daemon(tmp_path: Pa
         assert check_store(path).ok, "check only reads: it works beside a daemon"
     finally:
         lock.release()
+
+
+async def test_repair_walks_sparse_rowids_in_steps_of_rows_not_of_numbers(tmp_path: Path) -> None:
+    """Rowids that grew far past the row count (deleted output rows, a garbage number on a bad page)
+    are walked row by row: a row at rowid 10**15 is copied and the repair ends at once."""
+    path = tmp_path / DB_FILENAME
+    await _filled(path, 3)
+    body = json.dumps(snapshot_to_dict(snap("far")))
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO sessions (rowid, id, schema, body, saved_at) VALUES (?, 'far', 1, ?, 0)",
+                 (10**15, body))
+    conn.commit()
+    conn.close()
+    repaired = repair_store(path)
+    assert (repaired.copied, repaired.lost, repaired.unreadable_tables) == (4, 0, ())
+    assert set(raw_rows(path)) == {"s0000", "s0001", "s0002", "far"}
+
+
+async def test_repair_goes_past_a_damaged_page_and_names_a_table_it_cannot_read(tmp_path: Path) -> None:
+    """Every row after a damaged page is still copied; a table whose first page is gone is named."""
+    path = tmp_path / DB_FILENAME
+    await _filled(path, 300)
+    _damage(path)
+    repaired = repair_store(path)
+    copied = set(raw_rows(path))
+    assert "s0299" in copied, "the walk went on past the damage to the table's end"
+    assert len(copied) == repaired.copied and 0 < repaired.lost < 100
+    second = tmp_path / "second" / DB_FILENAME
+    second.parent.mkdir()
+    await _filled(second, 3)
+    conn = sqlite3.connect(second)
+    (root,) = conn.execute("SELECT rootpage FROM sqlite_schema WHERE name = 'sessions'").fetchone()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = bytearray(second.read_bytes())
+    data[(root - 1) * 4096 : root * 4096] = b"\xde\xad" * 2048
+    second.write_bytes(bytes(data))
+    assert repair_store(second).unreadable_tables == ("sessions",)

@@ -154,6 +154,7 @@ from .server._client import EventStream as EventStream
 from .server._client import HandshakeRejectedError as HandshakeRejectedError
 from .server._client import LagNotice as LagNotice
 from .server._client import RequestError as RequestError
+from .server._client import RestartNotice as RestartNotice
 from .server._client import UnknownMessage as UnknownMessage
 from .server._client import find_daemon as find_daemon
 from .server._client import open_client as open_client
@@ -246,6 +247,7 @@ __all__ = [
     "ReconnectSucceeded",
     "RecoveryContext",
     "RequestError",
+    "RestartNotice",
     "RetriesExhausted",
     "RunNotFoundError",
     "RunOutcome",

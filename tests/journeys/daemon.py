@@ -205,6 +205,28 @@ def processes_with_env(name: str, value: str, *, comm: str | None = None) -> lis
     return sorted(pid for pid in found if _parent(pid) not in found)
 
 
+def processes_by_mark(name: str, prefix: str) -> dict[str, list[int]]:
+    """Live programs whose NAME starts with `prefix`, by NAME's value, not counting their children:
+    one pass over /proc for many sessions at once (see `processes_with_env`)."""
+    needle = f"{name}={prefix}".encode()
+    marks: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                found = next((item for item in f.read().split(b"\0") if item.startswith(needle)), None)
+        except OSError:
+            continue
+        if found is not None and proc_alive(int(entry)):
+            marks[int(entry)] = found.decode().partition("=")[2]
+    by_mark: dict[str, list[int]] = {}
+    for pid, mark in sorted(marks.items()):
+        if marks.get(_parent(pid) or -1) != mark:
+            by_mark.setdefault(mark, []).append(pid)
+    return by_mark
+
+
 def kill_marked(name: str, prefix: str) -> None:
     """SIGKILL every process whose NAME starts with `prefix` (a test's cleanup of SIGHUP-proof programs)."""
     needle = f"{name}={prefix}".encode()
@@ -254,3 +276,19 @@ def install_plugin(site: Path, distribution: str, version: str, module: str, sou
     (info / "top_level.txt").write_text(f"{module}\n")
     (info / "RECORD").write_text("")
     return site
+
+
+def register_over_control(state: Path, tables: Sequence[dict[str, Any]], *, timeout: float = 60.0) -> None:
+    """Register sessions with the running daemon of `state` through the typed client (`tether.open_client`),
+    as a program driving tether would: these sessions exist only in the daemon and its store."""
+    import trio
+
+    from tether import open_client
+
+    async def register() -> None:
+        with trio.fail_after(timeout):
+            async with open_client(state_dir=state) as client:
+                for table in tables:
+                    await client.register(table)
+
+    trio.run(register)

@@ -24,6 +24,7 @@ import cattrs
 from ..engine._plugins import PluginRegistry
 from ..rules._errors import ConfigError, InvalidConfigError
 from ..rules._limits import ConnectLimits, limit_value
+from ..rules._paths import DB_FILENAME
 from ..rules._policy import ReconnectPolicy
 from ..rules._spec import SessionSpec
 from ..rules._structure import (
@@ -78,6 +79,10 @@ class StoreConfig:
             return None
         from_env = os.environ.get(STORE_URL_ENV) or None
         return check_url(from_env, f"${STORE_URL_ENV}") if from_env else None
+
+    def sqlite_path(self, state_dir: Path) -> Path:
+        """The SQLite file: `path`, else ``tether.sqlite3`` in the state directory."""
+        return Path(self.path) if self.path else state_dir / DB_FILENAME
 
 
 @attrs.frozen(kw_only=True)

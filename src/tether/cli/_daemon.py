@@ -60,9 +60,9 @@ async def _open_store(options: DaemonOptions) -> AsyncIterator[Any]:
     if not options.store.enabled:
         yield None
         return
-    from ..store._sqlite import DB_FILENAME, open_sqlite_store
+    from ..store._sqlite import open_sqlite_store
 
-    path = Path(options.store.path) if options.store.path else options.state_dir / DB_FILENAME
+    path = options.store.sqlite_path(options.state_dir)
     async with open_sqlite_store(path, durable=options.store.durable) as store:
         logger.info("snapshot store: %s", path)
         yield store

@@ -1,43 +1,52 @@
 """Logging setup: readable lines by default, one JSON object a line with --log-json.
 
-A filter scrubs anything that looks like a token (``token=...``,
-``Bearer ...``) and the daemon's own token, wherever it appears.
+A filter scrubs every line, and the traceback it carries, as the rest of
+tether scrubs free text (`tether.rules._secrets.redact_text`: ``token=...``
+query values, ``Bearer ...`` and ``Authorization:`` credentials), of the
+daemon's own token and of every secret value the engine has seen
+(`tether.engine._secrets.known_secrets`: sessions' literal secrets and the
+values their references resolved to).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import time
 from typing import Any
 
-_SECRET_PATTERNS = re.compile(r"((?:token=)|(?:Bearer\s+))[A-Za-z0-9_\-.~%]+", re.IGNORECASE)
-REDACTED = "[redacted]"
+from ..engine._secrets import known_secrets
+from ..rules._secrets import REDACTED as REDACTED
+from ..rules._secrets import redact_text
 
 
 def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
-    """`text` with tokens replaced."""
-    text = _SECRET_PATTERNS.sub(lambda m: m.group(1) + REDACTED, text)
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
+    """`text` with tokens and the known `secrets` replaced."""
+    return redact_text(text, secrets)
 
 
 class RedactingFilter(logging.Filter):
-    """Renders each record's message once, scrubbed, so no handler can leak a secret."""
+    """Renders each record's message and traceback once, scrubbed, so no handler can leak a secret."""
 
     def __init__(self) -> None:
         super().__init__()
         self.secrets: tuple[str, ...] = ()
+        self._formatter = logging.Formatter()
 
     def filter(self, record: logging.LogRecord) -> bool:
+        secrets = (*self.secrets, *known_secrets())
         message = record.getMessage()
-        cleaned = redact(message, self.secrets)
+        cleaned = redact(message, secrets)
         if cleaned != message or record.args:
             record.msg, record.args = cleaned, None
+        if record.exc_info:  # an exception's text may quote what it was given: a secret
+            record.exc_text = redact(self._formatter.formatException(record.exc_info), secrets)
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text, secrets)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info, secrets)
         return True
 
 
@@ -52,8 +61,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if record.exc_info:
-            data["exception"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            data["exception"] = record.exc_text
         return json.dumps(data, ensure_ascii=False)
 
 

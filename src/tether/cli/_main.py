@@ -14,7 +14,7 @@ import logging
 import os
 import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,9 @@ from .. import __version__
 from ..engine._plugins import BACKENDS_GROUP, STRATEGIES_GROUP, PluginRegistry, discover_plugins
 from ..rules._addresses import is_loopback
 from ..rules._backoff import retry_delay
-from ..rules._errors import ConfigError, InvalidConfigError, TetherError
+from ..rules._classify import single_error
+from ..rules._errors import ConfigError, CorruptStoreError, InvalidConfigError, TetherError
+from ..rules._events import Event
 from ..rules._paths import resolve_state_dir
 from ..rules._policy import ReconnectPolicy
 from ..rules._status import MAX_LIMIT
@@ -36,8 +38,10 @@ from ..server._client import (
     CannotConnectError,
     ConnectionLostError,
     DaemonError,
+    EventStream,
     HandshakeRejectedError,
     LagNotice,
+    RestartNotice,
     UnknownMessage,
     open_client,
     open_events,
@@ -66,6 +70,10 @@ from ._console import COMMANDS as CONSOLE_COMMANDS
 from ._console import add_parsers as add_console_parsers
 from ._console import split_command_line
 from ._logging import add_secret, setup_logging
+from ._store_file import FILE_ACTIONS, add_file_actions, run_file_action, suggest
+
+if sys.version_info < (3, 11):  # pragma: no cover - exercised on 3.10 only
+    from exceptiongroup import BaseExceptionGroup
 
 logger = logging.getLogger("tether.cli")
 
@@ -110,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--session", action="append", default=[], help="only this session (repeatable)")
     watch.add_argument("--type", action="append", default=[], help="only these event types, e.g. 'reconnect.*'")
     watch.add_argument("--since", type=int, help="start from this sequence number (replayed from the ring)")
+    watch.add_argument("--boot", help="the daemon run --since counts in (an event's boot): if the daemon has "
+                       "restarted since, watch says so and shows the new run from its start")
     watch.add_argument("--json", action="store_true", help="one JSON event per line")
     watch.add_argument("--count", type=int, help="exit after this many events")
     watch.add_argument("--max-retries", type=int, help="give up (exit 3) after this many failed connects")
@@ -135,8 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("token", parents=[common], help="print the daemon's token (made if missing)")
     add_console_parsers(sub, common, client)
     add_attach_parser(sub, common, client)
-    store = sub.add_parser("store", parents=[common], help="the PostgreSQL store: migrate its schema, show the cluster")
+    store = sub.add_parser("store", parents=[common], help="the snapshot store: check, repair and release rows of "
+                           "the SQLite file; migrate PostgreSQL's schema, show the cluster")
     actions = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
+    add_file_actions(actions, common)
     for action, what in (("migrate", "create or upgrade tether's tables (versioned, idempotent)"),
                          ("status", "every process with its lease, every session with its owner and host")):
         act = actions.add_parser(action, parents=[common], help=what)
@@ -201,7 +213,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         store=store, duration=args.duration, registry=registry,
         progress=sys.stderr.isatty() and len(config.sessions) >= 200, connect_limits=config.connect_limits,
     )
-    trio.run(run_daemon, options)
+    try:
+        try:
+            trio.run(run_daemon, options)
+        except BaseExceptionGroup as group:  # one error at start (a bad store): itself, not a traceback
+            single = single_error(group)
+            if single is None:
+                raise
+            raise single from None
+    except CorruptStoreError as exc:  # a way forward, named for this very file
+        where = {"config": args.config, "state_dir": args.state_dir, "db": config.store.path or None}
+        raise CorruptStoreError(exc.location, f"{exc.problem}. Run `{suggest('check', **where)}` to see what is "
+                                f"wrong, then `{suggest('repair', **where)}` (it keeps the old file and copies "
+                                "every readable row into a fresh one)") from None
     return EXIT_OK
 
 
@@ -298,47 +322,58 @@ WATCH_BATCH = 100
 def cmd_watch(args: argparse.Namespace) -> int:
     from ._render import render
 
-    endpoint = endpoint_of(args)
+    if args.boot is not None and args.since is None:
+        raise UsageError("--boot names the run --since counts in: pass --since too")
     console = _console(soft_wrap=True)
-    last_seq: int | None = args.since
+    resume = _Resume(args.since, args.boot)
     shown = 0
     failures = 0
     rng = random.Random()
 
+    def show(data: Mapping[str, Any]) -> None:
+        nonlocal shown
+        shown += 1
+        if args.json:
+            print(json.dumps(data), flush=True)
+        else:
+            console.print(render(data))
+
     async def session() -> None:
-        nonlocal last_seq, shown, failures
-        async with open_events(endpoint, session_ids=args.session, types=args.type, since=last_seq,
-                               batch=WATCH_BATCH) as events:
+        nonlocal failures
+        endpoint = endpoint_of(args)  # each time: a restarted daemon may listen on another port
+        async with open_events(endpoint, session_ids=args.session, types=args.type, since=resume.seq,
+                               boot=resume.boot, batch=WATCH_BATCH) as events:
             if failures:
                 logger.info("reconnected to %s", endpoint.url)
             failures = 0
+            resume.connected(events)
             while args.count is None or shown < args.count:
                 item = await events.receive()
                 if isinstance(item, UnknownMessage):
-                    data = dict(item.data)
+                    show(dict(item.data))
                 elif isinstance(item, LagNotice):
-                    data = {"type": "lagged", "missed_from": item.missed_from, "missed": item.missed,
-                            "resync": item.resync}
+                    show({"type": "lagged", "missed_from": item.missed_from, "missed": item.missed,
+                          "resync": item.resync})
+                elif isinstance(item, RestartNotice):
+                    resume.restarted(item)
+                    show(attrs.asdict(item) | {"type": "restarted"})
                 else:
-                    data = event_to_dict(item)
-                    last_seq = item.seq
-                shown += 1
-                if args.json:
-                    print(json.dumps(data), flush=True)
-                else:
-                    console.print(render(data))
+                    resume.seen(item)
+                    show(event_to_dict(item))
 
     async def loop() -> int:
-        nonlocal last_seq, failures
+        nonlocal failures
         while True:
             try:
                 await session()
                 return EXIT_OK
             except HandshakeRejectedError as exc:
-                if isinstance(exc, AuthRejectedError) or exc.type != "bad-since" or last_seq is None:
+                if isinstance(exc, AuthRejectedError) or exc.type != "bad-since" or resume.seq is None:
                     raise
-                logger.warning("the daemon restarted (since=%d is ahead of it); following from now", last_seq)
-                last_seq = None
+                # only a --since without --boot gets here: which run it counted in is unknown
+                logger.warning("since=%d is ahead of the daemon's last event (it restarted?); following from now",
+                               resume.seq)
+                resume.seq, resume.boot = None, None
             except (CannotConnectError, ConnectionLostError) as exc:
                 failures += 1
                 if args.max_retries is not None and failures > args.max_retries:
@@ -351,6 +386,27 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return trio.run(loop)
     except KeyboardInterrupt:
         return EXIT_OK
+
+
+@attrs.define
+class _Resume:
+    """Where `tether watch` resumes after its connection drops: a sequence number and the run it
+    counts in, so a daemon that restarted meanwhile is noticed (and said) instead of skipped."""
+
+    seq: int | None
+    boot: str | None
+
+    def connected(self, events: EventStream) -> None:
+        if self.seq is None and events.since is not None:
+            self.seq = events.since  # everything after it comes on this stream
+        if self.boot is None:
+            self.boot = events.boot
+
+    def seen(self, event: Event) -> None:
+        self.seq, self.boot = event.seq, event.boot
+
+    def restarted(self, notice: RestartNotice) -> None:
+        self.seq, self.boot = notice.replay_from - 1, notice.boot
 
 
 def _lost(exc: DaemonError) -> str:
@@ -413,6 +469,8 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_store(args: argparse.Namespace) -> int:
+    if args.store_command in FILE_ACTIONS:
+        return run_file_action(args)
     from ..store._pg_connection import display_url
     from ..store._pg_schema import LATEST_VERSION, migrate_url
 

@@ -23,6 +23,7 @@ _STYLES = {
     "session.failed": "bold red",
     "plugin.failed": "bold red",
     "lagged": "bold yellow",
+    "restarted": "bold yellow",
     "session.unregistered": "dim",
     "session.output": "dim",
 }
@@ -90,6 +91,8 @@ def describe(event: Mapping[str, Any]) -> str:
     if kind == "lagged":
         what = "resyncing from the ring" if e("resync") else "those events are gone"
         return f"this client fell behind: missed {e('missed')} events from #{e('missed_from')}; {what}"
+    if kind == "restarted":
+        return str(e("message", "")) or f"the daemon restarted (run {e('previous_boot')} -> {e('boot')})"
     return printable(str(dict(event)))
 
 

@@ -102,8 +102,12 @@ class AttemptHooks:
         session.pending_drop = None
         reporter = LinkReporter(self._outbox, session, session.generation)
         policy = session.spec.policy
+        spec = session.spec
+        if session.secrets:
+            spec, values = resolve_spec(spec)
+            session.learn_secrets(values)
         return LinkRequest(
-            spec=resolve_spec(session.spec) if session.secrets else session.spec,
+            spec=spec,
             mode=mode,
             state=state,
             history=self.history(),

@@ -6,18 +6,25 @@ one trailing newline stripped. Anything missing is a `LinkError` with reason
 ``secret-missing`` naming the option and where the value was looked for,
 never the value. A literal that was redacted when a snapshot was written is
 refused the same way: a program never receives ``[redacted]``.
+
+The process keeps one book of the secret values it has seen (`remember`,
+`known_secrets`): literal secrets of every session registered or offered, and
+every value a reference resolved to. Logging is process-wide, so the log
+filter (``tether.cli._logging``) scrubs every line of them, tracebacks too.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterable
 
 import attrs
 
 from ..rules._errors import LinkError
 from ..rules._reasons import DisconnectReason
 from ..rules._secret_refs import SecretRef, map_refs, missing_literals
+from ..rules._secrets import longest_first
 from ..rules._spec import SessionSpec
 
 
@@ -48,12 +55,40 @@ def _read(ref: SecretRef, path: str) -> str:
     return text[:-1] if text.endswith("\n") else text
 
 
-def resolve_spec(spec: SessionSpec) -> SessionSpec:
-    """`spec` with every reference replaced by its value; `LinkError(SECRET_MISSING)` if one is missing.
+def resolve_spec(spec: SessionSpec) -> tuple[SessionSpec, tuple[str, ...]]:
+    """`spec` with every reference replaced by its value, and those values (each is a secret);
+    `LinkError(SECRET_MISSING)` if one is missing.
 
     The resolved spec goes to the backend for one connect and is never stored.
     """
     missing = missing_literals(spec.options)
     if missing:
         raise _missing(", ".join(missing), "was a literal secret and is not kept across restarts")
-    return attrs.evolve(spec, options=map_refs(spec.options, _read))
+    values: list[str] = []
+
+    def read(ref: SecretRef, path: str) -> str:
+        value = _read(ref, path)
+        values.append(value)
+        return value
+
+    resolved = attrs.evolve(spec, options=map_refs(spec.options, read))
+    remember(values)
+    return resolved, tuple(values)
+
+
+_KNOWN: dict[str, None] = {}
+_known: tuple[str, ...] = ()
+
+
+def remember(values: Iterable[str]) -> None:
+    """Add secret values to the process's book (never removed: a secret stays one after its session goes)."""
+    global _known
+    new = [value for value in values if value and value not in _KNOWN]
+    if new:
+        _KNOWN.update(dict.fromkeys(new))
+        _known = longest_first(_KNOWN)
+
+
+def known_secrets() -> tuple[str, ...]:
+    """Every secret value this process has seen, longest first (a longer one may contain a shorter)."""
+    return _known

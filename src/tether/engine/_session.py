@@ -23,9 +23,11 @@ from ..rules._console import ConsoleOutput
 from ..rules._output import OutputLog
 from ..rules._reasons import Disconnect
 from ..rules._secret_refs import has_refs, missing_literals
+from ..rules._secrets import longest_first
 from ..rules._session import SessionRecord
 from ..rules._spec import SessionSpec
 from ..rules._state import Attempt
+from ._secrets import remember
 from ._timers import TimerEntry, TimerQueue
 
 if TYPE_CHECKING:
@@ -104,6 +106,7 @@ class Session(SessionRecord):
         """Registered from a declaration (the config), not by a register call."""
         self.secrets = has_refs(spec.options) or bool(missing_literals(spec.options))
         """The options name secrets to resolve (or miss) before each connect."""
+        remember(self.known_secrets)
         self.done: trio.Event | None = None
         self.epoch = 0
         """Which task drives the session: bumped when a task is abandoned in plugin code that would
@@ -124,6 +127,12 @@ class Session(SessionRecord):
         self._decoder: codecs.IncrementalDecoder | None = None
         self._task: trio.lowlevel.Task | None = None
         self._entry: TimerEntry | None = None
+
+    def learn_secrets(self, values: tuple[str, ...]) -> None:
+        """Values its references resolved to: scrubbed from its reasons from now on, like its literals."""
+        new = tuple(value for value in values if value and value not in self.known_secrets)
+        if new:
+            self.known_secrets = longest_first((*self.known_secrets, *new))
 
     # -- parking: the one place a session waits -------------------------------------------
 

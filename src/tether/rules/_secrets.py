@@ -133,6 +133,53 @@ _QUERY_SECRET = re.compile(r"(?i)\b((?:token|access_token|auth|password|passwd|k
 _AUTH_HEADER = re.compile(r"(?i)\b((?:authorization:\s*)?(?:token|bearer|basic)\s+)[A-Za-z0-9_\-.~%+/=]{8,}")
 
 
+def secret_values(options: Mapping[str, Any], patterns: Iterable[str] = DEFAULT_SECRET_PATTERNS) -> tuple[str, ...]:
+    """The literal value of every secret-looking key in `options`, at any depth (longest first):
+    what free text about the session (an error, a log line, a reply) must never show.
+
+    A reference names where a value lives, not the value, so it gives none here;
+    the engine adds a reference's value when it resolves one (``tether.engine._secrets``).
+    """
+    regex = secret_name_matcher(patterns)
+    found: set[str] = set()
+    if regex is not None:
+        _collect(options, regex, found, secret=False)
+    return longest_first(found)
+
+
+def longest_first(values: Iterable[str]) -> tuple[str, ...]:
+    """`values` in the order redaction replaces them: a longer secret may contain a shorter one."""
+    return tuple(sorted(set(values), key=lambda value: (-len(value), value)))
+
+
+def _collect(value: Any, regex: re.Pattern[str], found: set[str], *, secret: bool) -> None:
+    if isinstance(value, str):
+        if secret and value and value != REDACTED:
+            found.add(value)
+    elif isinstance(value, Mapping):
+        from ._secret_refs import is_secret_ref
+
+        if is_secret_ref(value):
+            return
+        for key, inner in value.items():
+            _collect(inner, regex, found, secret=secret or (isinstance(key, str) and regex.search(key) is not None))
+    elif isinstance(value, (list, tuple)):
+        for inner in value:
+            _collect(inner, regex, found, secret=secret)
+
+
+def redact_data(value: Any, secrets: Iterable[str] = ()) -> Any:
+    """`value` (JSON-ready data: a reply, an error's details) with every string passed through `redact_text`."""
+    secrets = tuple(secrets)
+    if isinstance(value, str):
+        return redact_text(value, secrets)
+    if isinstance(value, Mapping):
+        return {key: redact_data(inner, secrets) for key, inner in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_data(inner, secrets) for inner in value]
+    return value
+
+
 def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     """Free text (an error, a URL, a log line) with every known secret, every ``token=...``
     query value and every ``Bearer ...`` / ``Authorization:`` credential replaced."""

@@ -56,7 +56,7 @@ from ._events import (
 )
 from ._policy import DEFAULT_STRATEGIES
 from ._reasons import Disconnect, DisconnectReason
-from ._secrets import drop_redacted
+from ._secrets import drop_redacted, redact_text, secret_values
 from ._spec import SessionSpec
 from ._state import Attempt, Episode, EpisodeOutcome, PreservedState, SessionState, SessionStatus
 
@@ -212,6 +212,7 @@ class SessionRecord:
         "episodes_total",
         "failure",
         "history",
+        "known_secrets",
         "last_disconnect",
         "last_failure",
         "next_attempt_at",
@@ -232,6 +233,9 @@ class SessionRecord:
         self.sid = spec.id
         self.target = target
         self.backend_strategies = backend_strategies
+        self.known_secrets = secret_values(spec.options)
+        """Values no text about this session may show: its literal secrets (the engine adds the
+        values of references it resolves). Every reason entering the record is scrubbed of them."""
         self.status = SessionStatus.CONNECTING
         self.status_since = wall
         self.episode: EpisodeRecord | None = None
@@ -407,6 +411,9 @@ class SessionRecord:
 
     def missed(self, fx: Effects, attempt: Attempt, why: Disconnect) -> None:
         """The attempt failed for `why` (the first connect's failure is the episode's drop)."""
+        why = self.scrubbed(why)
+        if attempt.error:
+            attempt = attrs.evolve(attempt, error=redact_text(attempt.error, self.known_secrets))
         self.restored = None
         self.last_failure = why
         if attempt.number == 0 or self.episode is None:
@@ -446,11 +453,11 @@ class SessionRecord:
 
     def dropped(self, why: Disconnect) -> None:
         """The held link ended (or was closed for a forced reconnect); recorded by the next step."""
-        self._pending = why
+        self._pending = self.scrubbed(why)
         self._phase = _Phase.DROPPED
 
     def probe_failed(self, fx: Effects, detail: str) -> None:
-        fx.publish(HealthCheckFailed, session_id=self.sid, error=detail)
+        fx.publish(HealthCheckFailed, session_id=self.sid, error=redact_text(detail, self.known_secrets))
 
     def preserved_changed(self, fx: Effects, preserved: PreservedState) -> None:
         if preserved != self.preserved:
@@ -468,8 +475,14 @@ class SessionRecord:
 
     def fail_now(self, fx: Effects, why: Disconnect, wall: float) -> None:
         """End the session failed for a reason no retry can fix (a bug in tether, a missing secret)."""
-        self._fail(fx, why, wall, exhausted=False)
+        self._fail(fx, self.scrubbed(why), wall, exhausted=False)
         self._phase = _Phase.DOWN
+
+    def scrubbed(self, why: Disconnect) -> Disconnect:
+        """`why` with this session's secrets and any token-looking text out of its detail: what
+        events, status replies and snapshots then carry (one redaction, `tether.rules._secrets`)."""
+        detail = redact_text(why.detail, self.known_secrets)
+        return why if detail == why.detail else attrs.evolve(why, detail=detail)
 
     # -- views ----------------------------------------------------------------------------------
 

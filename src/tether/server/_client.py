@@ -80,6 +80,7 @@ from ..rules._state import Attempt, SessionState, SessionStatus
 from ..rules._status import StatusPage, StatusSummary, from_dict
 from ..rules._structure import session_table
 from ..rules._wire import event_from_dict, input_to_dict, read_from_dict
+from ._resume import BOOT_HEADER, LAST_SEQ_HEADER, SINCE_HEADER, Restarted
 from ._settings import ServerSettings
 
 if sys.version_info < (3, 11):  # pragma: no cover - exercised on 3.10 only
@@ -511,10 +512,10 @@ class DaemonClient:
 
     def events(
         self, *, session_ids: Iterable[str] = (), types: Iterable[str] = (), since: int | None = None,
-        batch: int = 100,
+        boot: str | None = None, batch: int = 100,
     ) -> AbstractAsyncContextManager[EventStream]:
         """The daemon's event stream (`open_events` at this client's address)."""
-        return open_events(self.endpoint, session_ids=session_ids, types=types, since=since, batch=batch)
+        return open_events(self.endpoint, session_ids=session_ids, types=types, since=since, boot=boot, batch=batch)
 
 
 @asynccontextmanager
@@ -559,19 +560,37 @@ class LagNotice:
 
 @final
 @attrs.frozen
+class RestartNotice:
+    """Not an event: the run this stream was resumed from (`since` in `previous_boot`) has ended;
+    the events of run `boot` follow from `replay_from` (its first `missed` are no longer kept).
+    `message` says it for people."""
+
+    boot: str
+    previous_boot: str
+    since: int
+    replay_from: int
+    missed: int
+    message: str
+
+
+@final
+@attrs.frozen
 class UnknownMessage:
     """A message this client has no class for (a newer daemon): its JSON as it came."""
 
     data: Mapping[str, Any]
 
 
-StreamItem = Event | LagNotice | UnknownMessage
+StreamItem = Event | LagNotice | RestartNotice | UnknownMessage
 
 
 def stream_item(data: Mapping[str, Any]) -> StreamItem:
     """One /events message as a typed value."""
     if data.get("type") == "lagged":
         return LagNotice(int(data["missed_from"]), int(data["missed"]), bool(data.get("resync")))
+    if data.get("type") == Restarted.type:
+        return RestartNotice(str(data["boot"]), str(data["previous_boot"]), int(data["since"]),
+                             int(data["replay_from"]), int(data["missed"]), str(data.get("message", "")))
     try:
         return event_from_dict(dict(data))
     except Exception:  # cattrs raises its own groups for an unknown type or shape
@@ -580,11 +599,21 @@ def stream_item(data: Mapping[str, Any]) -> StreamItem:
 
 @final
 class EventStream:
-    """The messages of one /events connection, typed; iterate it with ``async for``."""
+    """The messages of one /events connection, typed; iterate it with ``async for``.
+
+    `boot` is the daemon run it is connected to and `since` the sequence number after which
+    it delivers every matching event of that run (None from a daemon too old to say): resume
+    with ``since=`` the last event's seq (or `since` when none came) and ``boot=``.
+    """
 
     def __init__(self, ws: WebSocketConnection) -> None:
         self._ws = ws
         self._pending: list[Mapping[str, Any]] = []
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in ws.handshake_headers}
+        self.boot: str | None = headers.get(BOOT_HEADER.lower())
+        self.last_seq: int | None = _header_number(headers.get(LAST_SEQ_HEADER.lower()))
+        """The run's last sequence number when this stream began."""
+        self.since: int | None = _header_number(headers.get(SINCE_HEADER.lower()))
 
     async def receive_raw(self) -> Mapping[str, Any]:
         """The next message as its JSON object; `ConnectionLostError` when the stream ends."""
@@ -608,6 +637,10 @@ class EventStream:
         return await self.receive()
 
 
+def _header_number(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isascii() and value.isdigit() else None
+
+
 @asynccontextmanager
 async def open_events(
     endpoint: DaemonEndpoint | None = None,
@@ -615,15 +648,22 @@ async def open_events(
     session_ids: Iterable[str] = (),
     types: Iterable[str] = (),
     since: int | None = None,
+    boot: str | None = None,
     batch: int = 100,
     url: str | None = None,
     token: str | None = None,
     state_dir: str | os.PathLike[str] | None = None,
 ) -> AsyncIterator[EventStream]:
-    """The daemon's /events stream, filtered by session and type patterns, from `since`."""
+    """The daemon's /events stream, filtered by session and type patterns, from `since`.
+
+    With `boot` (the run `since` counts in), a daemon that has restarted since says so: the
+    stream begins with a `RestartNotice` and replays the new run from its start.
+    """
     endpoint = endpoint if endpoint is not None else find_daemon(url=url, token=token, state_dir=state_dir)
     query: dict[str, Any] = {"session": list(session_ids), "type": list(types), "batch": str(batch)}
     if since is not None:
         query["since"] = str(since)
+        if boot is not None:
+            query["boot"] = boot
     async with connect(endpoint, "/events", query) as ws:
         yield EventStream(ws)

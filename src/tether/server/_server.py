@@ -29,10 +29,12 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketRequest
 
 from ..engine._bus import Subscription
+from ..engine._secrets import known_secrets, remember
 from ..engine._supervisor import Supervisor
 from ..rules._addresses import is_loopback
 from ..rules._errors import ConfigError, CursorError, SessionNotFoundError
 from ..rules._events import Event, Lagged
+from ..rules._secrets import redact_data, redact_text, secret_values
 from ..rules._wire import event_to_dict
 from . import _control as control
 from ._attach import MAX_TAIL, AttachQuery, serve_attach, start_of
@@ -46,11 +48,12 @@ from ._connection import (
     GuardedConnection,
     serve_guarded,
 )
+from ._resume import BOOT_PATTERN, handshake_headers, resume_point
 from ._settings import ServerSettings
 
 logger = logging.getLogger("tether.server")
 
-_EVENTS_QUERY = frozenset({"session", "type", "since", "token", "batch"})
+_EVENTS_QUERY = frozenset({"session", "type", "since", "boot", "token", "batch"})
 MAX_BATCH = 1000
 """Most events one /events frame may carry (``?batch=N``)."""
 _CONTROL_QUERY = frozenset({"token"})
@@ -74,6 +77,8 @@ class EventsQuery:
     batch: int = 0
     """0: one event per frame (a JSON object). N >= 1: every frame is a JSON array of up to N
     items, as many as are waiting: a subscriber that keeps up still gets each event at once."""
+    boot: str | None = None
+    """The run `since` counts in (``boot=``); None: this run."""
 
 
 def _number(raw: str) -> int | None:
@@ -81,19 +86,30 @@ def _number(raw: str) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 19 else None
 
 
-def parse_events_query(query: Mapping[str, list[str]], last_seq: int) -> EventsQuery:
-    """Filters and resume point of an /events URL; `HandshakeRejected` (400) when malformed."""
+def parse_events_query(query: Mapping[str, list[str]], last_seq: int, boot: str | None = None) -> EventsQuery:
+    """Filters and resume point of an /events URL; `HandshakeRejected` (400) when malformed.
+
+    `boot` is this run's identity: a ``since`` from another run (``boot=`` names it) may be any
+    number, since it counts in a run that has ended (`tether.server._resume`)."""
     unknown = sorted(set(query) - _EVENTS_QUERY)
     if unknown:
         shown = ", ".join(repr(name)[1:-1][:40] for name in unknown[:5])
         raise HandshakeRejected(400, "bad-query", f"unknown query parameter(s): {shown}")
+    client_boot: str | None = None
+    if "boot" in query:
+        client_boot = query["boot"][-1]
+        if not BOOT_PATTERN.fullmatch(client_boot):
+            raise HandshakeRejected(400, "bad-boot",
+                                    f"boot must be a run's id (an event's boot), got {client_boot[:40]!r}")
+        if "since" not in query:
+            raise HandshakeRejected(400, "bad-boot", "boot= names the run that since= counts in: pass both")
     since: int | None = None
     if "since" in query:
         raw = query["since"][-1]
         since = _number(raw)
         if since is None:
             raise HandshakeRejected(400, "bad-since", f"since must be a sequence number >= 0, got {raw[:40]!r}")
-        if since > last_seq:
+        if since > last_seq and (client_boot is None or client_boot == boot):
             raise HandshakeRejected(400, "bad-since", f"since={since} is ahead of the last event ({last_seq})")
     for name in ("session", "type"):
         if any(not v for v in query.get(name, [])):
@@ -105,7 +121,7 @@ def parse_events_query(query: Mapping[str, list[str]], last_seq: int) -> EventsQ
         if number is None or not 1 <= number <= MAX_BATCH:
             raise HandshakeRejected(400, "bad-batch", f"batch must be a number from 1 to {MAX_BATCH}, got {raw[:40]!r}")
         batch = number
-    return EventsQuery(tuple(query.get("session", [])), tuple(query.get("type", [])), since, batch)
+    return EventsQuery(tuple(query.get("session", [])), tuple(query.get("type", [])), since, batch, client_boot)
 
 
 def check_token(
@@ -149,7 +165,7 @@ class ControlQuery:
 
 
 def check_handshake(
-    target: str, headers: list[tuple[bytes, bytes]], token: str | None, last_seq: int
+    target: str, headers: list[tuple[bytes, bytes]], token: str | None, last_seq: int, boot: str | None = None
 ) -> EventsQuery | ControlQuery | AttachQuery:
     """What a handshake asks for, or `HandshakeRejected` with the status to refuse it with (pure)."""
     url = urlsplit(target)
@@ -158,7 +174,7 @@ def check_handshake(
         raise HandshakeRejected(404, "not-found", f"no endpoint {url.path[:80]!r}; use /events, /control or /attach")
     check_token(headers, query, token)
     if url.path == "/events":
-        return parse_events_query(query, last_seq)
+        return parse_events_query(query, last_seq, boot)
     if url.path == "/attach":
         return parse_attach_query(query)
     unknown = sorted(set(query) - _CONTROL_QUERY)
@@ -175,10 +191,14 @@ class _Feed:
         self._supervisor = supervisor
         self._query = query
         self._settings = settings
-        self.sub = self._subscribe(query.since)
+        bus = supervisor.bus
+        since, self.restarted = resume_point(query.since, query.boot, boot=bus.boot, oldest_seq=bus.oldest_seq)
+        self.sub = self._subscribe(since)
         self.lags = 0
         self.batch = query.batch
-        self.last_sent = query.since if query.since is not None else supervisor.bus.last_seq
+        self.boot = bus.boot
+        self.started_at = bus.last_seq
+        self.last_sent = since if since is not None else bus.last_seq
         """The seq up to which this subscriber has everything: where it resumes when dropped."""
         self.sending_since: float | None = None
         """trio time the frame being sent started, None between frames (the send watchdog reads it)."""
@@ -236,7 +256,8 @@ class EventServer:
 
     async def _route(self, request: WebSocketRequest, peer: str) -> None:
         try:
-            wants = check_handshake(request.path, request.headers, self._token, self.supervisor.bus.last_seq)
+            bus = self.supervisor.bus
+            wants = check_handshake(request.path, request.headers, self._token, bus.last_seq, bus.boot)
         except HandshakeRejected as rejected:
             logger.info("rejected %s %s: %s %s", peer, urlsplit(request.path).path[:80], rejected.status, rejected)
             await request.reject(rejected.status, body=rejected.body,
@@ -256,8 +277,13 @@ class EventServer:
     async def _events(self, request: WebSocketRequest, query: EventsQuery, peer: str) -> None:
         feed = _Feed(self.supervisor, query, self.settings)  # subscribe before accepting: no gap
         try:
-            ws = await request.accept()
+            ws = await request.accept(extra_headers=handshake_headers(feed.boot, feed.started_at, feed.last_sent))
             assert isinstance(ws, GuardedConnection)
+            if feed.restarted is not None:  # before any event: the resume point was in another run
+                notice = feed.restarted.to_dict()
+                logger.info("subscriber %s resumed from run %s: %s", peer, feed.restarted.previous_boot,
+                            notice["message"])
+                await ws.send_message(control.encode(notice) if not feed.batch else f"[{control.encode(notice)}]")
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._refuse_input, ws, nursery.cancel_scope)
                 nursery.start_soon(self._watch_sends, ws, feed, peer, nursery.cancel_scope)
@@ -413,9 +439,9 @@ class EventServer:
                     await self._send_reply(ws, control.error_reply(request.id, error))
                 raise
             except Exception as exc:
-                error = control.error_for(exc)
-                if error.type == "internal":
-                    logger.exception("control command %r failed", request.command)
+                error = _scrubbed(control.error_for(exc), request.command)
+                if error.type == "internal":  # named, never shown: a spec's secrets, typed input
+                    logger.exception("control command %s failed", _named(request.command))
                 result = control.error_reply(request.id, error)
             await self._send_reply(ws, result)
         finally:
@@ -425,6 +451,24 @@ class EventServer:
     async def _send_reply(ws: GuardedConnection, message: Mapping[str, Any]) -> None:
         with contextlib.suppress(ConnectionClosed):  # the client left: nobody to answer
             await ws.send_message(control.encode(message))
+
+
+def _scrubbed(error: control.ControlError, command: control.Command) -> control.ControlError:
+    """`error` as a reply may carry it: a plugin's or tether's message can quote what it was given.
+    The command's own secrets join the process's book first, so the log line about it is scrubbed too."""
+    spec = getattr(command, "spec", None)
+    if spec is not None:
+        remember(secret_values(spec.options))
+    secrets = known_secrets()
+    return control.ControlError(error.type, redact_text(error.message, secrets), redact_data(error.details, secrets))
+
+
+def _named(command: control.Command) -> str:
+    """A /control command for a log line: its kind and session, not its fields (a register's
+    options may hold a secret, a send what someone typed at a password prompt)."""
+    spec = getattr(command, "spec", None)
+    session = getattr(command, "session_id", None) or getattr(spec, "id", None)
+    return type(command).__name__ + (f" (session {session!r})" if session else "")
 
 
 def _peer(request: WebSocketRequest) -> str:

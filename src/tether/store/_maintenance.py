@@ -15,7 +15,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import attrs
@@ -51,6 +51,9 @@ class RepairReport:
     log_rows: int = 0
     """Output-log rows (heads and pieces) copied; a log that lost a piece is reported on load and
     replaced by the session's next log, like any damaged log."""
+    unreadable_tables: tuple[str, ...] = ()
+    """Tables SQLite could not read at all (the page their rows start from is damaged): their rows
+    are not counted in `lost`, and only the moved-aside file still holds them."""
 
 
 def _owner_lock(path: Path) -> OwnerLock:
@@ -97,8 +100,9 @@ def repair_store(path: Path) -> RepairReport:
     try:
         store = SqliteStore(path)
         moved = store._move_aside()
-        rows, lost = _salvage(moved, "sessions", _SESSION_COLUMNS)
-        tables = {table: _salvage(moved, table, columns)[0] for table, columns in _LOG_TABLES.items()}
+        unreadable: list[str] = []
+        rows, lost = _salvage(moved, "sessions", _SESSION_COLUMNS, unreadable)
+        tables = {table: _salvage(moved, table, columns, unreadable)[0] for table, columns in _LOG_TABLES.items()}
         conn = sqlite3.connect(path, isolation_level=None)
         try:
             os.chmod(path, 0o600)
@@ -117,7 +121,8 @@ def repair_store(path: Path) -> RepairReport:
     finally:
         lock.release()
     log_rows = sum(len(found) for found in tables.values())
-    return RepairReport(moved_to=str(moved), copied=len(rows), lost=lost, log_rows=log_rows)
+    return RepairReport(moved_to=str(moved), copied=len(rows), lost=lost, log_rows=log_rows,
+                        unreadable_tables=tuple(unreadable))
 
 
 _SESSION_COLUMNS = ("id", "schema", "body", "saved_at")
@@ -132,32 +137,85 @@ def _insert(table: str, columns: tuple[str, ...]) -> str:
     return f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
-def _salvage(path: Path, table: str, columns: tuple[str, ...]) -> tuple[list[tuple[object, ...]], int]:
-    """Every row of `table` in `path` SQLite can still read, walking it by rowid so one bad page
-    costs only the rows on it. A table a layout-1 file does not have yields nothing."""
+_MAX_ROWID = 2**63 - 1
+
+
+def _salvage(
+    path: Path, table: str, columns: tuple[str, ...], unreadable: list[str]
+) -> tuple[list[tuple[object, ...]], int]:
+    """Every row of `table` in `path` SQLite can still read, and how many rowids lay in damaged
+    places (at most that many rows lost). A table a layout-1 file does not have yields nothing;
+    one that cannot be read at all is named in `unreadable`."""
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     except sqlite3.Error:
+        unreadable.append(table)
         return [], 0
-    rows: list[tuple[object, ...]] = []
-    lost = 0
     try:
         try:
-            (high,) = conn.execute(f"SELECT max(rowid) FROM {table}").fetchone()
+            known = conn.execute("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?", (table,)).fetchone()
+            if known is None:
+                return [], 0
+            conn.execute(f"SELECT max(rowid) FROM {table}").fetchone()
         except sqlite3.DatabaseError:
+            unreadable.append(table)
             return [], 0
-        select = f"SELECT {', '.join(columns)} FROM {table} WHERE rowid = ?"
-        for rowid in range(1, (high or 0) + 1):
-            try:
-                row = conn.execute(select, (rowid,)).fetchone()
-            except sqlite3.DatabaseError:
-                lost += 1
-                continue
-            if row is not None:
-                rows.append(tuple(row))
+        return _walk(conn, f"SELECT rowid, {', '.join(columns)} FROM {table} WHERE rowid > ? ORDER BY rowid LIMIT 1")
     finally:
         conn.close()
-    return rows, lost
+
+
+def _walk(conn: sqlite3.Connection, select_next: str) -> tuple[list[tuple[object, ...]], int]:
+    """Row after row by seeking the next rowid, so a damaged page costs only the rows on it and the
+    walk takes as many steps as there are rows (rowids may be sparse, or garbage on a bad page).
+
+    A seek that lands on a damaged page fails; the walk then looks further ahead in doubling
+    steps until a seek succeeds and narrows back (bisection) to the first place past the damage.
+    The rowids skipped count as lost (an upper bound: some may have been deleted rows); damage
+    at the very end counts as one.
+    """
+
+    def next_row(after: int) -> tuple[int, tuple[object, ...]] | None:
+        found = conn.execute(select_next, (after,)).fetchone()
+        return None if found is None else (int(found[0]), tuple(found[1:]))
+
+    rows: list[tuple[object, ...]] = []
+    lost = 0
+    after = 0  # tether's tables never set a rowid: SQLite numbers them from 1
+    while True:
+        try:
+            found = next_row(after)
+        except sqlite3.DatabaseError:
+            found = _past_damage(next_row, after)
+            lost += max(1, found[0] - after - 1) if found is not None else 1
+        if found is None:
+            return rows, lost
+        after = found[0]
+        rows.append(found[1])
+
+
+def _past_damage(
+    next_row: Callable[[int], tuple[int, tuple[object, ...]] | None], bad: int
+) -> tuple[int, tuple[object, ...]] | None:
+    """The first row a seek past `bad` (whose seek failed) can reach; None when none is past it."""
+    good: int | None = None
+    found = None
+    step = 1
+    while good is None:
+        if bad >= _MAX_ROWID:
+            return None
+        probe = min(bad + step, _MAX_ROWID)
+        try:
+            found, good = next_row(probe), probe
+        except sqlite3.DatabaseError:
+            bad, step = probe, step * 2
+    while good - bad > 1:  # bisect: a seek from `bad` fails, one from `good` succeeds
+        middle = (bad + good) // 2
+        try:
+            found, good = next_row(middle), middle
+        except sqlite3.DatabaseError:
+            bad = middle
+    return found
 
 
 def release_rows(path: Path, session_ids: Iterable[str]) -> dict[str, Path]:
