@@ -165,7 +165,7 @@ async def test_the_daemon_hands_connect_limit_to_the_engine(
 def test_per_target_limits_are_accepted_by_check_and_run(tmp_path: Path) -> None:
     """[connect_limits] passes `check` and `run` alike."""
     path = tmp_path / "limits.toml"
-    path.write_text('connect_limit = 5\n[connect_limits]\n"devbox:22" = 2\n')
+    path.write_text('connect_limit = 5\n[server]\nport = 0\n[connect_limits]\n"devbox:22" = 2\n')  # 8765 may be taken
     for command in ("check", "run"):
         result = tether_command(command, str(path), "--duration", "0.1", state=tmp_path / "state") \
             if command == "run" else tether_command(command, str(path), state=tmp_path / "state")

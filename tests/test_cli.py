@@ -171,3 +171,23 @@ def test_demo_runs_with_duration(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "session.disconnected" in result.stdout
     assert "reconnect.succeeded" in result.stdout or "session.connected" in result.stdout
+
+
+def test_a_following_client_waits_for_its_daemon_file_instead_of_the_default_address(tmp_path: Path) -> None:
+    """Once found through daemon.json, a stopped daemon (its file removed) is not looked for at the
+    default address, where another daemon may listen and refuse the token."""
+    import argparse
+
+    from tether.cli._common import DaemonFinder
+    from tether.server._client import write_daemon_file
+
+    args = argparse.Namespace(url=None, token=None, state_dir=str(tmp_path), config=None)
+    finder = DaemonFinder(args)
+    assert "default address" in finder.find().source  # nothing found yet: the default, as before
+    path = write_daemon_file(tmp_path, host="127.0.0.1", port=40001)
+    assert finder.find().url == "ws://127.0.0.1:40001"
+    path.unlink()
+    with pytest.raises(tether.CannotConnectError, match="no daemon runs for"):
+        finder.find()
+    write_daemon_file(tmp_path, host="127.0.0.1", port=40002)  # the next run, on another port
+    assert finder.find().url == "ws://127.0.0.1:40002"

@@ -39,7 +39,7 @@ from ..rules._state import SessionStatus
 from ..rules._wire import event_to_dict
 from ..server._attach_client import AttachStream, Ended, Output, Refused, StatusChange, open_attach
 from ..server._client import AuthRejectedError, CannotConnectError, ConnectionLostError, HandshakeRejectedError
-from ._common import EXIT_FAILURE, EXIT_OK, UsageError, endpoint_of
+from ._common import EXIT_FAILURE, EXIT_OK, DaemonFinder, UsageError
 from ._console import FOLLOW_POLICY
 from ._console_text import describe_loss
 from ._render import describe, printable
@@ -178,10 +178,11 @@ class _Attacher:
         failures = 0
         attached_once = False
         rng = random.Random()
+        finder = DaemonFinder(self.args)
         while True:
-            endpoint = endpoint_of(self.args)
             replay = None if self.cursor is not None else self.args.replay
             try:
+                endpoint = finder.find()
                 async with open_attach(endpoint, session_id=self.sid, since=self.cursor, tail=replay,
                                        log_id=self.log_id) as stream:
                     await self._attached(stream, failures, attached_once)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..server._client import DaemonEndpoint, find_daemon
+from ..server._client import DAEMON_FILE, CannotConnectError, DaemonEndpoint, find_daemon
 from ._config import load_config
 from ._logging import add_secret
 
@@ -40,3 +40,27 @@ def endpoint_of(args: argparse.Namespace) -> DaemonEndpoint:
     if endpoint.token:
         add_secret(endpoint.token)
     return endpoint
+
+
+class DaemonFinder:
+    """`endpoint_of` for a client that follows its daemon across restarts (watch, attach, tail -f).
+
+    A daemon that stops removes its daemon.json; until the next one writes it, `endpoint_of`
+    would answer with the default address, where another daemon may listen (another user's,
+    which refuses our token). Once found through daemon.json, the daemon is awaited there."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self._args = args
+        self._found: DaemonEndpoint | None = None
+
+    def find(self) -> DaemonEndpoint:
+        endpoint = endpoint_of(self._args)
+        if _from_daemon_file(endpoint):
+            self._found = endpoint
+        elif self._found is not None:
+            raise CannotConnectError(f"no daemon runs for {self._found.source} (it has not written it again yet)")
+        return endpoint
+
+
+def _from_daemon_file(endpoint: DaemonEndpoint) -> bool:
+    return endpoint.source.endswith(DAEMON_FILE)

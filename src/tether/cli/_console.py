@@ -26,7 +26,7 @@ from ..rules._keys import encode_keys
 from ..rules._output import LogRead, Loss
 from ..rules._policy import ReconnectPolicy
 from ..server._client import CannotConnectError, ConnectionLostError, DaemonClient, DaemonEndpoint, open_client
-from ._common import EXIT_FAILURE, EXIT_OK, EXIT_TIMEOUT, UsageError, endpoint_of
+from ._common import EXIT_FAILURE, EXIT_OK, EXIT_TIMEOUT, DaemonFinder, UsageError, endpoint_of
 from ._console_text import TextView, describe_loss
 
 if sys.version_info >= (3, 11):
@@ -210,9 +210,10 @@ async def _with_reconnects(
     failures = 0
     connected_once = False
     rng = random.Random()
+    finder = DaemonFinder(args)
     while True:
-        endpoint: DaemonEndpoint = endpoint_of(args)
         try:
+            endpoint: DaemonEndpoint = finder.find()
             async with open_client(endpoint) as client:
                 if failures and note is not None:
                     note(f"reconnected to the daemon at {endpoint.url}; continuing")

@@ -55,6 +55,7 @@ from ._common import (
     EXIT_FAILURE,
     EXIT_OK,
     EXIT_USAGE,
+    DaemonFinder,
     UsageError,
     endpoint_of,
     err,
@@ -326,6 +327,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         raise UsageError("--boot names the run --since counts in: pass --since too")
     console = _console(soft_wrap=True)
     resume = _Resume(args.since, args.boot)
+    finder = DaemonFinder(args)
     shown = 0
     failures = 0
     rng = random.Random()
@@ -340,7 +342,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     async def session() -> None:
         nonlocal failures
-        endpoint = endpoint_of(args)  # each time: a restarted daemon may listen on another port
+        endpoint = finder.find()  # each time: a restarted daemon may listen on another port
         async with open_events(endpoint, session_ids=args.session, types=args.type, since=resume.seq,
                                boot=resume.boot, batch=WATCH_BATCH) as events:
             if failures:
