@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,11 @@ from pathlib import Path
 import pytest
 
 from .daemon import running, tether_command
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 pytestmark = pytest.mark.slow
 
@@ -74,9 +80,12 @@ def test_the_library_example_stops_cleanly_on_ctrl_c() -> None:
 
 
 def test_the_demo_shows_its_first_events(tmp_path: Path) -> None:
-    """Every demo session's session.registered is printed, and the event numbers start at #1."""
-    result = tether_command("demo", "--duration", "3", "--plain", state=tmp_path, timeout=60)
+    """Every demo session's session.registered is printed, and the event numbers start at #1; a
+    state directory it makes is private (README: created 0700), the demo's folder in it too."""
+    state = tmp_path / "fresh" / "state"
+    result = tether_command("demo", "--duration", "3", "--plain", state=state, timeout=60)
     assert result.returncode == 0, result.stderr
+    assert [stat.S_IMODE(p.stat().st_mode) for p in (state, state / "demo")] == [0o700, 0o700]
     assert re.search(r"#1\s", result.stdout)
     registered = re.findall(r"(\S+)\s+session\.registered", result.stdout)
     assert len(registered) >= 3
@@ -95,6 +104,25 @@ def test_cli_doc_names_the_flags_each_command_has(tmp_path: Path) -> None:
         for flag in re.findall(r"--[a-z][a-z-]*", line):
             assert flag in helptext, f"{flag} of `{line}` is not an option of tether {' '.join(command)}"
     assert "tether demo [--duration SECONDS] [--no-serve]" in usage
+
+
+def test_the_readme_daemon_commands_are_commands_with_those_flags(tmp_path: Path) -> None:
+    """Each `tether ...` line of the README's daemon section names a real command, its flags are
+    that command's, and the sessions it names are the example config's."""
+    section = README[README.index("## The daemon and the `tether` command"):README.index("- State lives")]
+    block = section[section.index("```sh\n") + 6:section.index("```", section.index("```sh\n") + 6)]
+    example = tomllib.loads((ROOT / "examples" / "tether.toml").read_text())
+    sessions = {s["id"] for s in example["sessions"]}
+    for line in block.splitlines():
+        words = line.split("#")[0].split()
+        command = words[1:3] if words[1] == "store" else words[1:2]
+        shown = tether_command(*command, "--help", state=tmp_path)
+        assert shown.returncode == 0, f"`{line}`: {shown.stderr}"
+        for flag in re.findall(r"(?<![\w-])--[a-z][a-z-]*", line.split("#")[0]):
+            assert flag in shown.stdout, f"{flag} of `{line}` is not an option of tether {' '.join(command)}"
+        named = [w for w in words[2:] if w in sessions or w == "sh"]
+        if command[0] in ("attach", "exec", "tail", "send"):
+            assert named and set(named) <= sessions, f"`{line}` names no session of examples/tether.toml"
 
 
 def _config(tmp_path: Path, body: str) -> Path:

@@ -32,7 +32,7 @@ from ..rules._paths import resolve_state_dir
 from ..rules._policy import ReconnectPolicy
 from ..rules._status import MAX_LIMIT
 from ..rules._wire import event_to_dict
-from ..server._auth import load_or_create_token
+from ..server._auth import ensure_state_dir, load_or_create_token
 from ..server._client import (
     AuthRejectedError,
     CannotConnectError,
@@ -239,7 +239,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     registry = discover_plugins()
     sessions, backend = demo_sessions(registry)
     console = Console(highlight=False, no_color=args.plain, soft_wrap=True)
-    state = resolve_state_dir(args.state_dir) / "demo"  # never mixes with a real daemon's sessions
+    # its own folder, so it never mixes with a real daemon's sessions; the state directory above it
+    # is made private first (mkdir's parents would get the umask's mode)
+    state = ensure_state_dir(resolve_state_dir(args.state_dir)) / "demo"
     if args.port is None:
         args.port = 0
     server = _server_settings(args, None) if args.serve else None
