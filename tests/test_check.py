@@ -170,3 +170,21 @@ def test_per_target_limits_are_accepted_by_check_and_run(tmp_path: Path) -> None
         result = tether_command(command, str(path), "--duration", "0.1", state=tmp_path / "state") \
             if command == "run" else tether_command(command, str(path), state=tmp_path / "state")
         assert result.returncode == 0, result.stderr
+
+
+def test_a_bad_default_beside_a_cross_field_one_is_reported_at_defaults_once(tmp_path: Path) -> None:
+    """A bad jitter in [defaults.policy] does not hide its max_delay < base_delay, nor move that
+    problem onto the first session; a misspelt backend gets a did-you-mean."""
+    path = tmp_path / "t.toml"
+    path.write_text('[defaults.policy]\njitter = "ful"\nbase_delay = 5.0\nmax_delay = 1.0\n'
+                    '[[sessions]]\nid = "a"\nbackend = "scripted"\n'
+                    '[[sessions]]\nid = "b"\nbackend = "scriptd"\n[sessions.policy]\nmultiplier = 0.5\n')
+    result = tether_command("check", str(path), state=tmp_path / "state")
+    problems = [line.strip() for line in result.stderr.splitlines()[1:]]
+    assert problems == [
+        "defaults.policy.jitter: must be one of full, equal, decorrelated, none, got 'ful'",
+        "defaults.policy.max_delay: must be >= base_delay (5.0), got 1.0",
+        "sessions[1].backend: unknown backend 'scriptd'; did you mean scripted? known: "
+        + result.stderr.split("known: ")[1].splitlines()[0],
+        "sessions[1].policy.multiplier: must be >= 1 (delays never shrink), got 0.5",
+    ], result.stderr

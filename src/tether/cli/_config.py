@@ -166,11 +166,16 @@ def _policy_defaults(raw: object, errors: list[ConfigError]) -> Mapping[str, Any
     if not isinstance(policy, Mapping):
         errors.append(ConfigError("defaults.policy", f"must be a table, got {policy!r}"))
         return {}
-    found: list[ConfigError] = []
-    _structured(dict(policy), ReconnectPolicy, "defaults.policy", found)
-    errors.extend(found)
-    bad = {e.path.split(".")[2] for e in found if e.path.count(".") >= 2}
-    return {key: value for key, value in policy.items() if key not in bad}
+    good = dict(policy)
+    while good:  # again without the bad keys: a cross-field rule (max_delay >= base_delay) speaks last
+        found: list[ConfigError] = []
+        _structured(good, ReconnectPolicy, "defaults.policy", found)
+        errors.extend(found)
+        bad = {e.path.split(".")[2] for e in found if e.path.count(".") >= 2}
+        if not found or not bad & set(good):
+            break
+        good = {key: value for key, value in good.items() if key not in bad}
+    return good
 
 
 def _salvaged(raw: Mapping[str, Any], problems: list[ConfigError], where: str) -> SessionSpec | None:

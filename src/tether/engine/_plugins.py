@@ -8,6 +8,7 @@ other plugin still loads. ``strict=True`` turns any failure into an error.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Iterable, Mapping
 from typing import Any, final
@@ -164,7 +165,9 @@ class PluginRegistry:
             failure = self.failure(BACKENDS_GROUP, spec.backend)
             why = f" (its plugin failed to load: {failure.error})" if failure else ""
             known = ", ".join(sorted(self.backends)) or "(none)"
-            errors.append(ConfigError("backend", f"unknown backend {spec.backend!r}{why}; known: {known}"))
+            close = difflib.get_close_matches(spec.backend, sorted(self.backends), n=1, cutoff=0.75)
+            hint = f"; did you mean {close[0]}?" if close and not failure else ";"
+            errors.append(ConfigError("backend", f"unknown backend {spec.backend!r}{why}{hint} known: {known}"))
         else:
             view = attrs.evolve(spec, options=validation_view(spec.options)) if has_refs(spec.options) else spec
             try:
