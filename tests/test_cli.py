@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -191,3 +192,13 @@ def test_a_following_client_waits_for_its_daemon_file_instead_of_the_default_add
         finder.find()
     write_daemon_file(tmp_path, host="127.0.0.1", port=40002)  # the next run, on another port
     assert finder.find().url == "ws://127.0.0.1:40002"
+
+
+def test_the_loss_line_docs_cli_shows_is_the_one_tail_prints() -> None:
+    from tether.cli._console_text import describe_loss
+
+    doc = " ".join((ROOT / "docs" / "cli.md").read_text().split())
+    shown = re.search(r"`\[tether: (output of unknown size lost at offset 1,234 \(.*?\))\]`", doc)
+    assert shown is not None
+    loss = tether.Loss(start=1234, stop=1234 + (1 << 26), kind=tether.LossKind.UNSEEN, size=None)
+    assert describe_loss(loss) == shown.group(1)

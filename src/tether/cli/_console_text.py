@@ -18,7 +18,7 @@ _CSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 _TWO_BYTE = re.compile(r"\x1b[ -/]*[0-~]")
 
 _WHY = {
-    LossKind.UNSEEN: "printed while tether was not connected, and kept by nobody",
+    LossKind.UNSEEN: "between two links: whatever was printed then, nobody kept",
     LossKind.TRIMMED: "no longer in the session's buffer",
     LossKind.UNSAVED: "the daemon was killed before it saved them",
 }
