@@ -5,9 +5,12 @@ from __future__ import annotations
 import io
 import logging
 
+import hypothesis
+import hypothesis.strategies as st
+
 from tether.cli._logging import JsonFormatter, RedactingFilter
 from tether.engine._secrets import known_secrets, remember
-from tether.rules._secrets import REDACTED, redact_data, secret_values
+from tether.rules._secrets import REDACTED, redact_data, redact_text, secret_values
 
 
 def test_secret_values_are_the_literals_under_secret_names_at_any_depth() -> None:
@@ -46,3 +49,14 @@ def test_a_logged_traceback_is_scrubbed_of_every_known_secret() -> None:
             logger.removeHandler(handler)
         text = stream.getvalue()
         assert "tb-Secr3t-9911" not in text and "RuntimeError: refused with" in text and "Traceback" in text
+
+
+PIECES = [*"abkenortsywdBEARTOKNS=&: \t-_.~%+/0123456789", "token", "Bearer ", "basic ", "key=", "Authorization: "]
+
+
+@hypothesis.given(st.lists(st.sampled_from(PIECES), max_size=40).map("".join))
+def test_redact_text_skips_a_pattern_only_where_it_cannot_match(text: str) -> None:
+    from tether.rules._secrets import _AUTH_HEADER, _QUERY_SECRET
+
+    full = _AUTH_HEADER.sub(lambda m: m.group(1) + REDACTED, _QUERY_SECRET.sub(lambda m: m.group(1) + REDACTED, text))
+    assert redact_text(text) == full

@@ -98,6 +98,12 @@ def _instantiate(loaded: Any) -> object:
     return loaded
 
 
+def spec_for_checks(spec: SessionSpec) -> SessionSpec:
+    """`spec` as a plugin may see it before secrets resolve: references stand in as placeholders
+    (the spec itself when it has none, which is nearly always: no copy)."""
+    return attrs.evolve(spec, options=validation_view(spec.options)) if has_refs(spec.options) else spec
+
+
 @final
 class PluginRegistry:
     """The backends and strategies available to a supervisor, and what failed to load."""
@@ -169,7 +175,7 @@ class PluginRegistry:
             hint = f"; did you mean {close[0]}?" if close and not failure else ";"
             errors.append(ConfigError("backend", f"unknown backend {spec.backend!r}{why}{hint} known: {known}"))
         else:
-            view = attrs.evolve(spec, options=validation_view(spec.options)) if has_refs(spec.options) else spec
+            view = spec_for_checks(spec)
             try:
                 backend.validate(view)
                 backend.target(view)

@@ -43,7 +43,7 @@ from ..rules._events import PluginFailed, PluginMisbehaved, SessionMoved, Sessio
 from ..rules._limits import ConnectLimits
 from ..rules._output import LogLimits, LogRead, OutputLog, StoredLog
 from ..rules._reasons import Disconnect, DisconnectReason
-from ..rules._secret_refs import missing_literals, validation_view
+from ..rules._secret_refs import missing_literals
 from ..rules._session import StepKind
 from ..rules._snapshots import SessionSnapshot, SnapshotStore
 from ..rules._spec import SessionSpec
@@ -54,7 +54,7 @@ from ._bus import EventBus, Subscription
 from ._console import start_run, wait_output, wait_readable, wait_run
 from ._gc import ManagedCollector
 from ._outbox import Outbox
-from ._plugins import BACKENDS_GROUP, PluginRegistry, discover_plugins
+from ._plugins import BACKENDS_GROUP, PluginRegistry, discover_plugins, spec_for_checks
 from ._readiness import Readiness, TargetState
 from ._session import ForceRequest, Session
 from ._stall import LoopWatchdog, Stall
@@ -441,7 +441,7 @@ class Supervisor:
             raise problems[0]
         if problems:
             raise InvalidConfigError(f"session {spec.id!r}", problems)
-        return backend, backend.target(attrs.evolve(spec, options=validation_view(spec.options)))
+        return backend, backend.target(spec_for_checks(spec))
 
     def _register_now(
         self,

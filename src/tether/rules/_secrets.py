@@ -186,5 +186,10 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in secrets:
         if secret:
             text = text.replace(secret, REDACTED)
-    text = _QUERY_SECRET.sub(lambda m: m.group(1) + REDACTED, text)
-    return _AUTH_HEADER.sub(lambda m: m.group(1) + REDACTED, text)
+    # each pattern only where it could match: every failed attempt's reason passes through here
+    if "=" in text:
+        text = _QUERY_SECRET.sub(lambda m: m.group(1) + REDACTED, text)
+    lowered = text.lower()
+    if "token" in lowered or "bearer" in lowered or "basic" in lowered:
+        text = _AUTH_HEADER.sub(lambda m: m.group(1) + REDACTED, text)
+    return text

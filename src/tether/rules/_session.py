@@ -413,7 +413,9 @@ class SessionRecord:
         """The attempt failed for `why` (the first connect's failure is the episode's drop)."""
         why = self.scrubbed(why)
         if attempt.error:
-            attempt = attrs.evolve(attempt, error=redact_text(attempt.error, self.known_secrets))
+            error = redact_text(attempt.error, self.known_secrets)
+            if error != attempt.error:
+                attempt = attrs.evolve(attempt, error=error)
         self.restored = None
         self.last_failure = why
         if attempt.number == 0 or self.episode is None:
