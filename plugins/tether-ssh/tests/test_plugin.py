@@ -16,10 +16,11 @@ def test_entry_point_loads_the_ssh_backend() -> None:
 
 
 def test_features_and_default_strategies() -> None:
-    """Remote, restorable, re-attachable; transport losses go to ssh-reconnect, auth/host-key to nothing."""
+    """Remote, restorable, re-attachable; transport losses and a killed ssh go to ssh-reconnect,
+    auth/host-key to nothing."""
     backend = SshBackend()
     assert backend.features == {tether.Feature.REATTACH, tether.Feature.RESTORE_STATE, tether.Feature.REMOTE}
-    for reason in ("network", "timeout", "health-check", "remote-closed"):
+    for reason in ("network", "timeout", "health-check", "remote-closed", "forced", "backend-error"):
         assert backend.default_strategies[tether.DisconnectReason(reason)] == "ssh-reconnect"
     assert tether.DisconnectReason.AUTH not in backend.default_strategies
     assert tether.DisconnectReason.HOST_KEY not in backend.default_strategies

@@ -65,6 +65,10 @@ class SshBackend:
         DisconnectReason.HEALTH_CHECK: "ssh-reconnect",
         DisconnectReason.REMOTE_CLOSED: "ssh-reconnect",
         DisconnectReason.FORCED: "ssh-reconnect",
+        # ssh itself died (a signal: an OOM kill, someone's kill -9): the remote side may
+        # live on (tmux), so re-attach, or restart in the kept cwd; a FRESH connect would
+        # drop the cwd and report a kept tmux program as a new one.
+        DisconnectReason.BACKEND_ERROR: "ssh-reconnect",
     }
 
     def __init__(self) -> None:
