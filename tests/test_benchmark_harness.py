@@ -45,3 +45,26 @@ def test_a_before_run_puts_both_sides_in_one_table(tmp_path: Path) -> None:
     assert ("cancel-exit", "tether-before") in cells and ("cancel-exit", "tether") in cells
     table = (out / "results.md").read_text().split("## Before and after (same run)")[1]
     assert "| cancel: leave the context / cancel all (s) | 100 |" in table
+
+
+def test_the_readme_performance_table_is_the_published_run() -> None:
+    """README's figures are the ones in benchmarks/results-before-after (no figure typed by hand)."""
+    readme = (BENCHMARKS.parent / "README.md").read_text()
+    published = BENCHMARKS / "results-before-after"
+    doc = json.loads((published / "results.json").read_text())
+    per_attempt = json.loads((published / "instructions-quick.json").read_text())["per_attempt"]
+
+    def cell(key: str, impl: str, field: str) -> float:
+        return next(r["result"][field] for r in doc["runs"] if (r["key"], r["impl"], r["n"]) == (key, impl, 100_000))
+
+    storm = [cell("storm", impl, "cpu_s") for impl in ("tether", "naive-asyncio", "trio-floor", "tether-before")]
+    assert f"| storm: CPU seconds | {storm[0]:.1f} | {storm[1]:.1f} | {storm[2]:.1f} | {storm[0] / storm[1]:.1f}x | " \
+           f"{storm[0] / storm[2]:.2f}x | {storm[0] / storm[3]:.2f}x |" in readme
+    idle = [cell("idle", impl, "rss_bytes_per_session") / 1024 for impl in ("tether", "naive-asyncio", "trio-floor")]
+    assert f"| idle: RSS per session | {idle[0]:.1f} KB | {idle[1]:.1f} KB | {idle[2]:.1f} KB |" in readme
+    exit_s = [cell("cancel-exit", impl, "cancel_s") for impl in ("tether", "naive-asyncio", "trio-floor")]
+    assert f"| {exit_s[0]:.1f} s | {exit_s[1]:.1f} s | {exit_s[2]:.1f} s |" in readme
+    shown = {name: f"{value / 1000:.1f}k" for name, value in per_attempt.items()}
+    for name in ("naive-asyncio", "trio-floor", "tether"):
+        assert shown[name] in readme, name
+    assert f"{per_attempt['tether'] / per_attempt['tether-before']:.2f}x what it cost last round" in readme
