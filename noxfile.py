@@ -79,6 +79,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/cluster.py", "--sessions", sessions, "--claim-batch", "2000")
     quick = ["--quick"] if "--quick" in session.posargs else []
     session.run("python", "benchmarks/output.py", *quick)
+    session.run("python", "benchmarks/console.py", *quick)
     if shutil.which("valgrind") is None and os.geteuid() == 0:
         session.run("apt-get", "install", "-y", "-qq", "valgrind", external=True)
     session.run("python", "benchmarks/instructions.py", *quick)

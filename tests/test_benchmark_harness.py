@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import trio
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -68,3 +69,12 @@ def test_the_readme_performance_table_is_the_published_run() -> None:
     for name in ("naive-asyncio", "trio-floor", "tether"):
         assert shown[name] in readme, name
     assert f"{per_attempt['tether'] / per_attempt['tether-before']:.2f}x what it cost last round" in readme
+
+
+@pytest.mark.parametrize("reader", ["in process (Supervisor.read_next)", "/control read (client, wait)", "/attach"])
+def test_the_console_benchmark_reads_what_was_printed(run_module: object, reader: str) -> None:
+    import console  # type: ignore[import-not-found]
+
+    cell = trio.run(console.measure, console.READERS[reader], 2, 0.3)
+    assert cell["received MB/s"] > 0
+    assert cell["received MB/s"] <= cell["printed MB/s"] * 1.001
