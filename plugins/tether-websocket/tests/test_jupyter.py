@@ -156,8 +156,10 @@ async def test_server_gone_for_good_fails_at_the_unreachable_bound(
     assert state.episode.disconnect.reason in (DisconnectReason.NETWORK, DisconnectReason.REMOTE_CLOSED), state
     # The first attempt runs at once and can reach the dying server's listen backlog: the
     # handshake then never completes and trio-websocket does not surface the EOF, so that
-    # attempt ends at its deadline as TIMEOUT. Later ones are refused: NETWORK.
-    assert state.episode.attempts[-1].reason is DisconnectReason.NETWORK
+    # attempt ends at its deadline as TIMEOUT. Later ones are refused: NETWORK (under load the
+    # gate may park the session after that first attempt alone).
+    attempts = state.episode.attempts
+    assert len(attempts) == 1 or attempts[-1].reason is DisconnectReason.NETWORK, attempts
     assert all(a.reason in (DisconnectReason.NETWORK, DisconnectReason.TIMEOUT) for a in state.episode.attempts), [
         (a.reason, a.error) for a in state.episode.attempts
     ]
