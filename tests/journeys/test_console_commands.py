@@ -3,7 +3,8 @@
 `add` (options, policy, ``--file``, a bad session), `send` (text, keys,
 stdin bytes), `tail` (``-n``, ``--raw``, ``--since`` and ``--show-offset``
 across a daemon restart, ``-f`` across one), `exec` (exit status, only the
-command's output, the 124 timeout and ``--resume``), `reconnect`, `remove`;
+command's output, the 124 timeout and ``--resume``, 125 for a command whose
+shell ended), `reconnect`, `remove`;
 and `tether attach` for real inside tmux (send-keys, capture-pane): type a
 command, kill the shell from outside, the attach client stays and shows the
 new shell; restart the daemon, it continues from its cursor; the window size
@@ -286,4 +287,31 @@ def test_attach_refuses_an_unknown_session_and_piped_input(tmp_path: Path) -> No
         assert b"not connected" not in piped.stderr, piped.stderr
         assert daemon.cli("exec", "sh", "--", "echo", "still-here").stdout.strip() == "still-here"
         assert "piped-" not in _tail(daemon, "--since", str(mark)).stdout
+        daemon.stop("SIGTERM")
+
+
+def test_exec_whose_shell_ends_says_so_at_once_and_on_resume(tmp_path: Path) -> None:
+    with running(tmp_path / "state", _config(tmp_path), env=_daemon_env(tmp_path)) as daemon:
+        daemon.start()
+        first = wait_for(lambda: _pid(daemon), what="the shell to run")
+        ended = daemon.cli("exec", "sh", "--timeout", "20", "--", "echo before-$((1+1)); exit 3", check=False,
+                           timeout=40)
+        assert ended.returncode == 125, ended
+        assert _lines(ended.stdout) in ("before-2\n", "before-2\nexit\n"), ended.stdout  # and bash's own "exit"
+        assert ended.stderr == "tether: the shell ended before the command finished; its output is above\n", \
+            ended.stderr
+        second = wait_for(lambda: _pid(daemon) not in (None, first) and _pid(daemon), what="a new shell")
+
+        # --resume of a run left waiting when its shell went: the same answer, not "still running"
+        slow = daemon.cli("exec", "sh", "--timeout", "0.5", "--", "sleep 30", check=False)
+        assert slow.returncode == 124, slow
+        token = re.search(r"--resume (\S+)", slow.stderr)
+        assert token, slow.stderr
+        os.kill(second, signal.SIGKILL)
+        resumed = daemon.cli("exec", "sh", "--timeout", "20", "--resume", token.group(1), check=False, timeout=40)
+        assert resumed.returncode == 125, resumed
+        assert resumed.stderr == "tether: the shell ended before the command finished; its output is above\n", \
+            resumed.stderr
+        wait_for(lambda: _pid(daemon) not in (None, second), what="another new shell")
+        assert daemon.cli("exec", "sh", "--", "echo", "fine").stdout.strip() == "fine"  # the new shell runs commands
         daemon.stop("SIGTERM")
