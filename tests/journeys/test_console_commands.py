@@ -238,7 +238,8 @@ def test_attach_in_tmux_survives_a_killed_shell_and_a_daemon_restart(tmp_path: P
         _tmux(tmux_socket, "send-keys", "-t", "=attach:", "C-]")  # detach: attach ends, the session stays
         wait_for(lambda: _tmux(tmux_socket, "display-message", "-p", "-t", "=attach:", "#{pane_dead}").strip() == "1",
                  what="attach to end on Ctrl-]")
-        assert _tmux(tmux_socket, "display-message", "-p", "-t", "=attach:", "#{pane_dead_status}").strip() == "0"
+        ended = _tmux(tmux_socket, "display-message", "-p", "-t", "=attach:", "#{pane_dead_status}/#{pane_dead_signal}")
+        assert ended.strip() == "0/", f"{ended}\n{_screen(tmux_socket)}"  # exit status 0, no signal
         assert _pid(daemon) is not None
         daemon.stop("SIGTERM")
 
