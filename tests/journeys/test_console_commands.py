@@ -3,11 +3,13 @@
 `add` (options, policy, ``--file``, a bad session), `send` (text, keys,
 stdin bytes), `tail` (``-n``, ``--raw``, ``--since`` and ``--show-offset``
 across a daemon restart, ``-f`` across one), `exec` (exit status, only the
-command's output, the 124 timeout and ``--resume``), `reconnect`, `remove`;
+command's output, the 124 timeout and ``--resume``, 125 for a command whose
+shell ended), `reconnect`, `remove`;
 and `tether attach` for real inside tmux (send-keys, capture-pane): type a
 command, kill the shell from outside, the attach client stays and shows the
 new shell; restart the daemon, it continues from its cursor; the window size
-follows; Ctrl-] detaches. What docs/cli.md says of these commands, checked.
+follows; Ctrl-] detaches; an unknown session (on a terminal or not) and piped
+input are refused with one line and exit 1. What docs/cli.md says of these commands, checked.
 """
 
 from __future__ import annotations
@@ -236,6 +238,81 @@ def test_attach_in_tmux_survives_a_killed_shell_and_a_daemon_restart(tmp_path: P
         _tmux(tmux_socket, "send-keys", "-t", "=attach:", "C-]")  # detach: attach ends, the session stays
         wait_for(lambda: _tmux(tmux_socket, "display-message", "-p", "-t", "=attach:", "#{pane_dead}").strip() == "1",
                  what="attach to end on Ctrl-]")
-        assert _tmux(tmux_socket, "display-message", "-p", "-t", "=attach:", "#{pane_dead_status}").strip() == "0"
+        ended = _tmux(tmux_socket, "display-message", "-p", "-t", "=attach:", "#{pane_dead_status}/#{pane_dead_signal}")
+        assert ended.strip() == "0/", f"{ended}\n{_screen(tmux_socket)}"  # exit status 0, no signal
         assert _pid(daemon) is not None
+        daemon.stop("SIGTERM")
+
+
+def _on_a_terminal(daemon: Daemon, *args: str) -> tuple[int, str]:
+    """Run `tether ARGS` with a pty for stdin, stdout and stderr (as in a terminal): exit code, what it showed."""
+    controller, terminal = os.openpty()
+    try:
+        child = subprocess.Popen([sys.executable, "-m", "tether", *args], stdin=terminal, stdout=terminal,
+                                 stderr=terminal, env={**os.environ, "TETHER_STATE_DIR": str(daemon.state)},
+                                 start_new_session=True)
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # EIO: the child closed its side
+                break
+            if not chunk:
+                break
+            shown += chunk
+        return child.wait(30), shown.decode("utf-8", "replace")
+    finally:
+        os.close(controller)
+
+
+def test_attach_refuses_an_unknown_session_and_piped_input(tmp_path: Path) -> None:
+    with running(tmp_path / "state", _config(tmp_path), env=_daemon_env(tmp_path)) as daemon:
+        daemon.start()
+        wait_for(lambda: _pid(daemon), what="the shell to run")
+        code, shown = _on_a_terminal(daemon, "attach", "nosuch")  # on a terminal: one line, no traceback
+        assert code == 1, shown
+        assert "tether: no session 'nosuch' is registered" in shown and "Traceback" not in shown, shown
+        for stdin in (subprocess.DEVNULL, None):  # without a terminal: the same line and exit code
+            quiet = subprocess.run([sys.executable, "-m", "tether", "attach", "nosuch"], stdin=stdin,
+                                   input=b"" if stdin is None else None, capture_output=True, timeout=60,
+                                   env={**os.environ, "TETHER_STATE_DIR": str(daemon.state)}, check=False)
+            assert quiet.returncode == 1, quiet
+            assert quiet.stderr.decode() == "tether: no session 'nosuch' is registered\n", quiet.stderr
+        # piped input to a session that exists: refused, saying what to use; nothing typed
+        mark = _offset(_tail(daemon, "--show-offset").stderr)
+        piped = _tether_input(daemon, b"echo piped-$((6*7))\n", "attach", "sh")
+        assert piped.returncode == 1, piped
+        assert b"attach needs a terminal" in piped.stderr and b"tether send sh --data-stdin" in piped.stderr, \
+            piped.stderr
+        assert b"not connected" not in piped.stderr, piped.stderr
+        assert daemon.cli("exec", "sh", "--", "echo", "still-here").stdout.strip() == "still-here"
+        assert "piped-" not in _tail(daemon, "--since", str(mark)).stdout
+        daemon.stop("SIGTERM")
+
+
+def test_exec_whose_shell_ends_says_so_at_once_and_on_resume(tmp_path: Path) -> None:
+    with running(tmp_path / "state", _config(tmp_path), env=_daemon_env(tmp_path)) as daemon:
+        daemon.start()
+        first = wait_for(lambda: _pid(daemon), what="the shell to run")
+        ended = daemon.cli("exec", "sh", "--timeout", "20", "--", "echo before-$((1+1)); exit 3", check=False,
+                           timeout=40)
+        assert ended.returncode == 125, ended
+        assert _lines(ended.stdout) in ("before-2\n", "before-2\nexit\n"), ended.stdout  # and bash's own "exit"
+        assert ended.stderr == "tether: the shell ended before the command finished; its output is above\n", \
+            ended.stderr
+        second = wait_for(lambda: _pid(daemon) not in (None, first) and _pid(daemon), what="a new shell")
+
+        # --resume of a run left waiting when its shell went: the same answer, not "still running"
+        slow = daemon.cli("exec", "sh", "--timeout", "0.5", "--", "sleep 30", check=False)
+        assert slow.returncode == 124, slow
+        token = re.search(r"--resume (\S+)", slow.stderr)
+        assert token, slow.stderr
+        os.kill(second, signal.SIGKILL)
+        resumed = daemon.cli("exec", "sh", "--timeout", "20", "--resume", token.group(1), check=False, timeout=40)
+        assert resumed.returncode == 125, resumed
+        assert resumed.stderr == "tether: the shell ended before the command finished; its output is above\n", \
+            resumed.stderr
+        wait_for(lambda: _pid(daemon) not in (None, second), what="another new shell")
+        assert daemon.cli("exec", "sh", "--", "echo", "fine").stdout.strip() == "fine"  # the new shell runs commands
         daemon.stop("SIGTERM")
