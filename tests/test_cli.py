@@ -39,7 +39,10 @@ def test_cli_doc_lists_exit_codes() -> None:
     from tether.cli import _main as _cli
 
     text = (ROOT / "docs" / "cli.md").read_text()
-    for code in (_cli.EXIT_OK, _cli.EXIT_FAILURE, _cli.EXIT_USAGE, _cli.EXIT_CONNECT, _cli.EXIT_AUTH):
+    from tether.cli import _common
+
+    for code in (_cli.EXIT_OK, _cli.EXIT_FAILURE, _cli.EXIT_USAGE, _cli.EXIT_CONNECT, _cli.EXIT_AUTH,
+                 _common.EXIT_TIMEOUT, _common.EXIT_LOST):
         assert f"| {code} |" in text
 
 

@@ -109,3 +109,57 @@ def test_the_python_client_example_runs_against_a_real_daemon(tmp_path: Path) ->
         assert lines[0].startswith("2 {")
         assert lines[-1] == "no session 'nope' is registered"
         daemon.stop()
+
+
+def _documented_reply_keys(op: str) -> set[str]:
+    row = re.search(rf"^\| `{op}` \| .*? \| `\{{(.*?)\}}` \|$", TEXT, flags=re.MULTILINE)
+    assert row, f"no {op} row in the op table"
+    return set(re.findall(r'"(\w+)"', row.group(1)))
+
+
+@pytest.mark.slow
+def test_a_run_whose_shell_ends_is_lost_as_documented(tmp_path: Path) -> None:
+    """`run` and `wait-run` over /control against `tether run` with a real bash: the reply has the
+    documented keys, and a run whose shell exits answers `done` with `lost` (docs/control.md)."""
+    from tether import LinkError
+    from tether.server._client import find_daemon, open_client
+
+    home = tmp_path / "home"
+    home.mkdir()
+    config = tmp_path / "tether.toml"
+    config.write_text('[[sessions]]\nid = "sh"\nbackend = "process"\noptions = { argv = ["bash"] }\n'
+                      '[sessions.policy]\nbase_delay = 0.1\njitter = "none"\n')
+    state = tmp_path / "state"
+    assert _documented_reply_keys("run") >= {"token", "done", "exit_status", "lost"}
+    with running(state, config, env={"HOME": str(home), "TERM": "xterm"}) as daemon:
+        daemon.start()
+
+        async def run(command: str, budget: float) -> dict[str, Any]:
+            """`run` once the (new) shell has shown its integration's prompt."""
+            async with open_client(find_daemon(state_dir=state)) as client:
+                while True:
+                    await client.wait("sh", connected=True, budget=30)
+                    try:
+                        reply: dict[str, Any] = await client.request("run", session_id="sh", command=command,
+                                                                     budget=budget)
+                        return reply
+                    except LinkError:  # no prompt yet: wait for the shell to print one
+                        await client.wait("sh", quiet=0.2, budget=30)
+
+        async def main() -> None:
+            fine = await run("true", 30)
+            assert set(fine) == _documented_reply_keys("run"), fine
+            assert fine["done"] is True and fine["exit_status"] == 0 and fine["lost"] is None, fine
+            ended = await run("echo bye; exit 3", 30)
+            assert set(ended) == _documented_reply_keys("run"), ended
+            assert ended["done"] is True and ended["exit_status"] is None, ended
+            assert ended["lost"] == "the shell ended before the command finished", ended
+            waiting = await run("sleep 1; exit 4", 0.1)
+            assert waiting["done"] is False and waiting["lost"] is None, waiting
+            async with open_client(find_daemon(state_dir=state)) as client:
+                resumed = await client.request("wait-run", session_id="sh", token=waiting["token"], budget=30)
+            assert set(resumed) == _documented_reply_keys("run"), resumed
+            assert resumed["done"] is True and resumed["lost"] == ended["lost"], resumed
+
+        trio.run(main)
+        daemon.stop()

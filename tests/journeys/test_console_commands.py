@@ -3,11 +3,13 @@
 `add` (options, policy, ``--file``, a bad session), `send` (text, keys,
 stdin bytes), `tail` (``-n``, ``--raw``, ``--since`` and ``--show-offset``
 across a daemon restart, ``-f`` across one), `exec` (exit status, only the
-command's output, the 124 timeout and ``--resume``), `reconnect`, `remove`;
+command's output, the 124 timeout and ``--resume``, 125 for a command whose
+shell ended), `reconnect`, `remove`;
 and `tether attach` for real inside tmux (send-keys, capture-pane): type a
 command, kill the shell from outside, the attach client stays and shows the
 new shell; restart the daemon, it continues from its cursor; the window size
-follows; Ctrl-] detaches. What docs/cli.md says of these commands, checked.
+follows; Ctrl-] detaches; an unknown session (on a terminal or not) and piped
+input are refused with one line and exit 1. What docs/cli.md says of these commands, checked.
 """
 
 from __future__ import annotations
@@ -202,10 +204,11 @@ def test_attach_in_tmux_survives_a_killed_shell_and_a_daemon_restart(tmp_path: P
     with running(state, _config(tmp_path), env=_daemon_env(tmp_path)) as daemon:
         daemon.start()
         first = wait_for(lambda: _pid(daemon), what="the shell to run")
-        attach = f"{sys.executable} -m tether attach sh"
+        # attach's exit status, said by the shell that ran it (tmux may see the pane die before it reaps it)
+        attach = f"sh -c '{sys.executable} -m tether attach sh; echo attach-exit=$?; sleep 600'"
         _tmux(tmux_socket, "-f", "/dev/null", "new-session", "-d", "-s", "attach", "-x", "100", "-y", "30",
               "-e", f"TETHER_STATE_DIR={state}", "-e", f"PATH={os.environ['PATH']}", attach,
-              ";", "set-option", "-w", "-t", "=attach:", "remain-on-exit", "on")  # to read attach's exit status
+              ";", "set-option", "-w", "-t", "=attach:", "remain-on-exit", "on")  # the screen stays readable
 
         def typed(line: str, shown: str, what: str) -> None:
             _tmux(tmux_socket, "send-keys", "-t", "=attach:", "-l", line)
@@ -217,11 +220,16 @@ def test_attach_in_tmux_survives_a_killed_shell_and_a_daemon_restart(tmp_path: P
 
         os.kill(first, signal.SIGKILL)  # the shell killed from outside: the daemon starts a new one
         wait_for(lambda: _pid(daemon) not in (None, first), what="a new shell")
+        # attach refuses input while the session is not connected: type once attach says it is back
+        wait_for(lambda: "reconnected: a new program" in _screen(tmux_socket), what="attach to see the new shell",
+                 timeout=30)
         typed("echo new-shell-$((2+2))", "new-shell-4", "the new shell answering in attach")
 
         daemon.stop("SIGTERM")
         daemon.start()
         wait_for(lambda: _pid(daemon), what="the shell after the restart")
+        wait_for(lambda: "[tether: back with the daemon; continuing at offset" in _screen(tmux_socket),
+                 what="attach to reconnect to the restarted daemon", timeout=30)
         typed("echo restarted-$((3+3))", "restarted-6", "attach continuing after the daemon restart")
         screen = _screen(tmux_socket)
         for shown in ("typed-2", "new-shell-4", "restarted-6"):  # each output once: nothing replayed
@@ -234,8 +242,81 @@ def test_attach_in_tmux_survives_a_killed_shell_and_a_daemon_restart(tmp_path: P
         typed("stty size", "\n25 90", "the new size in the session's terminal")
 
         _tmux(tmux_socket, "send-keys", "-t", "=attach:", "C-]")  # detach: attach ends, the session stays
-        wait_for(lambda: _tmux(tmux_socket, "display-message", "-p", "-t", "=attach:", "#{pane_dead}").strip() == "1",
-                 what="attach to end on Ctrl-]")
-        assert _tmux(tmux_socket, "display-message", "-p", "-t", "=attach:", "#{pane_dead_status}").strip() == "0"
+        wait_for(lambda: "attach-exit=" in _screen(tmux_socket), what="attach to end on Ctrl-]", timeout=30)
+        assert "attach-exit=0" in _screen(tmux_socket), _screen(tmux_socket)
         assert _pid(daemon) is not None
+        daemon.stop("SIGTERM")
+
+
+def _on_a_terminal(daemon: Daemon, *args: str) -> tuple[int, str]:
+    """Run `tether ARGS` with a pty for stdin, stdout and stderr (as in a terminal): exit code, what it showed."""
+    controller, terminal = os.openpty()
+    try:
+        child = subprocess.Popen([sys.executable, "-m", "tether", *args], stdin=terminal, stdout=terminal,
+                                 stderr=terminal, env={**os.environ, "TETHER_STATE_DIR": str(daemon.state)},
+                                 start_new_session=True)
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # EIO: the child closed its side
+                break
+            if not chunk:
+                break
+            shown += chunk
+        return child.wait(30), shown.decode("utf-8", "replace")
+    finally:
+        os.close(controller)
+
+
+def test_attach_refuses_an_unknown_session_and_piped_input(tmp_path: Path) -> None:
+    with running(tmp_path / "state", _config(tmp_path), env=_daemon_env(tmp_path)) as daemon:
+        daemon.start()
+        wait_for(lambda: _pid(daemon), what="the shell to run")
+        code, shown = _on_a_terminal(daemon, "attach", "nosuch")  # on a terminal: one line, no traceback
+        assert code == 1, shown
+        assert "tether: no session 'nosuch' is registered" in shown and "Traceback" not in shown, shown
+        for stdin in (subprocess.DEVNULL, None):  # without a terminal: the same line and exit code
+            quiet = subprocess.run([sys.executable, "-m", "tether", "attach", "nosuch"], stdin=stdin,
+                                   input=b"" if stdin is None else None, capture_output=True, timeout=60,
+                                   env={**os.environ, "TETHER_STATE_DIR": str(daemon.state)}, check=False)
+            assert quiet.returncode == 1, quiet
+            assert quiet.stderr.decode() == "tether: no session 'nosuch' is registered\n", quiet.stderr
+        # piped input to a session that exists: refused, saying what to use; nothing typed
+        mark = _offset(_tail(daemon, "--show-offset").stderr)
+        piped = _tether_input(daemon, b"echo piped-$((6*7))\n", "attach", "sh")
+        assert piped.returncode == 1, piped
+        assert b"attach needs a terminal" in piped.stderr and b"tether send sh --data-stdin" in piped.stderr, \
+            piped.stderr
+        assert b"not connected" not in piped.stderr, piped.stderr
+        assert daemon.cli("exec", "sh", "--", "echo", "still-here").stdout.strip() == "still-here"
+        assert "piped-" not in _tail(daemon, "--since", str(mark)).stdout
+        daemon.stop("SIGTERM")
+
+
+def test_exec_whose_shell_ends_says_so_at_once_and_on_resume(tmp_path: Path) -> None:
+    with running(tmp_path / "state", _config(tmp_path), env=_daemon_env(tmp_path)) as daemon:
+        daemon.start()
+        first = wait_for(lambda: _pid(daemon), what="the shell to run")
+        ended = daemon.cli("exec", "sh", "--timeout", "20", "--", "echo before-$((1+1)); exit 3", check=False,
+                           timeout=40)
+        assert ended.returncode == 125, ended
+        assert _lines(ended.stdout) in ("before-2\n", "before-2\nexit\n"), ended.stdout  # and bash's own "exit"
+        assert ended.stderr == "tether: the shell ended before the command finished; its output is above\n", \
+            ended.stderr
+        second = wait_for(lambda: _pid(daemon) not in (None, first) and _pid(daemon), what="a new shell")
+
+        # --resume of a run left waiting when its shell went: the same answer, not "still running"
+        slow = daemon.cli("exec", "sh", "--timeout", "0.5", "--", "sleep 30", check=False)
+        assert slow.returncode == 124, slow
+        token = re.search(r"--resume (\S+)", slow.stderr)
+        assert token, slow.stderr
+        os.kill(second, signal.SIGKILL)
+        resumed = daemon.cli("exec", "sh", "--timeout", "20", "--resume", token.group(1), check=False, timeout=40)
+        assert resumed.returncode == 125, resumed
+        assert resumed.stderr == "tether: the shell ended before the command finished; its output is above\n", \
+            resumed.stderr
+        wait_for(lambda: _pid(daemon) not in (None, second), what="another new shell")
+        assert daemon.cli("exec", "sh", "--", "echo", "fine").stdout.strip() == "fine"  # the new shell runs commands
         daemon.stop("SIGTERM")

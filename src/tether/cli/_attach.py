@@ -13,6 +13,12 @@ anew: it may listen on another port now) and continues from its cursor, so
 no byte is shown twice, and every byte the daemon could not keep is said.
 Input typed while there is nowhere to send it is not kept for later: a note
 says it was not delivered.
+
+Attach needs a terminal on stdin, as tmux does: piped input would be typed
+blindly at whatever the session shows, raced against the connection, and
+its end would detach. `tether send --data-stdin` and `tether exec` are the
+commands for input from a pipe; attach without a terminal says so (exit 1),
+after checking that the session exists.
 """
 
 from __future__ import annotations
@@ -32,17 +38,27 @@ from typing import Any
 import trio
 
 from ..rules._backoff import retry_delay
-from ..rules._errors import ConfigError
+from ..rules._classify import single_error
+from ..rules._errors import ConfigError, SessionNotFoundError
 from ..rules._keys import encode_keys
 from ..rules._output import Loss
 from ..rules._state import SessionStatus
 from ..rules._wire import event_to_dict
 from ..server._attach_client import AttachStream, Ended, Output, Refused, StatusChange, open_attach
-from ..server._client import AuthRejectedError, CannotConnectError, ConnectionLostError, HandshakeRejectedError
-from ._common import EXIT_FAILURE, EXIT_OK, DaemonFinder, UsageError
+from ..server._client import (
+    AuthRejectedError,
+    CannotConnectError,
+    ConnectionLostError,
+    HandshakeRejectedError,
+    open_client,
+)
+from ._common import EXIT_FAILURE, EXIT_OK, DaemonFinder, UsageError, endpoint_of, err
 from ._console import FOLLOW_POLICY
 from ._console_text import describe_loss
 from ._render import describe, printable
+
+if sys.version_info < (3, 11):  # pragma: no cover - exercised on 3.10 only
+    from exceptiongroup import BaseExceptionGroup
 
 DETACH_KEY = "ctrl-]"
 REPLAY_BYTES = 4096
@@ -163,13 +179,19 @@ class _Attacher:
         self._offline_noted = False
 
     async def run(self) -> int:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._keyboard, nursery.cancel_scope)
-            nursery.start_soon(self._signals, nursery.cancel_scope)
-            if self.terminal:
-                nursery.start_soon(self._window)
-            self.result = await self._follow()
-            nursery.cancel_scope.cancel()
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._keyboard, nursery.cancel_scope)
+                nursery.start_soon(self._signals, nursery.cancel_scope)
+                if self.terminal:
+                    nursery.start_soon(self._window)
+                self.result = await self._follow()
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:  # one error (no such session, no daemon): itself, said plainly
+            single = single_error(group)
+            if single is None:
+                raise
+            raise single from None
         return self.result
 
     # -- the daemon ------------------------------------------------------------------------------
@@ -193,6 +215,8 @@ class _Attacher:
             except AuthRejectedError:
                 raise
             except HandshakeRejectedError as exc:
+                if exc.status == 404 and exc.type == "not-found":
+                    raise SessionNotFoundError(self.sid) from None
                 if exc.type != "bad-cursor" or self.log_id is None:
                     raise
                 await self.screen.note(f"{self.sid} has a new output log (it was registered again); "
@@ -318,6 +342,8 @@ def cmd_attach(args: argparse.Namespace) -> int:
     if args.replay < 0 or (args.since is not None and args.since < 0):
         raise UsageError("--replay and --since take numbers >= 0")
     detach_byte(args.detach_key)  # a bad key is a usage error before the terminal changes
+    if not os.isatty(0):
+        return trio.run(_refuse_without_terminal, args)
 
     async def main(terminal: bool) -> int:
         screen = _Screen(terminal)
@@ -328,3 +354,13 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
     with raw_terminal(0, (1,) if os.isatty(1) else ()) as terminal:
         return trio.run(main, terminal and os.isatty(1))
+
+
+async def _refuse_without_terminal(args: argparse.Namespace) -> int:
+    """Attach without a terminal on stdin: the session must exist (else `SessionNotFoundError`), then
+    the commands that take input from a pipe are named (exit 1)."""
+    async with open_client(endpoint_of(args)) as client:
+        await client.read(args.session, None, 1)
+    err(f"attach needs a terminal on stdin (it is not one); to type piped input into {args.session} use "
+        f"`tether send {args.session} --data-stdin`, to run a command `tether exec {args.session} -- CMD`")
+    return EXIT_FAILURE

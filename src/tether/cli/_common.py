@@ -16,6 +16,8 @@ EXIT_CONNECT = 3
 EXIT_AUTH = 4
 EXIT_TIMEOUT = 124
 """`tether exec`: the command was still running when its --timeout ran out (as GNU timeout says it)."""
+EXIT_LOST = 125
+"""`tether exec`: the shell ended or was replaced before the command finished; no exit status exists."""
 
 
 class UsageError(Exception):

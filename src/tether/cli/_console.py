@@ -26,7 +26,7 @@ from ..rules._keys import encode_keys
 from ..rules._output import LogRead, Loss
 from ..rules._policy import ReconnectPolicy
 from ..server._client import CannotConnectError, ConnectionLostError, DaemonClient, DaemonEndpoint, open_client
-from ._common import EXIT_FAILURE, EXIT_OK, EXIT_TIMEOUT, DaemonFinder, UsageError, endpoint_of
+from ._common import EXIT_FAILURE, EXIT_LOST, EXIT_OK, EXIT_TIMEOUT, DaemonFinder, UsageError, endpoint_of
 from ._console_text import TextView, describe_loss
 
 if sys.version_info >= (3, 11):
@@ -314,6 +314,9 @@ def cmd_exec(args: argparse.Namespace) -> int:
                     break
                 cursor = read.next
             sys.stdout.buffer.flush()
+            if outcome.lost is not None:
+                print(f"tether: {outcome.lost}; its output is above", file=sys.stderr, flush=True)
+                return EXIT_LOST
             if outcome.exit_status is None:
                 print("tether: the command ended without an exit status", file=sys.stderr)
                 return EXIT_FAILURE

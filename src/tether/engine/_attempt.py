@@ -36,6 +36,7 @@ from ..rules._events import PluginMisbehaved
 from ..rules._reasons import Disconnect, DisconnectReason
 from ..rules._session import FIRST_CONNECT, Step
 from ..rules._state import Attempt, SessionStatus
+from ._console import SHELL_ENDED, SHELL_REPLACED, runs_lost
 from ._hooks import AttemptHooks
 from ._outbox import Outbox
 from ._recovery import AttemptContext, backstop_grace
@@ -161,6 +162,8 @@ class AttemptRunner:
             session.pending_drop = None
             if drop is None or drop.reason is not DisconnectReason.PROCESS_EXIT:
                 session.console.log.mark_interrupted()  # the next link's first bytes say if any were lost
+            else:
+                runs_lost(session, SHELL_ENDED)
             session.console.link_ended()
             if failure is not None and drop is None:
                 drop = failure
@@ -230,6 +233,8 @@ class AttemptRunner:
     def _connected(
         self, session: Session, link: Link, attempt: Attempt, force: ForceRequest | None, now: float
     ) -> None:
+        if not attempt.same_program:  # a run typed into the program before this one can never finish
+            runs_lost(session, SHELL_REPLACED)
         session.link = link
         self._refresh_state(session, link)
         session.connected(self._outbox, attempt, now, time.time())

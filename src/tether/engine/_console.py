@@ -174,8 +174,20 @@ async def wait_run(session: Session, token: str, budget: float) -> RunOutcome:
         await trio.lowlevel.checkpoint()
     return RunOutcome(
         token=token, done=True, exit_status=result.status, output_start=result.output_start,
-        output_stop=result.output_stop, started=result.started,
+        output_stop=result.output_stop, started=result.started, lost=result.lost,
     )
+
+
+SHELL_ENDED = "the shell ended before the command finished"
+SHELL_REPLACED = "the shell was replaced by a new program before the command finished"
+
+
+def runs_lost(session: Session, why: str) -> None:
+    """The session's program ended or was replaced: its pending runs can never finish; their
+    waiters get an outcome that says so (`RunOutcome.lost`) instead of waiting forever."""
+    lost = session.console.lose_runs(why)
+    if lost:
+        console_of(session).completed(lost)
 
 
 def forget_run(session: Session, token: str) -> None:

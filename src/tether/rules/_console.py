@@ -66,6 +66,16 @@ class ConsoleOutput:
         if self._runs is not None:
             self._runs.pop(nonce, None)
 
+    def lose_runs(self, why: str) -> list[RunResult]:
+        """Every run still waiting, given up: the program that would have finished it is gone."""
+        runs, self._runs = self._runs or {}, None
+        end = self.log.end
+        return [
+            RunResult(nonce, None, start, max(start, end), tracker.started_at is not None, lost=why)
+            for nonce, tracker in runs.items()
+            for start in (tracker.started_at if tracker.started_at is not None else tracker.sent_at,)
+        ]
+
     def link_ended(self) -> None:
         """The link is gone: a new one must show its shell's prompt again before `run`."""
         self.shell = None
@@ -124,3 +134,6 @@ class RunOutcome:
     output_stop: int = 0
     """``[output_start, output_stop)``: the command's output in the session's log."""
     started: bool = True
+    lost: str | None = None
+    """Why the run can never finish, when its program ended or was replaced before its end mark
+    (`done` is then True, `exit_status` None, and the range is the output it had printed)."""

@@ -361,6 +361,9 @@ class RunResult:
     started: bool
     """False when no C mark came before the D (it was lost with output the log never saw): the
     range then runs from where the line was sent to the D mark."""
+    lost: str | None = None
+    """Why the run can never finish (its shell ended, or was replaced by a new program): then
+    `status` is None and the range runs to where the log was when that became known."""
 
 
 def quote_ansi_c(text: str) -> str:

@@ -394,7 +394,7 @@ class Tools:
             if not outcome.done:
                 seen = await self._seen(sid)
                 if continuity.since(seen.state, token.before, seen.log.log_id).link is continuity.Link.REPLACED:
-                    return await self._lost(token, seen, a)
+                    return await self._lost(token, seen)
                 outcome = await self._ask(lambda c: c.wait_run(sid, token.nonce, budget=budget), retry=True,
                                           what="wait for the command")
         except RunNotFoundError:  # tether restarted (or forgot it): its marks are still in the log
@@ -410,7 +410,7 @@ class Tools:
         position = token.before.position
         while True:
             if not await self._until_readable(sid, token.before.at(position), call):
-                return await self._lost(token, await self._seen(sid), a)
+                return await self._lost(token, await self._seen(sid))
             read = await self._via("read the output", True, DaemonClient.read, sid, position, SCAN_CHUNK)
             result = _scan(read, scanner, tracker)
             position = read.next
@@ -423,7 +423,7 @@ class Tools:
                 continue
             seen = await self._seen(sid)
             if continuity.since(seen.state, token.before, seen.log.log_id).link is continuity.Link.REPLACED:
-                return await self._lost(token, seen, a)
+                return await self._lost(token, seen)
             left = deadline - trio.current_time()
             if left <= 0:
                 return await self._run_result(token, RunOutcome(token=token.nonce, done=False), None,
@@ -433,7 +433,7 @@ class Tools:
             await self._via("wait for the command", True, DaemonClient.wait, sid, pattern=mark, since=since,
                             budget=left)
 
-    async def _lost(self, token: RunToken, seen: _Seen, a: WaitCommandArgs) -> dict[str, Any]:
+    async def _lost(self, token: RunToken, seen: _Seen) -> dict[str, Any]:
         report = continuity.since(seen.state, token.before, seen.log.log_id)
         result = self._session_fields(seen, token.before, seen.log.end)
         result.update({
@@ -455,6 +455,8 @@ class Tools:
                         "interrupt stops it",
             })
             return result
+        if outcome.lost is not None:  # the daemon saw its shell end or be replaced: it can never finish
+            return await self._lost(token, await self._seen(sid))
         start, stop = outcome.output_start, outcome.output_stop
         shown_from = max(start, stop - max_bytes)
         pieces: list[tuple[int, bytes] | Loss] = []
