@@ -75,6 +75,8 @@ def test_the_open_session_example_fits_the_schema() -> None:
         check_arguments(tool, example["session"])
     assert "'session' is a required property" in str(refused.value)
     assert set(example["session"]) == {"id", "backend", "options", "policy"}  # what the tools table names
+    assert "up to ten reconnect attempts (five by default)" in README
+    assert example["session"]["policy"] == {"max_retries": 10} and tether.ReconnectPolicy().max_retries == 5
 
 
 async def test_the_open_session_example_runs(env: dict[str, str], tmp_path: Path) -> None:
