@@ -16,6 +16,11 @@ import pytest
 
 import tether
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
 ROOT = Path(__file__).parent.parent
 
 
@@ -205,3 +210,22 @@ def test_the_loss_line_docs_cli_shows_is_the_one_tail_prints() -> None:
     assert shown is not None
     loss = tether.Loss(start=1234, stop=1234 + (1 << 26), kind=tether.LossKind.UNSEEN, size=None)
     assert describe_loss(loss) == shown.group(1)
+
+
+def test_a_known_plugin_command_that_is_not_installed_says_what_to_install(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`tether mcp` without tether-mcp names the distribution and the line that installs it (into the
+    Python that runs tether), not argparse's bare "invalid choice"."""
+    from tether.cli import _main as _cli
+
+    monkeypatch.setattr(_cli, "plugin_commands", dict)  # as where only tether itself is installed
+    assert _cli.main(["mcp", "--embedded"]) == 2
+    said = capsys.readouterr().err
+    assert said == (f"tether: tether mcp comes with tether-mcp: {sys.executable} -m pip install -e plugins/tether-mcp "
+                    "(from a clone of tether)\n")
+    for command, dist in _cli.KNOWN_PLUGIN_COMMANDS.items():  # each is the command its distribution gives
+        project = tomllib.loads((ROOT / "plugins" / dist / "pyproject.toml").read_text())["project"]
+        assert project["name"] == dist and command in project["entry-points"][_cli.PLUGIN_COMMANDS_GROUP]
+    with pytest.raises(SystemExit):
+        _cli.main(["nosuchcommand"])
+    assert "invalid choice: 'nosuchcommand'" in capsys.readouterr().err

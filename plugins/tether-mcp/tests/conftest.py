@@ -123,6 +123,11 @@ class Daemon:
     def state(self) -> Path:
         return Path(self.env["TETHER_STATE_DIR"])
 
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
     def start(self) -> Daemon:
         (self.state / "daemon.json").unlink(missing_ok=True)
         with self.log.open("a") as out:

@@ -12,10 +12,66 @@ import json
 import sqlite3
 import sys
 from pathlib import Path
+from typing import Any
 
+import pytest
 import trio
 
+from tether_mcp import DEFAULT_CALL_BUDGET
+from tether_mcp._cursor import Cursor, RunToken
+from tether_mcp._tooldefs import ToolDef, tool_defs
+
 from .conftest import BASH, open_mcp
+
+UNKNOWN = "nosuch"
+ONE_OF = {"send_input": {"text": "x"}, "wait_for": {"connected": True}}
+"""What the tools that want exactly one of several arguments get (the schema cannot say which)."""
+
+
+def _example(schema: dict[str, Any]) -> object:
+    kind = schema.get("type")
+    if kind in ("integer", "number"):
+        return schema.get("minimum", 1)
+    return True if kind == "boolean" else "true"
+
+
+def _naming_unknown_session(tool: ToolDef) -> dict[str, Any] | None:
+    """Arguments that pass `tool`'s checks and name a session nobody registered (None: it names none)."""
+    properties = tool.schema["properties"]
+    if "session_id" in properties:
+        arguments: dict[str, Any] = {"session_id": UNKNOWN}
+    elif "token" in properties:
+        arguments = {"token": RunToken(UNKNOWN, "0" * 16, Cursor("0", 0, 0, 0)).encode()}
+    else:
+        return None
+    for name in tool.schema["required"]:
+        arguments.setdefault(name, _example(properties[name]))
+    return {**arguments, **ONE_OF.get(tool.name, {})}
+
+
+NAMING_A_SESSION = [tool for tool in tool_defs(DEFAULT_CALL_BUDGET) if _naming_unknown_session(tool) is not None]
+
+
+def test_only_these_tools_name_no_session() -> None:
+    """Every other tool is in `test_an_unknown_session_is_named` (a new one joins it by itself)."""
+    named = {tool.name for tool in NAMING_A_SESSION}
+    assert {tool.name for tool in tool_defs(DEFAULT_CALL_BUDGET)} - named == {"list_sessions", "open_session"}
+
+
+@pytest.mark.parametrize("tool", NAMING_A_SESSION, ids=lambda tool: tool.name)
+async def test_an_unknown_session_is_named(tool: ToolDef, env: dict[str, str], tmp_path: Path) -> None:
+    """Every tool about a session answers an unknown id with a not-found tool error, at once: never an
+    internal error (one tool reads the session twice at once, and both reads fail)."""
+    arguments = _naming_unknown_session(tool)
+    assert arguments is not None
+    log = tmp_path / "mcp.log"
+    with trio.fail_after(60):
+        async with open_mcp(env, log=log) as mcp:
+            message = await mcp.error(tool.name, **arguments)
+            assert message == f"no session {UNKNOWN!r} is registered; list_sessions shows the sessions there are"
+            result = await mcp.session.call_tool(tool.name, arguments)
+            assert result.structured_content == {"error": {"type": "not-found", "message": message}}
+    assert "Traceback" not in log.read_text()
 
 
 async def test_bad_arguments_are_refused_by_the_schema(env: dict[str, str], tmp_path: Path) -> None:

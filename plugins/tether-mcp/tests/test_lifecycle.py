@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import sqlite3
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import trio
 
 import tether
+from tether_mcp import DEFAULT_CALL_BUDGET
 
 from .conftest import BASH, Daemon, open_mcp
 
@@ -70,15 +72,25 @@ def test_the_other_names_of_the_command(env: dict[str, str]) -> None:
 
 
 async def test_one_state_directory_has_one_writer(env: dict[str, str], tmp_path: Path) -> None:
-    """A second embedded server on the same state says why it cannot supervise, and what to do."""
-    with trio.fail_after(60):
+    """A second embedded server on the same state says why it cannot supervise, and what to do, at
+    once (each call, well within the call budget: waiting would not free the store)."""
+    with trio.fail_after(90):
         async with open_mcp(env, log=tmp_path / "a.log") as first:
             await first.call("open_session", session={"id": "sh", **BASH})
-            async with open_mcp(env, "--embedded", "--call-budget", "2", log=tmp_path / "b.log") as second:
-                message = await second.error("list_sessions")
-                assert "its store cannot be opened here" in message and "in use by process" in message
-                assert "Run `tether run` once for this state directory" in message
-            assert (await first.call("list_sessions"))["sessions"][0]["id"] == "sh"
+            async with open_mcp(env, log=tmp_path / "b.log") as second:
+                for _ in range(2):
+                    with trio.fail_after(DEFAULT_CALL_BUDGET / 2):
+                        message = await second.error("list_sessions")
+                    assert "no tether daemon runs for" in message and "its store cannot be opened here" in message
+                    assert "in use by process" in message
+                    assert "Run `tether run` once for this state directory" in message
+            async with open_mcp(env, "--embedded", log=tmp_path / "c.log") as third:
+                with trio.fail_after(DEFAULT_CALL_BUDGET / 2):
+                    message = await third.error("open_session", session={"id": "other", **BASH})
+                assert message.startswith(f"--embedded cannot open the state in {env['TETHER_STATE_DIR']}: process ")
+                assert re.search(r": process \d+ holds its store", message) and "no tether daemon runs" not in message
+                assert "another directory" in message
+            assert [s["id"] for s in (await first.call("list_sessions"))["sessions"]] == ["sh"]
 
 
 async def test_daemon_only_waits_for_a_daemon_within_the_budget(env: dict[str, str], tmp_path: Path) -> None:
@@ -109,9 +121,23 @@ async def test_where_the_sessions_live(env: dict[str, str], daemon: Daemon, tmp_
             assert listed["tether"] == {"mode": "daemon", "at": running.url}
             assert [s["id"] for s in listed["sessions"]] == ["shared"]
         assert not elsewhere.exists()  # nothing was supervised there
-        async with open_mcp(env, "--embedded", "--call-budget", "2", log=log) as mcp:
-            message = await mcp.error("list_sessions")
-            assert "no tether daemon runs for" in message and "its store cannot be opened here" in message
+        embedded_log = tmp_path / "embedded.log"
+        async with open_mcp(env, "--embedded", log=embedded_log) as mcp:
+            for tool, arguments in (("list_sessions", {}), ("read_output", {"session_id": "shared"})):
+                with trio.fail_after(DEFAULT_CALL_BUDGET / 2):  # at once, not at the end of the budget
+                    message = await mcp.error(tool, **arguments)
+                assert message == (
+                    f"--embedded cannot open the state in {daemon.state}: the tether daemon running there "
+                    f"(process {daemon.pid}, {running.url}) holds its store. Drop --embedded to use that daemon's "
+                    "sessions, or give --state-dir another directory for sessions of this server's own")
+            await trio.to_thread.run_sync(daemon.stop)  # the store is free now: the next call supervises here
+            listed = await mcp.call("list_sessions")
+            assert listed["tether"] == {"mode": "embedded", "at": str(daemon.state)}
+            assert [s["id"] for s in listed["sessions"]] == ["shared"]
+        said = embedded_log.read_text()  # its log says the same at start, and then that it supervises
+        assert f"WARNING tether.mcp: --embedded cannot open the state in {daemon.state}" in said
+        assert f"--embedded: supervising here, state in {daemon.state} (1 sessions restored)" in said
+        assert "no tether daemon runs" not in said
         async with open_mcp(bare, "--state-dir", str(elsewhere), log=log) as mcp:
             listed = await mcp.call("list_sessions")
             assert listed["tether"] == {"mode": "embedded", "at": str(elsewhere)} and listed["sessions"] == []

@@ -168,6 +168,19 @@ PLUGIN_COMMANDS_GROUP = "tether.commands"
 arguments after the command's name and returning the exit code (``tether mcp`` is tether-mcp's)."""
 
 
+KNOWN_PLUGIN_COMMANDS = {"mcp": "tether-mcp"}
+"""Commands of this repository's plugins (``plugins/<distribution>``): named when they are not installed."""
+
+
+def _not_installed(name: str) -> str | None:
+    """What to say about ``tether NAME`` when NAME is a well-known plugin's command that is not installed."""
+    dist = KNOWN_PLUGIN_COMMANDS.get(name)
+    if dist is None:
+        return None
+    return f"tether {name} comes with {dist}: {sys.executable} -m pip install -e plugins/{dist} " \
+           "(from a clone of tether)"
+
+
 def plugin_commands() -> dict[str, Any]:
     from importlib_metadata import entry_points
 
@@ -533,6 +546,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] in plugins:  # a plugin's command parses its own arguments
         code: int = plugins[argv[0]].load()(argv[1:])
         return code
+    if argv and (missing := _not_installed(argv[0])) is not None:
+        err(missing)
+        return EXIT_USAGE
     parser = build_parser()
     argv, command_words = split_command_line(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)

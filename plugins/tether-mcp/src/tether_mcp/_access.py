@@ -21,6 +21,7 @@ bounds all of it.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -55,6 +56,12 @@ RETRY_MAX = 1.0
 
 class UnavailableError(TetherError):
     """tether cannot be reached, and the message says why (no daemon answers, the store is in use)."""
+
+
+class RefusedError(UnavailableError):
+    """tether cannot be supervised here, for a reason waiting within one call will not change (another
+    process holds the store): the call fails at once, and the next call looks again (a daemon started
+    meanwhile is found)."""
 
 
 class LostDuringCallError(TetherError):
@@ -191,7 +198,7 @@ class TetherAccess:
         try:
             state.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
-            raise UnavailableError(f"cannot create the state directory {state}: {exc.strerror or exc}") from None
+            raise RefusedError(f"cannot create the state directory {state}: {exc.strerror or exc}") from None
         database = state / tether.default_store_path().name
         token = secrets.token_urlsafe(32)
         try:
@@ -202,14 +209,29 @@ class TetherAccess:
                         supervisor, ServerSettings(port=0), token=token, task_status=task_status)
                 )
                 self.where = str(state)
-                logger.info("no tether daemon runs: supervising here, state in %s (%d sessions restored)",
-                            state, len(supervisor.session_ids))
+                logger.info("%s: supervising here, state in %s (%d sessions restored)",
+                            "--embedded" if self.settings.embedded else "no tether daemon runs", state,
+                            len(supervisor.session_ids))
                 task_status.started(DaemonEndpoint(f"ws://127.0.0.1:{port}", token, "embedded"))
         except tether.StoreError as exc:
-            raise UnavailableError(
-                f"no tether daemon runs for {state}, and its store cannot be opened here: {exc}. Run "
-                f"`tether run` once for this state directory and every `tether mcp` will share it"
-            ) from None
+            raise RefusedError(self._why_not_here(state, exc)) from None
+
+    def _why_not_here(self, state: Path, exc: tether.StoreError) -> str:
+        """Why the store cannot be opened here, and what to do instead."""
+        holder = _holder(exc.problem)
+        if holder is None:
+            return f"the store in {state} cannot be opened: {exc}"
+        if self.settings.embedded is not True:
+            return (f"no tether daemon runs for {state}, and its store cannot be opened here: {exc}. Run "
+                    "`tether run` once for this state directory and every `tether mcp` will share it")
+        running = tether.find_daemon(state_dir=state)
+        if running.source.endswith("daemon.json"):
+            return (f"--embedded cannot open the state in {state}: the tether daemon running there ({holder}, "
+                    f"{running.url}) holds its store. Drop --embedded to use that daemon's sessions, or give "
+                    "--state-dir another directory for sessions of this server's own")
+        return (f"--embedded cannot open the state in {state}: {holder} holds its store ({exc}). Stop it, give "
+                "--state-dir another directory, or run `tether run` for this state directory and start every "
+                "`tether mcp` without --embedded to share its sessions")
 
     def _reset(self, broken: ClientPool) -> None:
         """The connection behind `broken` is gone: find tether afresh on the next call."""
@@ -244,6 +266,8 @@ class TetherAccess:
                         "have happened: look (list_sessions, read_output) before trying again"
                     ) from None
                 last = exc
+            except RefusedError:
+                raise
             except UnavailableError as exc:
                 last = exc
             logger.debug("tether not reachable (%s); retrying in %.1fs", last, delay)
@@ -251,3 +275,9 @@ class TetherAccess:
             delay = min(RETRY_MAX, delay * 2)
             self.last_problem = str(last)
 
+
+def _holder(problem: str) -> str | None:
+    """Who holds the store, from its "in use by process N" problem (`tether.open_sqlite_store`); None
+    when the problem is another one (a damaged file)."""
+    found = re.search(r"in use by (process \d+|another process)", problem)
+    return found.group(1) if found else None

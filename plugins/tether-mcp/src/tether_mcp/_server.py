@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
 from typing import Any, final
 
 import attrs
@@ -46,6 +47,9 @@ from ._cursor import TokenError
 from ._secrets import SecretBook
 from ._tooldefs import ArgumentError, ToolDef, check_arguments, tool_defs
 from ._tools import Call, NotRunError, Tools, tool_table
+
+if sys.version_info < (3, 11):  # pragma: no cover - exercised on 3.10 only
+    from exceptiongroup import BaseExceptionGroup
 
 logger = logging.getLogger("tether.mcp")
 
@@ -141,7 +145,7 @@ class ToolServer:
 
     def _describe(self, exc: Exception, name: str) -> tuple[str, str]:
         """The error's kind and the message for the agent (and a log line without any argument)."""
-        kind, message = _kind_and_message(exc)
+        kind, message = _kind_and_message(_essential(exc))
         if kind == "internal":
             logger.error("%s failed inside tether-mcp", name, exc_info=exc)
             message = f"{name} failed inside tether-mcp ({type(exc).__name__}); its log (stderr) has the details"
@@ -157,6 +161,26 @@ class ToolServer:
             content=[types.TextContent(type="text", text=message)], is_error=True,
             structured_content={"error": {"type": kind, "message": message}},
         )
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
+
+
+def _essential(exc: Exception) -> Exception:
+    """What a tool's nursery raised, as the agent should hear it: a group whose every member is an
+    error with an answer (the session's two reads both finding no such session) stands for its first;
+    a group holding anything else stays a group, reported as internal with all of it logged."""
+    leaves = list(_leaves(exc))
+    if leaves and all(isinstance(leaf, Exception) and _kind_and_message(leaf)[0] != "internal" for leaf in leaves):
+        first = leaves[0]
+        assert isinstance(first, Exception)
+        return first
+    return exc
 
 
 def _kind_and_message(exc: Exception) -> tuple[str, str]:
