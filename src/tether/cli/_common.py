@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..server._client import DAEMON_FILE, CannotConnectError, DaemonEndpoint, find_daemon
+from ..server._client import CannotConnectError, DaemonEndpoint, find_daemon
 from ._config import load_config
 from ._logging import add_secret
 
@@ -57,12 +57,8 @@ class DaemonFinder:
 
     def find(self) -> DaemonEndpoint:
         endpoint = endpoint_of(self._args)
-        if _from_daemon_file(endpoint):
+        if endpoint.from_daemon_file:
             self._found = endpoint
         elif self._found is not None:
             raise CannotConnectError(f"no daemon runs for {self._found.source} (it has not written it again yet)")
         return endpoint
-
-
-def _from_daemon_file(endpoint: DaemonEndpoint) -> bool:
-    return endpoint.source.endswith(DAEMON_FILE)

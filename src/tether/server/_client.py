@@ -183,6 +183,11 @@ class DaemonEndpoint:
     source: str = "--url"
     """Where the address came from (said when nothing answers there)."""
 
+    @property
+    def from_daemon_file(self) -> bool:
+        """Found through a running daemon's daemon.json (not an address given, configured or default)."""
+        return self.source.endswith(DAEMON_FILE)
+
     def address(self, path: str, query: Mapping[str, Sequence[str] | str] | None = None) -> str:
         q = urlencode(dict(query or {}), doseq=True)
         return f"{self.url}{path}" + (f"?{q}" if q else "")

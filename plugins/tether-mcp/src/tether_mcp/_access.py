@@ -184,7 +184,7 @@ class TetherAccess:
         settings = self.settings
         if settings.embedded is not True:
             endpoint = tether.find_daemon(url=settings.url, token=settings.token, state_dir=settings.state_dir)
-            found = settings.url is not None or endpoint.source.endswith("daemon.json")
+            found = settings.url is not None or endpoint.from_daemon_file
             if found or self.mode == "daemon" or settings.embedded is False:
                 self.mode, self.where = "daemon", endpoint.url
                 return endpoint
@@ -225,7 +225,7 @@ class TetherAccess:
             return (f"no tether daemon runs for {state}, and its store cannot be opened here: {exc}. Run "
                     "`tether run` once for this state directory and every `tether mcp` will share it")
         running = tether.find_daemon(state_dir=state)
-        if running.source.endswith("daemon.json"):
+        if running.from_daemon_file:
             return (f"--embedded cannot open the state in {state}: the tether daemon running there ({holder}, "
                     f"{running.url}) holds its store. Drop --embedded to use that daemon's sessions, or give "
                     "--state-dir another directory for sessions of this server's own")
