@@ -25,6 +25,12 @@ IMPLS = ("tether", "naive-asyncio", "trio-floor")
 KB = 1024
 
 
+def tether_of(python: str) -> str:
+    """Where `python` imports tether from (which commit a cell measures)."""
+    found = subprocess.run([python, "-c", "import tether; print(tether.__file__)"], capture_output=True, text=True)
+    return found.stdout.strip()
+
+
 def machine() -> dict:
     import psutil
     import trio
@@ -53,9 +59,7 @@ def machine() -> dict:
         "tether_commit": git("rev-parse", "--short", "HEAD"),
         "src_dirty": bool(git("status", "--porcelain", "--", "src")),
         "loadavg_start": os.getloadavg(),
-        "tether_imported_from": subprocess.run(
-            [sys.executable, "-c", "import tether; print(tether.__file__)"], capture_output=True, text=True
-        ).stdout.strip(),
+        "tether_imported_from": tether_of(sys.executable),
     }
 
 
@@ -172,9 +176,7 @@ def main() -> None:
     print(f"tether benchmark ({info['mode']}): {info['cpu']} x{info['logical_cpus']}, "
           f"Python {info['python']}, trio {info['trio']}, load {info['loadavg_start']}")
     if args.before:
-        info["before"] = {"python": args.before, "tether_imported_from": subprocess.run(
-            [args.before, "-c", "import tether; print(tether.__file__)"], capture_output=True, text=True
-        ).stdout.strip()}
+        info["before"] = {"python": args.before, "tether_imported_from": tether_of(args.before)}
     runs = plan(args.quick, ns, only, args.largest_order.split(",") if args.largest_order else LARGEST_ORDER,
                 before=bool(args.before))
     results: list[dict] = []
