@@ -29,18 +29,20 @@ PUBLIC = [
     "ServerSettings", "SessionBrief", "SessionConnected", "SessionDisconnected", "SessionFailed",
     "SessionMoved", "SessionNotFoundError", "SessionOutput", "SessionRegistered", "SessionRestore",
     "SessionSnapshot", "SessionSpec", "SessionState", "SessionStatus", "SessionSurvivor",
-    "SessionUnregistered", "ShellMark", "SimpleReconnect", "SnapshotError", "SnapshotStore", "SqliteStore",
+    "SessionUnregistered", "ShellMark", "ShellName", "SimpleReconnect", "SnapshotError", "SnapshotStore", "SqliteStore",
     "SshReconnect", "StateRecovery", "StatusPage", "StatusSummary", "StoreConfig", "StoreError", "StoreStats",
     "Strategy", "StrategyAttempted", "StrategyNotApplicableError", "Subscription", "Supervisor",
     "SupervisorClosedError", "SupervisorStats", "TargetDown", "TargetProbe", "TargetUp", "TetherConfig",
     "TetherError", "UnknownBackendError", "UnknownMessage", "UnknownStrategyError", "WaitResult",
-    "WriteResult", "backoff_schedule", "check_backend", "check_strategy", "classify", "default_state_dir",
+    "WriteResult", "backoff_schedule", "bash_rcfile", "check_backend", "check_strategy", "classify",
+    "default_state_dir",
     "default_store_path", "discover_plugins", "drop_redacted", "encode_keys", "encode_mark", "encode_osc7",
     "encode_shell_mark", "event_from_dict", "event_to_dict", "find_daemon", "ideal_delay", "input_from_dict",
     "input_to_dict", "load_config", "make_event_converter", "make_snapshot_converter", "new_nonce",
     "open_client", "open_events", "open_sqlite_store", "open_supervisor", "parse_config", "parse_mark",
     "parse_osc7", "parse_shell_mark", "read_from_dict", "read_to_dict", "redact_env", "redact_options",
     "retry_delay", "run_line", "serve_events", "snapshot_from_dict", "snapshot_to_dict", "structure_options",
+    "typed_integration", "zsh_dotfiles",
 ]
 
 TESTING = [

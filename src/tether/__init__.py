@@ -84,6 +84,10 @@ from .rules._events import StrategyAttempted as StrategyAttempted
 from .rules._events import TargetDown as TargetDown
 from .rules._events import TargetUp as TargetUp
 from .rules._filters import EventFilter as EventFilter
+from .rules._integration import ShellName as ShellName
+from .rules._integration import bash_rcfile as bash_rcfile
+from .rules._integration import typed_integration as typed_integration
+from .rules._integration import zsh_dotfiles as zsh_dotfiles
 from .rules._keys import KEYS as KEYS
 from .rules._keys import encode_keys as encode_keys
 from .rules._osc import MARK_OSC as MARK_OSC
@@ -272,6 +276,7 @@ __all__ = [
     "SessionSurvivor",
     "SessionUnregistered",
     "ShellMark",
+    "ShellName",
     "SimpleReconnect",
     "SnapshotError",
     "SnapshotStore",
@@ -301,6 +306,7 @@ __all__ = [
     "WaitResult",
     "WriteResult",
     "backoff_schedule",
+    "bash_rcfile",
     "check_backend",
     "check_strategy",
     "classify",
@@ -340,4 +346,6 @@ __all__ = [
     "snapshot_from_dict",
     "snapshot_to_dict",
     "structure_options",
+    "typed_integration",
+    "zsh_dotfiles",
 ]

@@ -1,0 +1,135 @@
+"""tether's shell integration as each way of loading it gives it to a real bash and zsh on a pty.
+
+What is checked is what `run` and cwd tracking need: the prompt mark naming
+the shell, OSC 7 with the cwd, and a ``__tether_run`` line answered with its
+C and D marks and the command's status, plus what the user's own start-up
+files set (an integration that skipped them would change the user's shell).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import tether
+
+SHELLS = [name for name in ("bash", "zsh") if shutil.which(name)]
+
+
+class Pty:
+    """A program on a real pty: type into it, read until a byte string shows up."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
+        self.master, slave = os.openpty()
+        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd,
+                                     start_new_session=True)
+        os.close(slave)
+        self.seen = b""
+
+    def type(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def until(self, wanted: bytes, limit: float = 20.0) -> bytes:
+        """Read until `wanted` was printed (a guard against a hang, not a timing check)."""
+        deadline = time.monotonic() + limit
+        while wanted not in self.seen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"never saw {wanted!r}; got {self.seen[-600:]!r}"
+            ready, _, _ = select.select([self.master], [], [], left)
+            if ready:
+                try:
+                    self.seen += os.read(self.master, 65536)
+                except OSError:
+                    break
+        return self.seen
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        os.close(self.master)
+
+
+def home_with_startup(tmp_path: Path) -> dict[str, str]:
+    """A HOME whose start-up files each set a variable, so loading them shows."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".bashrc").write_text("export FROM_BASHRC=yes\n")
+    (home / ".profile").write_text("export FROM_PROFILE=yes\n")
+    (home / ".zshrc").write_text("export FROM_ZSHRC=yes\n")
+    (home / ".zprofile").write_text("export FROM_ZPROFILE=yes\n")
+    return {"HOME": str(home), "PATH": os.environ["PATH"], "TERM": "xterm", "PS1": "$ ", "PROMPT": "%% "}
+
+
+def prompt_mark(shell: str) -> bytes:
+    return f"133;A;tether-shell={shell}".encode()
+
+
+def check_runs(pty: Pty, shell: str, cwd: Path) -> None:
+    """The prompt mark and OSC 7 arrive; a run of ``false`` answers C, then D with status 1."""
+    pty.until(prompt_mark(shell))
+    assert b"]7;file://" in pty.seen and str(cwd).encode() in pty.seen
+    nonce = tether.new_nonce()
+    pty.type(tether.run_line("echo out; false", nonce).decode())
+    seen = pty.until(f"133;D;1;tether={nonce}".encode())
+    assert f"133;C;tether={nonce}".encode() in seen
+
+
+@pytest.mark.parametrize("login", [False, True], ids=["rc", "login"])
+def test_bash_rcfile_loads_the_users_startup_then_the_integration(tmp_path: Path, login: bool) -> None:
+    env = home_with_startup(tmp_path)
+    rc = tmp_path / "rc"
+    rc.write_text(tether.bash_rcfile(login=login))
+    pty = Pty(["bash", "--rcfile", str(rc), "-i"], env, tmp_path)
+    try:
+        check_runs(pty, "bash", tmp_path)
+        pty.type("echo bashrc=$FROM_BASHRC profile=$FROM_PROFILE\r")
+        expected = b"bashrc= profile=yes" if login else b"bashrc=yes profile="
+        pty.until(expected)
+    finally:
+        pty.close()
+
+
+@pytest.mark.skipif("zsh" not in SHELLS, reason="zsh is not installed")
+@pytest.mark.parametrize("login", [False, True], ids=["rc", "login"])
+def test_zsh_dotfiles_load_the_users_own_then_the_integration(tmp_path: Path, login: bool) -> None:
+    env = home_with_startup(tmp_path)
+    zdot = tmp_path / "zdot"
+    zdot.mkdir()
+    for name, text in tether.zsh_dotfiles().items():
+        (zdot / name).write_text(text)
+    env["ZDOTDIR"] = str(zdot)
+    pty = Pty(["zsh", "-i", *(["-l"] if login else [])], env, tmp_path)
+    try:
+        check_runs(pty, "zsh", tmp_path)
+        pty.type("echo zshrc=$FROM_ZSHRC zprofile=$FROM_ZPROFILE\r")
+        pty.until(b"zshrc=yes zprofile=" + (b"yes" if login else b"\r"))
+    finally:
+        pty.close()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_typed_integration_installs_into_a_running_shell_once(tmp_path: Path, shell: str) -> None:
+    """Typed into a shell that already started (a Jupyter terminal); typed twice (a re-attach),
+    each prompt still reports once."""
+    env = home_with_startup(tmp_path)
+    argv = ["bash", "--norc", "-i"] if shell == "bash" else ["zsh", "-f", "-i"]
+    pty = Pty(argv, env, tmp_path)
+    try:
+        line = tether.typed_integration(shell)  # type: ignore[arg-type]
+        assert "\x1b" not in line and line.startswith(" ") and line.endswith("\r")
+        pty.type(line)
+        check_runs(pty, shell, tmp_path)
+        pty.type(line)
+        pty.type("echo first-$((1+1))\r")
+        pty.type("echo second-$((2+2))\r")
+        seen = pty.until(b"second-4")
+        between = seen[seen.index(b"first-2") : seen.index(b"second-4")]
+        assert between.count(prompt_mark(shell)) == 1, "one prompt, one mark: the hook is installed once"
+    finally:
+        pty.close()
