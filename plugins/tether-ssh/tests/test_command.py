@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
 import tether
 from tether import CwdReport, OscScanner
 from tether_ssh import SshBackend, parse_options, remote_command, ssh_argv, tmux_name
-from tether_ssh._command import Markers, PaneLogPlan, shell_launcher
+from tether_ssh._command import Markers, PaneLogPlan, shell_launcher, write_integration
 from tether_ssh._panelog import start_offset
 from tether_ssh._scan import MarkerScanner
 
@@ -109,8 +111,10 @@ def test_tmux_name_is_stable_and_safe() -> None:
     assert "." not in tmux_name("a.b") and ":" not in tmux_name("a:b")
 
 
-def _sh(script: str) -> str:
-    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=False).stdout
+def _sh(script: str, home: Path | None = None) -> str:
+    """`script`'s output under sh, with a login shell that is neither bash nor zsh (and `home`)."""
+    env = {**os.environ, "SHELL": "/bin/sh", **({"HOME": str(home)} if home is not None else {})}
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=False, env=env).stdout
 
 
 def test_launcher_is_valid_posix_sh(tmp_path: object) -> None:
@@ -121,20 +125,46 @@ def test_launcher_is_valid_posix_sh(tmp_path: object) -> None:
     assert _sh(script) == "/tmp\nit's"
 
 
-def test_remote_commands_per_mode() -> None:
+@pytest.mark.parametrize("shell", ["bash", "zsh", "sh"])
+def test_the_login_shell_starts_with_the_integration_files(tmp_path: Path, shell: str) -> None:
+    """The files are written once under the remote HOME (0700) and the login shell is started on
+    them: bash as ``--rcfile FILE -i``, zsh as a login shell in our ZDOTDIR; another shell as before."""
+    fake = tmp_path / shell
+    fake.write_text('#!/bin/sh\nprintf "%s|" "$0" "$@" "ZDOTDIR=${ZDOTDIR:-}"\n')
+    fake.chmod(0o755)
+    env = {"HOME": str(tmp_path / "home"), "SHELL": str(fake), "PATH": os.environ["PATH"]}
+    script = f"{write_integration()}; {shell_launcher(None, {}, integration=True)}"
+    for _ in range(2):  # the second connect finds the files in place
+        out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, check=True).stdout
+        files = tmp_path / "home" / ".cache" / "tether"
+        assert (files.stat().st_mode & 0o777) == 0o700
+        args = out.split("|")
+        if shell == "bash":
+            assert args[1] == "--rcfile" and args[3] == "-i", args
+            assert Path(args[2]).read_text() == tether.bash_rcfile(login=True)
+        elif shell == "zsh":
+            assert args[1] == "-l" and args[2].startswith("ZDOTDIR=" + str(files)), args
+            zdot = Path(args[2].removeprefix("ZDOTDIR="))
+            assert {p.name: p.read_text() for p in zdot.iterdir()} == tether.zsh_dotfiles()
+        else:
+            assert args[1:3] == ["-l", "ZDOTDIR="], args
+    assert len(list(files.iterdir())) == 2, "one bash rc file, one zsh directory"
+
+
+def test_remote_commands_per_mode(tmp_path: Path) -> None:
     """none: marker then shell; tmux: attach-or-create, replace, or attach-or-GONE."""
     markers = Markers("abc")
     none = parse_options(BASE)
     tmux = parse_options({**BASE, "persist": "tmux", "tmux_socket": "sock"})
     cmd = remote_command(none, tether.ConnectMode.FRESH, markers, handle=None, cwd=None, env={})
-    assert _sh(cmd.replace('exec "${SHELL:-/bin/sh}" -l', "true")).encode() == markers.ready
+    assert _sh(cmd.replace('exec "${SHELL:-/bin/sh}" -l', "true"), tmp_path).encode() == markers.ready
     fresh = remote_command(tmux, tether.ConnectMode.FRESH, markers, handle="h", cwd=None, env={})
-    assert "has-session -t =h" in fresh and "tmux -L sock new-session -d -s h" in fresh
+    assert "has-session -t =h" in fresh and "tmux -L sock new-session -d -e " in fresh and " -s h " in fresh
     assert fresh.index("new-session") < fresh.index("TETHER-READY") < fresh.index("attach-session -t =h")
     restart = remote_command(tmux, tether.ConnectMode.RESTART, markers, handle="h", cwd="/x", env={})
     assert "kill-session -t =h" in restart
     # the replacement exists before the old session goes: the tmux server never has none left
-    assert restart.index("new-session -d -s h-new-abc") < restart.index("kill-session -t =h")
+    assert restart.index("-s h-new-abc") < restart.index("kill-session -t =h")
     assert restart.index("kill-session") < restart.index("rename-session -t =h-new-abc h") < restart.index("attach")
     reattach = remote_command(tmux, tether.ConnectMode.REATTACH, markers, handle="h", cwd=None, env={})
     assert "has-session -t =h" in reattach and "TETHER-GONE-abc" in reattach

@@ -10,8 +10,9 @@ unknown). tmux keeps the shell and its pane log replays what was missed: the
 cursor reads on exactly, with no loss.
 
 `run` needs tether's shell integration (the ``OSC 133;A;tether-shell`` prompt
-mark); the ssh backend installs only the OSC 7 cwd hook in the remote shell,
-so `run` is refused with a `LinkError` that says why, which is what is checked.
+mark): the ssh backend writes its start-up files on the remote host and starts
+the login bash with them, so `run` answers with the command's status and
+output range, a `cd` in a run sticks, and the user's own login files still run.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import tether
 from tether.testing import (
     check_continues,
     check_resize,
+    check_runs,
     check_wait_pattern,
     print_marker,
     wait_for_prompt,
@@ -49,8 +51,9 @@ def persist(request: pytest.FixtureRequest) -> dict[str, Any]:
     return {"persist": "tmux", "tmux_socket": request.getfixturevalue("tmux_socket")}
 
 
-async def test_wait_resize_and_run_refused(sshd: Sshd, persist: dict[str, Any]) -> None:
-    """wait for a pattern; a resize reaches the remote program; run refused, saying why."""
+async def test_wait_resize_and_run(sshd: Sshd, persist: dict[str, Any]) -> None:
+    """wait for a pattern; a resize reaches the remote program; run gives status and output range."""
+    (sshd.home / ".profile").write_text("export FROM_PROFILE=login-files-ran\n")
     async with ssh_supervisor(SshBackend()) as sup:
         await sup.register(ssh_spec(sshd, **persist))
         await wait_for_prompt(sup, "s1")
@@ -59,9 +62,30 @@ async def test_wait_resize_and_run_refused(sshd: Sshd, persist: dict[str, Any]) 
         for rows, cols in ((41, 132), (24, 80)):
             await resized(sup, tty, rows, cols)
             await check_resize(sup, "s1", rows, cols)
-        with pytest.raises(tether.LinkError, match="no shell with tether's integration"):
-            await sup.run("s1", "true")
-        assert sup.state("s1").status is S.CONNECTED, "a refused run leaves the session alone"
+        await check_runs(sup, "s1")
+        moved = await sup.run("s1", "cd /tmp && echo $FROM_PROFILE")
+        assert (moved.done, moved.exit_status) == (True, 0), moved
+        out = sup.read("s1", moved.output_start, moved.output_stop - moved.output_start)
+        assert out.data.strip() == b"login-files-ran", out
+        where = await sup.run("s1", "pwd")
+        assert sup.read("s1", where.output_start, where.output_stop - where.output_start).data.strip() == b"/tmp"
+
+
+async def test_run_after_a_link_drop(sshd: Sshd, persist: dict[str, Any]) -> None:
+    """After the connection is killed, the re-attached shell (tmux) or the new one (plain) runs
+    commands again: its integration is loaded in a new shell too."""
+    async with ssh_supervisor(SshBackend()) as sup:
+        await sup.register(ssh_spec(sshd, **persist))
+        await wait_for_prompt(sup, "s1")
+        first = await sup.run("s1", "true")
+        assert first.exit_status == 0, first
+        assert sshd.kill_children(), "nothing to kill"
+        await wait_until(lambda: sup.state("s1").episodes_recovered == 1, timeout=20, step=0.02)
+        since = sup.read("s1", None, 1).end
+        await sup.send("s1", b"\r")  # a re-attached shell tells its name again at its next prompt
+        await wait_for_prompt(sup, "s1", since=since)
+        again = await sup.run("s1", "false")
+        assert (again.done, again.exit_status) == (True, 1), again
 
 
 def remote_tty(sshd: Sshd, persist: dict[str, Any]) -> str:

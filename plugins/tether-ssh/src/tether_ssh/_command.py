@@ -11,13 +11,14 @@ re-attach to" is an answer, not a timeout.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import shlex
 from collections.abc import Mapping
 
 import attrs
 
-from tether import ConnectMode, PeerMark
+from tether import ConnectMode, PeerMark, bash_rcfile, zsh_dotfiles
 
 from . import _panelog
 from ._options import SshOptions
@@ -58,15 +59,76 @@ class Markers:
 
 
 def shell_launcher(cwd: str | None, env: Mapping[str, str], integration: bool) -> str:
-    """POSIX sh that enters `cwd`, exports `env` and execs the user's login shell."""
+    """POSIX sh that enters `cwd`, exports `env` and execs the user's login shell.
+
+    With `integration`, a bash or zsh login shell starts with tether's shell
+    integration when `write_integration` put its files in place; any other shell
+    (or a home where they could not be written) gets the OSC 7 cwd hook only.
+    """
     parts: list[str] = []
     if cwd:
         parts.append(f"cd -- {shlex.quote(cwd)} 2>/dev/null")
     parts.extend(f"export {name}={shlex.quote(value)}" for name, value in env.items())
     if integration:
+        parts.append(_start_integrated())
         parts.append(f"export PROMPT_COMMAND={shlex.quote(OSC7_HOOK)}")
     parts.append('exec "${SHELL:-/bin/sh}" -l')
     return "; ".join(parts)
+
+
+INTEGRATION_DIR = "TETHER_INTEGRATION_DIR"
+"""Where `write_integration` put the start-up files, for the launcher: a shell variable in a
+plain connect, and given to a tmux pane with ``new-session -e`` (a tmux server keeps the
+environment it started with, which may name another HOME)."""
+
+_FILES_DIR = '"${XDG_CACHE_HOME:-$HOME/.cache}/tether"'
+"""Where the integration's start-up files go on the remote host (0700, per user)."""
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _integration_names() -> tuple[str, str]:
+    """The bash rc file and zsh ZDOTDIR names: content-hashed, so versions never clash."""
+    return f"bashrc-login-{_digest(bash_rcfile(login=True))}", f"zsh-{_digest(''.join(zsh_dotfiles().values()))}"
+
+
+def write_integration() -> str:
+    """Remote sh that writes the integration's start-up files once per version and sets
+    `INTEGRATION_DIR` to their directory (left unset when they could not be written)."""
+    rcfile, zdot = _integration_names()
+    files = [(rcfile, bash_rcfile(login=True))]
+    files += [(f"{zdot}/{name}", text) for name, text in zsh_dotfiles().items()]
+    writes = " && ".join(
+        f'{{ [ -r "$d/{path}" ] || {{ printf %s {shlex.quote(text)} > "$d/{path}.$$" && '
+        f'mv -f "$d/{path}.$$" "$d/{path}"; }}; }}'
+        for path, text in files
+    )
+    return (
+        f"{INTEGRATION_DIR}=$(d={_FILES_DIR}; (umask 077; mkdir -p \"$d/{zdot}\" && {writes}) >/dev/null 2>&1 "
+        '&& printf %s "$d")'
+    )
+
+
+def _start_integrated() -> str:
+    """sh that execs a bash or zsh login shell with tether's integration, when its files are there.
+
+    bash ignores ``--rcfile`` in a login shell, so it starts as ``bash --rcfile``
+    with an rc file that reads what a login would (`tether.bash_rcfile`); zsh
+    starts as a login shell with a ZDOTDIR of ours whose files load the user's own.
+    """
+    rcfile, zdot = _integration_names()
+    d = f'"${{{INTEGRATION_DIR}:-}}"'
+    return (
+        f"__tether_d={d}; unset {INTEGRATION_DIR}; "
+        'case "${SHELL:-}" in '
+        f'*/bash) [ -n "$__tether_d" ] && [ -r "$__tether_d/{rcfile}" ] && '
+        f'exec "$SHELL" --rcfile "$__tether_d/{rcfile}" -i ;; '
+        f'*/zsh) [ -n "$__tether_d" ] && [ -r "$__tether_d/{zdot}/.zshrc" ] && '
+        f'export TETHER_USER_ZDOTDIR="${{ZDOTDIR:-$HOME}}" ZDOTDIR="$__tether_d/{zdot}" && exec "$SHELL" -l ;; '
+        "esac; unset __tether_d"
+    )
 
 
 def _tmux(opts: SshOptions) -> str:
@@ -113,7 +175,7 @@ def remote_command(
     launcher = shell_launcher(cwd, env, opts.shell_integration)
     ready = markers._printf("READY")
     if opts.persist == "none" or handle is None:
-        return f"{ready}; {launcher}"
+        return f"{write_integration()}; {ready}; {launcher}" if opts.shell_integration else f"{ready}; {launcher}"
     tmux = _tmux(opts)
     name = shlex.quote(handle)
     check = (
@@ -131,10 +193,15 @@ def remote_command(
             f"else {attach}; fi"
         )
 
+    prepare = f"{write_integration()}; " if opts.shell_integration else ""
+    handover = f' -e "{INTEGRATION_DIR}=${{{INTEGRATION_DIR}:-}}"' if opts.shell_integration else ""
+
     def create(session: str) -> str:
         if pane is None:
-            return f"{tmux} new-session -d -s {shlex.quote(session)} {shlex.quote(launcher)} || exit 1"
-        start = _panelog.start_with_log(tmux, session, launcher, _panelog.new_gate(), opts.rows, opts.cols)
+            return f"{tmux} new-session -d{handover} -s {shlex.quote(session)} {shlex.quote(launcher)} || exit 1"
+        start = _panelog.start_with_log(
+            tmux, session, launcher, _panelog.new_gate(), opts.rows, opts.cols, options=handover
+        )
         return (
             f"c=1; {_panelog.create_log(pane.stream, pane.total_bytes)}; {start} || "
             f"{{ {tmux} kill-session -t ={shlex.quote(session)} 2>/dev/null; exit 1; }}"
@@ -152,8 +219,8 @@ def remote_command(
             f"{tmux} kill-session -t ={name} 2>/dev/null; "
             f"{tmux} rename-session -t ={shlex.quote(fresh)} {name} || exit 1"
         )
-        return f"{check}; {replace}; {passthrough}; {attach}"
-    return f"{check}; {exists} || {{ {create(handle)}; }}; {passthrough}; {attach}"
+        return f"{check}; {prepare}{replace}; {passthrough}; {attach}"
+    return f"{check}; {exists} || {{ {prepare}{create(handle)}; }}; {passthrough}; {attach}"
 
 ACCEPTED_SUFFIX = ".tether-accepted"
 """Keys an ``accept_new_host_keys`` session learns go to ``<known_hosts>.tether-accepted``."""

@@ -158,8 +158,9 @@ def create_log(stream: str, total_bytes: int, linger: int = LINGER) -> str:
     )
 
 
-def start_with_log(tmux: str, name: str, launcher: str, gate: str, rows: int, cols: int) -> str:
-    """The tmux command that starts session `name` with its pane piped to and from ``$L``.
+def start_with_log(tmux: str, name: str, launcher: str, gate: str, rows: int, cols: int, *, options: str = "") -> str:
+    """The tmux command that starts session `name` with its pane piped to and from ``$L``
+    (`options`: more new-session options, e.g. ``-e VAR=value``).
 
     The pane waits on a ``wait-for`` channel that the same tmux command signals once the pipe is
     in place, so the program's first byte is at offset 0.
@@ -168,7 +169,7 @@ def start_with_log(tmux: str, name: str, launcher: str, gate: str, rows: int, co
     target = f"={shlex.quote(name)}:"
     # $L holds only [A-Za-z0-9/._-] (see create_log): nothing tmux expands (# %), nothing to quote
     return (
-        f"{tmux} new-session -d -s {shlex.quote(name)} -x {cols} -y {rows} {shlex.quote(held)} \\; "
+        f"{tmux} new-session -d{options} -s {shlex.quote(name)} -x {cols} -y {rows} {shlex.quote(held)} \\; "
         f'set-option -t {target} {TMUX_OPTION} "$L" \\; '
         f'pipe-pane -I -O -t {target} "exec sh $L/pipe.sh" \\; wait-for -S {shlex.quote(gate)}'
     )
