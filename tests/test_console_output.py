@@ -50,13 +50,22 @@ def test_a_mark_cut_by_a_loss_is_not_glued_together() -> None:
 
 
 def test_the_prompt_mark_says_which_shell_is_there() -> None:
-    """`run` needs tether's integration at a prompt; a new link must show it again."""
+    """`run` needs tether's integration at a prompt; a new program must show it again."""
     console = ConsoleOutput(OutputLog())
     assert console.shell is None
     console.output(b"$ " + encode_shell_mark("A", shell="zsh"))
     assert console.shell == "zsh"
     console.link_ended()
     assert console.shell is None
+    console.reattached()
+    assert console.shell == "zsh", "a re-attached program keeps its shell"
+    console.link_ended()
+    console.output(encode_shell_mark("A", shell="bash"))  # the next link's prompt, before it is known as new
+    console.program_replaced()
+    assert (console.shell, console.awaiting_prompt) == ("bash", False)
+    console.link_ended()
+    console.program_replaced()
+    assert (console.shell, console.awaiting_prompt) == (None, True)
 
 
 def test_waiting_runs_are_bounded() -> None:
@@ -65,3 +74,26 @@ def test_waiting_runs_are_bounded() -> None:
     trackers = [console.start_run("sleep 9")[1] for _ in range(MAX_PENDING_RUNS + 1)]
     _, done = console.output(marks(trackers[0].nonce, b"") + marks(trackers[-1].nonce, b""))
     assert [r.nonce for r in done] == [trackers[-1].nonce]
+
+
+def test_idle_at_prompt_only_when_nothing_started_after_the_last_prompt() -> None:
+    """A re-attached shell may be asked for a prompt only while it sits at tether's prompt:
+    not after a typed command's line ending, not in a run, not after a gap."""
+    prompt = encode_shell_mark("A", shell="bash") + b"$ "
+    cases = {
+        b"": False,
+        b"hello\r\n$ ": False,  # a prompt, but not tether's
+        b"out\r\n" + prompt: True,
+        b"out\r\n" + prompt + b"ech": True,  # typing, not entered: Enter would run it, as it would by hand
+        b"out\r\n" + prompt + b"sleep 9\r\n": False,
+        prompt + encode_shell_mark("C", nonce="ab12") + b"x": False,
+    }
+    for data, idle in cases.items():
+        console = ConsoleOutput(OutputLog())
+        console.output(data)
+        assert console.at_idle_prompt() is idle, data
+    console = ConsoleOutput(OutputLog())
+    console.output(b"x" * 5000 + prompt)
+    assert console.at_idle_prompt()
+    console.output(b"y" * 5000)
+    assert not console.at_idle_prompt(), "the prompt is out of the window"

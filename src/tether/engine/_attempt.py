@@ -235,8 +235,15 @@ class AttemptRunner:
     ) -> None:
         if not attempt.same_program:  # a run typed into the program before this one can never finish
             runs_lost(session, SHELL_REPLACED)
+            session.console.program_replaced()
+        else:
+            session.console.reattached()
         session.link = link
         self._refresh_state(session, link)
+        if attempt.same_program and session.console.shell is None:
+            # a program re-attached after a restart: its backend may say which shell it runs
+            shell = session.preserved.extra.get("shell") if session.preserved is not None else None
+            session.console.shell = shell if shell in ("bash", "zsh") else None
         session.connected(self._outbox, attempt, now, time.time())
         if force is not None:
             force.resolve(attempt)

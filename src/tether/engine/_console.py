@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections import OrderedDict
-from typing import final
+from typing import Final, final
 
 import trio
 
@@ -140,6 +141,46 @@ async def wait_readable(session: Session, since: int, budget: float) -> None:
             await console.lot.park()
 
 
+PROMPT_GRACE: Final = 10.0
+"""How long after its link came up `run` waits for a shell's first prompt (the mark that says
+tether's integration is in it) before answering that the session has none."""
+
+
+async def until_runnable(session: Session, budget: float) -> None:
+    """Wait (no polling) until `run` can type into the session: connected, with its shell's
+    integration seen. A session still connecting, or a new shell that has not shown its first
+    prompt yet, is waited for; a re-attached shell idle at its prompt is asked for a new one.
+    `start_run` then says why if it still cannot run."""
+    console = console_of(session)
+    asked_until: float | None = None
+    with trio.move_on_after(budget):
+        while not session.unregistering:
+            if session.status is not SessionStatus.CONNECTED or session.link is None:
+                await console.lot.park()
+                continue
+            output = session.console
+            if output.shell is not None:
+                break
+            if output.awaiting_prompt:
+                until = (session.connected_at or 0.0) + PROMPT_GRACE
+            elif asked_until is None and output.at_idle_prompt():
+                # a re-attached program shows no prompt by itself: one sitting idle at tether's
+                # prompt is asked for a new one (Enter on an empty line), once
+                asked_until = time.time() + PROMPT_GRACE
+                await session.link.send(b"\r")
+                continue
+            elif asked_until is not None:
+                until = asked_until
+            else:
+                break
+            left = until - time.time()
+            if left <= 0:
+                break
+            with trio.move_on_after(left):
+                await console.lot.park()
+    await trio.lowlevel.checkpoint()
+
+
 def start_run(session: Session, command: str) -> tuple[bytes, str]:
     """The line to type and the run's token; refuses a session without tether's shell integration."""
     if session.status is not SessionStatus.CONNECTED or session.link is None:
@@ -172,11 +213,17 @@ async def wait_run(session: Session, token: str, budget: float) -> RunOutcome:
             return RunOutcome(token=token, done=False)
     else:
         await trio.lowlevel.checkpoint()
+    if result.output_stop > session.console.log.readable_end:
+        # held back until the flusher writes its reservation down: an answer is readable at once
+        await wait_readable(session, result.output_stop - 1, READABLE_WAIT)
     return RunOutcome(
         token=token, done=True, exit_status=result.status, output_start=result.output_start,
         output_stop=result.output_stop, started=result.started, lost=result.lost,
     )
 
+
+READABLE_WAIT: Final = 5.0
+"""Bound on waiting for a finished run's output to become readable (the flusher's next write)."""
 
 SHELL_ENDED = "the shell ended before the command finished"
 SHELL_REPLACED = "the shell was replaced by a new program before the command finished"

@@ -51,7 +51,7 @@ from ..rules._state import Attempt, PreservedState, SessionState, SessionStatus
 from ..rules._stats import StatsRecorder, SupervisorStats
 from ._attempt import AttemptRunner
 from ._bus import EventBus, Subscription
-from ._console import start_run, wait_output, wait_readable, wait_run
+from ._console import start_run, until_runnable, wait_output, wait_readable, wait_run
 from ._gc import ManagedCollector
 from ._outbox import Outbox
 from ._plugins import BACKENDS_GROUP, PluginRegistry, discover_plugins, spec_for_checks
@@ -322,12 +322,16 @@ class Supervisor:
 
         Completion comes from the shell integration's marks, with a fresh nonce per command. A
         command still running after `budget` returns ``done=False`` with a token for `wait_run`.
+        A session still connecting, or whose shell has not shown its first prompt, is waited for
+        within the same budget.
         """
         session = self._get(session_id)
+        deadline = trio.current_time() + budget
+        await until_runnable(session, budget)
         line, token = start_run(session, command)
         assert session.link is not None
         await session.link.send(line)
-        return await wait_run(session, token, budget)
+        return await wait_run(session, token, max(0.0, deadline - trio.current_time()))
 
     async def wait_run(self, session_id: str, token: str, *, budget: float = 30.0) -> RunOutcome:
         """The outcome of the run `token`, waiting at most `budget` for it to finish."""

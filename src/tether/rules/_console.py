@@ -14,9 +14,14 @@ from typing import Final, final
 
 import attrs
 
-from ._osc import Found, OscScanner, RunResult, RunTracker, ShellMark, new_nonce, run_line
+from ._osc import Found, OscScanner, RunResult, RunTracker, ShellMark, encode_shell_mark, new_nonce, run_line
 from ._output import Loss, OutputLog, PeerMark
 from ._state import SessionStatus
+
+IDLE_PROMPT_WINDOW: Final = 4096
+"""How far back `ConsoleOutput.at_idle_prompt` looks for the shell's last prompt."""
+_PROMPT_PREFIX: Final = encode_shell_mark("A")[:-1] + b";"
+_RUN_START: Final = encode_shell_mark("C")[:-1]
 
 MAX_PENDING_RUNS: Final = 64
 """Runs a session keeps waiting for their D mark; the oldest is given up past this."""
@@ -26,13 +31,17 @@ MAX_PENDING_RUNS: Final = 64
 class ConsoleOutput:
     """The output log of one session, with the escape marks in it and the runs that wait on them."""
 
-    __slots__ = ("_runs", "_scanner", "log", "shell")
+    __slots__ = ("_previous_shell", "_runs", "_scanner", "awaiting_prompt", "log", "shell")
 
     def __init__(self, log: OutputLog) -> None:
         self.log = log
         self.shell: str | None = None
         """The shell whose tether integration last reported a prompt (``133;A;tether-shell``):
-        `run` needs one. Cleared when the link's output stops being that shell's."""
+        `run` needs one. Cleared when the link ends; a re-attached program gets it back."""
+        self._previous_shell: str | None = None
+        self.awaiting_prompt = False
+        """A new program started and has not shown its first prompt yet (`run` waits for it a
+        little; a re-attached program shows none by itself)."""
         self._scanner = OscScanner(position=log.end)
         self._runs: dict[str, RunTracker] | None = None
 
@@ -77,8 +86,42 @@ class ConsoleOutput:
         ]
 
     def link_ended(self) -> None:
-        """The link is gone: a new one must show its shell's prompt again before `run`."""
-        self.shell = None
+        """The link is gone: until the next one says whether its program is the same, no shell is
+        known (the next link's own prompt may come before that)."""
+        self._previous_shell, self.shell = self.shell, None
+
+    def reattached(self) -> None:
+        """The new link carries the same program: it keeps the shell it had."""
+        if self.shell is None:
+            self.shell = self._previous_shell
+        self._previous_shell = None
+
+    def program_replaced(self) -> None:
+        """A new program took the session over: `run` waits for its first prompt (unless it
+        already showed one on this link)."""
+        self._previous_shell = None
+        self.awaiting_prompt = self.shell is None
+
+    def at_idle_prompt(self, window: int = IDLE_PROMPT_WINDOW) -> bool:
+        """Whether the log ends at tether's prompt with nothing started after it: the last
+        `window` bytes hold a prompt mark, and after it no gap, no run and no line ending
+        (what a command typed and entered would echo)."""
+        log = self.log
+        start = max(log.start, log.end - window)
+        if start >= log.end:
+            return False
+        data = bytearray()
+        for piece in log.read(start, window).pieces():
+            if isinstance(piece, Loss):  # what came before a gap may have been another program's
+                data.clear()
+            else:
+                data += piece[1]
+        at = data.rfind(_PROMPT_PREFIX)
+        if at < 0 or data.find(b"tether-shell=", at) < 0:
+            return False
+        after = bytes(data[at:])
+        after = after[after.find(b"\x07") + 1 :]
+        return b"\n" not in after and _RUN_START not in after
 
     def _scan(self, data: bytes, position: int) -> list[RunResult]:
         _, found = self._scanner.feed(data, at=position)
@@ -100,6 +143,7 @@ class ConsoleOutput:
             mark = item.event
             if isinstance(mark, ShellMark) and mark.kind == "A" and mark.shell:
                 self.shell = mark.shell
+                self.awaiting_prompt = False
 
 
 @final
