@@ -7,7 +7,7 @@ Backend ``ssh``. Options (``SessionSpec.options``): ``host`` (required),
 ``ssh-reconnect`` re-attaches), ``tmux_session``, ``tmux_socket``,
 ``pane_log_bytes`` (persist = "tmux": the remote pane log's bound, default 256 KiB,
 `_panelog`: a re-attach delivers exactly the bytes tether missed),
-``shell_integration`` (OSC 7 cwd reports from bash), ``accept_new_host_keys``
+``shell_integration`` (tether's integration in a bash or zsh login shell: cwd, `run`), ``accept_new_host_keys``
 (default false: an unknown host key fails; when true, keys are learnt into
 ``<known_hosts>.tether-accepted``, which strict sessions never read), ``server_alive_count_max``,
 ``env``, ``cwd``, ``term``, ``ssh_path``, ``rows``, ``cols``, ``share_connection``

@@ -126,7 +126,8 @@ class SshOptions:
     """persist = "tmux": the program's own output kept beside it on the remote host (4 numbered
     segments, at most this many bytes), so a re-attach delivers exactly the bytes tether missed."""
     shell_integration: bool = True
-    """Export a PROMPT_COMMAND that reports the cwd as OSC 7 (bash; other shells ignore it)."""
+    """Start a bash or zsh login shell with tether's shell integration (cwd reports, `run`);
+    other shells get an exported OSC 7 PROMPT_COMMAND only (see the README)."""
     accept_new_host_keys: bool = False
     server_alive_count_max: int = attrs.field(default=3, validator=_between(1, 100))
     env: Mapping[str, str] = attrs.field(factory=dict, converter=_env, hash=False)
