@@ -58,8 +58,8 @@ def _stats(**fields: object) -> SupervisorStats:
 def test_statistics_with_nothing_yet_say_so() -> None:
     """0 attempts: no success rate of 100, no last reconnection of None."""
     rows = dict(stats_rows(_stats()))
-    assert rows["reconnections"] == "none yet"
-    assert rows["attempts"] == "none yet"
+    assert rows["reconnections, all runs"] == "none yet"
+    assert rows["attempts, all runs"] == "none yet"
     assert rows["last reconnection"] == "never"
     assert not any("100" in value or "None" in value for value in rows.values())
 
@@ -67,13 +67,13 @@ def test_statistics_with_nothing_yet_say_so() -> None:
 def test_counts_from_before_a_restart_claim_no_time_of_this_run() -> None:
     """Episodes counted over whole lives, none recovered in this run: no mean of None."""
     rows = dict(stats_rows(_stats(successful_reconnections=2, success_rate=100.0, total_attempts=2)))
-    assert rows["reconnections"] == "2 recovered, 0 failed (100% recovered)"
-    assert "time to recover" not in rows and rows["last reconnection"] == "none in this run"
+    assert rows["reconnections, all runs"] == "2 recovered, 0 failed (100% recovered)"
+    assert "time to recover, this run" not in rows and rows["last reconnection"] == "none in this run"
 
 
 def test_plugin_problems_are_named_by_distribution() -> None:
     rows = dict(stats_rows(_stats(plugin_problems={"tether-hangs": 3})))
-    assert rows["plugin problems"] == "tether-hangs 3"
+    assert rows["plugin problems, this run"] == "tether-hangs 3"
 
 
 def test_statistics_with_data_give_rate_times_and_reasons() -> None:
@@ -82,8 +82,8 @@ def test_statistics_with_data_give_rate_times_and_reasons() -> None:
         average_reconnection_time=0.5, p50_reconnection_time=0.4, p99_reconnection_time=1.2,
         last_reconnection=1_000.0, disconnections=4, disconnections_by_reason={"network": 3, "process-exit": 1},
     ), now=1_030.0))
-    assert rows["reconnections"] == "3 recovered, 1 failed (75% recovered)"
-    assert rows["attempts"] == "12 (4 failed)"
-    assert rows["time to recover"] == "mean 0.50s, p50 0.40s, p99 1.20s"
+    assert rows["reconnections, all runs"] == "3 recovered, 1 failed (75% recovered)"
+    assert rows["attempts, all runs"] == "12 (4 failed)"
+    assert rows["time to recover, this run"] == "mean 0.50s, p50 0.40s, p99 1.20s"
     assert rows["last reconnection"].endswith("(30s ago)")
-    assert rows["disconnections"] == "4: network 3, process-exit 1"
+    assert rows["disconnections, this run"] == "4: network 3, process-exit 1"

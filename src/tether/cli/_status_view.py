@@ -80,30 +80,31 @@ def _secs(value: float | None) -> str:
 
 
 def stats_rows(stats: SupervisorStats, now: float | None = None) -> list[tuple[str, str]]:
-    """The statistics in words: nothing claims a rate or a time it has no data for."""
+    """The statistics in words: nothing claims a rate or a time it has no data for, and each row
+    says what it counts over: the sessions' whole lives (kept across restarts) or this run."""
     now = time.time() if now is None else now
     ended = stats.successful_reconnections + stats.failed_reconnections
     rate = f" ({stats.success_rate:.0f}% recovered)" if ended and stats.success_rate is not None else ""
     rows = [
         ("sessions", f"{stats.registered_sessions:,}"),
         ("reconnecting now", f"{stats.active_reconnections:,}"),
-        ("reconnections", f"{stats.successful_reconnections:,} recovered, {stats.failed_reconnections:,} failed{rate}"
-         if ended else "none yet"),
-        ("attempts", f"{stats.total_attempts:,} ({stats.failed_attempts:,} failed)" if stats.total_attempts
+        ("reconnections, all runs", f"{stats.successful_reconnections:,} recovered, "
+         f"{stats.failed_reconnections:,} failed{rate}" if ended else "none yet"),
+        ("attempts, all runs", f"{stats.total_attempts:,} ({stats.failed_attempts:,} failed)" if stats.total_attempts
          else "none yet"),
     ]
     if stats.average_reconnection_time is not None:
-        rows.append(("time to recover", f"mean {_secs(stats.average_reconnection_time)}, "
+        rows.append(("time to recover, this run", f"mean {_secs(stats.average_reconnection_time)}, "
                      f"p50 {_secs(stats.p50_reconnection_time)}, p99 {_secs(stats.p99_reconnection_time)}"))
     earlier = stats.last_reconnection is None and stats.successful_reconnections  # counted before a restart
     rows.append(("last reconnection", "none in this run" if earlier else _ago(stats.last_reconnection, now)))
     by_reason = ", ".join(f"{reason} {n:,}" for reason, n in sorted(stats.disconnections_by_reason.items()))
-    rows.append(("disconnections", f"{stats.disconnections:,}" + (f": {by_reason}" if by_reason else "")))
+    rows.append(("disconnections, this run", f"{stats.disconnections:,}" + (f": {by_reason}" if by_reason else "")))
     if stats.process_restarts:
-        rows.append(("process restarts", f"{stats.process_restarts:,}"))
+        rows.append(("process restarts, this run", f"{stats.process_restarts:,}"))
     if stats.plugin_problems:
         problems = sorted(stats.plugin_problems.items())
-        rows.append(("plugin problems", ", ".join(f"{dist} {n:,}" for dist, n in problems)))
+        rows.append(("plugin problems, this run", ", ".join(f"{dist} {n:,}" for dist, n in problems)))
     return rows
 
 
