@@ -9,6 +9,7 @@ files set (an integration that skipped them would change the user's shell).
 from __future__ import annotations
 
 import os
+import re
 import select
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import tether
+from tether.rules._integration import CANONICAL_LINE_LIMIT
 
 SHELLS = [name for name in ("bash", "zsh") if shutil.which(name)]
 
@@ -131,5 +133,52 @@ def test_typed_integration_installs_into_a_running_shell_once(tmp_path: Path, sh
         seen = pty.until(b"second-4")
         between = seen[seen.index(b"first-2") : seen.index(b"second-4")]
         assert between.count(prompt_mark(shell)) == 1, "one prompt, one mark: the hook is installed once"
+    finally:
+        pty.close()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_typed_integration_for_an_unknown_shell_picks_the_running_one(tmp_path: Path, shell: str) -> None:
+    """``typed_integration()`` (no shell named) installs bash's body in bash and zsh's in zsh, once
+    when typed twice, and its prompt has status 0 (the other shell's test does not show)."""
+    env = home_with_startup(tmp_path)
+    env["PS1"], env["PROMPT"] = "[$?]$ ", "[%?]%% "
+    argv = ["bash", "--norc", "-i"] if shell == "bash" else ["zsh", "-f", "-i"]
+    pty = Pty(argv, env, tmp_path)
+    try:
+        line = tether.typed_integration()
+        assert "\x1b" not in line and line.startswith(" ") and line.endswith("\r")
+        pty.type(line)
+        check_runs(pty, shell, tmp_path)
+        after_install = pty.seen[pty.seen.index(prompt_mark(shell)):]
+        first_prompt = re.search(rb"\[(\d+)\][$%] ", after_install)
+        assert first_prompt is not None and first_prompt.group(1) == b"0", after_install[:300]
+        other = "zsh" if shell == "bash" else "bash"
+        assert prompt_mark(other) not in pty.seen
+        pty.type(line)
+        pty.type("echo first-$((1+1))\r")
+        pty.type("echo second-$((2+2))\r")
+        seen = pty.until(b"second-4")
+        between = seen[seen.index(b"first-2") : seen.index(b"second-4")]
+        assert between.count(prompt_mark(shell)) == 1, "one prompt, one mark: the hook is installed once"
+    finally:
+        pty.close()
+
+
+@pytest.mark.skipif(shutil.which("dash") is None, reason="dash is not installed")
+def test_typed_integration_for_an_unknown_shell_leaves_another_shell_alone(tmp_path: Path) -> None:
+    """In dash (no line editing: the terminal's canonical mode reads the line), the line is read
+    whole, says nothing, installs nothing, and the shell goes on answering."""
+    line = tether.typed_integration()
+    assert len(line.encode()) < CANONICAL_LINE_LIMIT
+    pty = Pty(["dash", "-i"], home_with_startup(tmp_path), tmp_path)
+    try:
+        pty.until(b"$ ")
+        pty.type(line)
+        pty.type("echo status-$?-alive\r")
+        seen = pty.until(b"status-0-alive\r\n")
+        typed = seen[seen.index(b"|| true") :]
+        assert b"133;" not in seen and b"6973" not in seen
+        assert b"> " not in typed and b"rror" not in typed and b"not found" not in typed, typed  # no PS2, no error
     finally:
         pty.close()

@@ -24,7 +24,8 @@ How a body gets into a shell is the backend's business, with the start-up
 files here: `bash_rcfile` (``bash --rcfile``: load the user's own start-up
 first, as an interactive or a login shell would), `zsh_dotfiles` (a
 ``ZDOTDIR`` whose files load the user's own), or `typed_integration` (one line
-typed into a shell that already started, e.g. a Jupyter terminal).
+typed into a shell that already started, e.g. a Jupyter terminal, whose kind it can
+leave to the shell).
 """
 
 from __future__ import annotations
@@ -191,13 +192,32 @@ def zsh_dotfiles() -> dict[str, str]:
     return {".zshenv": _ZSH_ENV, ".zprofile": _ZSH_PROFILE, ".zshrc": _ZSH_RC + _ZSH_BODY}
 
 
-def typed_integration(shell: ShellName) -> str:
+def typed_integration(shell: ShellName | None = None) -> str:
     """One line that installs the integration into a `shell` that is already running.
 
     It starts with a space (``HISTCONTROL=ignorespace`` keeps it out of the
     history) and carries the body base64-encoded, so its echo holds no escape
     byte and no mark. It ends with a carriage return (the Enter key).
+
+    ``shell=None`` is for a shell whose kind is not known (a Jupyter terminal
+    runs the server's ``shell_command``): the line carries both bodies and the
+    shell itself picks by ``$BASH_VERSION`` / ``$ZSH_VERSION``; any other shell
+    (sh, dash, fish) runs two false tests and nothing else. It stays below a
+    terminal's line limit (`CANONICAL_LINE_LIMIT`), so a shell without line
+    editing reads it whole instead of waiting for the rest of a cut quote.
     """
+    if shell is not None:
+        return f" {_eval_body(shell)}\r"
+    bash, zsh = _eval_body("bash"), _eval_body("zsh")
+    return f" test -n \"$BASH_VERSION\" && {bash}; test -n \"$ZSH_VERSION\" && {zsh} || true\r"
+
+
+CANONICAL_LINE_LIMIT: Final = 4095
+"""Bytes a Linux terminal in canonical mode (a shell without line editing, like dash) keeps of one
+input line (``N_TTY_BUF_SIZE`` less the newline); the rest of a longer line is dropped."""
+
+
+def _eval_body(shell: ShellName) -> str:
     body = _BASH_BODY if shell == "bash" else _ZSH_BODY
     encoded = base64.b64encode(body.encode()).decode()
-    return f" eval \"$(printf %s {encoded} | base64 -d)\"\r"
+    return f"eval \"$(printf %s {encoded} | base64 -d)\""
