@@ -26,6 +26,8 @@ from tether_websocket import WebSocketBackend
 
 TOKEN = "tether-test-token-0123456789"
 STARTUP_TIMEOUT = 30.0
+BASH = ("/bin/bash", "--norc", "--noprofile")
+"""The terminals' shell (the server's ``shell_command``) unless a test names another."""
 
 CORE_STRATEGIES = (
     tether.SimpleReconnect, tether.SessionRestore, tether.ProcessRestart,
@@ -47,7 +49,7 @@ def free_port() -> int:
 class JupyterServer:
     """One ``jupyter server`` child: start, stop (SIGTERM), kill (SIGKILL), restart on the same port."""
 
-    def __init__(self, base: Path, token: str = TOKEN) -> None:
+    def __init__(self, base: Path, token: str = TOKEN, shell: tuple[str, ...] = BASH) -> None:
         self.token = token
         self.port = free_port()
         self.root = base / "root"
@@ -55,7 +57,7 @@ class JupyterServer:
         self._home = base / "jupyter"
         (self._home / "config").mkdir(parents=True, exist_ok=True)
         (self._home / "config" / "jupyter_server_config.py").write_text(
-            'c.ServerApp.terminado_settings = {"shell_command": ["/bin/bash", "--norc", "--noprofile"]}\n'
+            f"c.ServerApp.terminado_settings = {{'shell_command': {list(shell)!r}}}\n"
         )
         self._log = base / "jupyter.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -181,6 +183,19 @@ async def wait_output(sup: tether.Supervisor, sid: str, needle: bytes, *, after:
     """Wait until `needle` shows in the session's output past offset `after`; return that output."""
     await wait_until(lambda: needle in sup.output_history(sid)[after:], timeout=within, step=0.02)
     return sup.output_history(sid)[after:]
+
+
+PROMPT_MARK = r"\x1b\]133;A;tether-shell=(bash|zsh)\x07"
+"""tether's prompt mark, as a pattern for `Supervisor.wait`: the integration is at a prompt."""
+INSTALL_ECHO = b'test -n "$BASH_VERSION"'
+"""In the echo of the typed integration line: how often it was typed shows in the output."""
+
+
+async def wait_for_integration(sup: tether.Supervisor, sid: str, *, since: int = 0, within: float = 20.0) -> str:
+    """Wait until tether's integration shows a prompt past `since` (`run` works from then on); the shell."""
+    found = await sup.wait(sid, pattern=PROMPT_MARK, since=since, budget=within)
+    assert found.satisfied, f"no prompt of tether's integration: {sup.output_history(sid)[-600:]!r}"
+    return found.match.split("=")[-1].rstrip("\x07")
 
 
 async def run_command(sup: tether.Supervisor, sid: str, command: str, marker: str,

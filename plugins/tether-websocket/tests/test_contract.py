@@ -99,7 +99,7 @@ class TestWebSocketJupyterContract(BackendContract):
     @pytest.fixture
     def tether_backend_closing_spec(self, shared_jupyter: JupyterServer) -> SessionSpec:
         # The restore line exports it; the shell then exits at its next prompt.
-        options = shared_jupyter.options(env={"PROMPT_COMMAND": "exit"}, track_cwd=False)
+        options = shared_jupyter.options(env={"PROMPT_COMMAND": "exit"}, shell_integration=False)
         return SessionSpec(id="exits", backend="websocket", options=options, policy=quick_policy())
 
     @pytest.fixture

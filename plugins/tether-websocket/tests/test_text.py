@@ -8,11 +8,11 @@ import pytest
 
 import tether
 from tether import OscScanner
-from tether_websocket import parse_options
+from tether_websocket import WebSocketBackend, parse_options
 from tether_websocket._link import newest_cwd
-from tether_websocket._osc7 import restore_line
 from tether_websocket._redact import redact
 from tether_websocket._replay import new_part
+from tether_websocket._shell import LINE_LIMIT, prompt_state, restore_line, setup_lines
 
 
 @pytest.mark.parametrize(
@@ -49,9 +49,32 @@ def test_cwd_tracking_handles_split_sequences() -> None:
 
 def test_restore_line_quotes() -> None:
     """Env and cwd are shell-quoted; the line starts with a space to stay out of history."""
-    line = restore_line(cwd="/tmp/it's", env={"A": "x y"}, track_cwd=False)
+    line = restore_line(cwd="/tmp/it's", env={"A": "x y"})
     assert line == " export A='x y'; cd '/tmp/it'\"'\"'s'\r"
-    assert restore_line(cwd=None, env={}, track_cwd=False) is None
+    assert restore_line(cwd=None, env={}) is None
+
+
+PROMPT = tether.encode_shell_mark("A", shell="bash")
+
+
+@pytest.mark.parametrize(
+    ("output", "state"),
+    [
+        (b"", "none"),
+        (b"$ ls\r\nfile\r\n$ ", "none"),  # a prompt, but not tether's
+        (tether.encode_shell_mark("A") + b"$ ", "none"),  # another integration's mark
+        (b"old\r\n" + PROMPT + b"\x1b[?2004h$ ", "idle"),
+        (PROMPT + b"\r\x1b[0m\x1b[J% \x1b[K", "idle"),  # zsh's prompt starts with a CR
+        (PROMPT + b"$ half-typed", "idle"),  # ctrl-c drops it, never runs it
+        (PROMPT + b"$ sleep 100\r\n", "busy"),
+        (PROMPT + b"$ " + tether.encode_shell_mark("C", nonce="ab" * 8) + b"out", "busy"),
+        (PROMPT + b"user@host\r\n$ ", "busy"),  # a two-line prompt: never typed into
+        (PROMPT + b"$ x\r\nout\r\n" + PROMPT + b"$ ", "idle"),  # the last prompt counts
+    ],
+)
+def test_prompt_state(output: bytes, state: str) -> None:
+    """Where a re-attached shell is, from the server's replay: only idle at tether's prompt is poked."""
+    assert prompt_state(output) == state
 
 
 def test_redact() -> None:
@@ -74,6 +97,7 @@ def test_redact() -> None:
         ({"url": "ws://h/", "env": {"1X": "a"}}, "env.1X: is not a valid shell variable name"),
         ({"url": "ws://h/", "colour": 1}, "colour: unknown option"),
         ({"url": "ws://h/", "rows": True}, "rows: must be a whole number"),
+        ({"url": "ws://h/", "shell_integration": True, "track_cwd": True}, "track_cwd: is the old name"),
     ],
 )
 def test_options(options: dict[str, Any], message: str | None) -> None:
@@ -92,3 +116,42 @@ def test_options_repr_hides_the_token() -> None:
     parsed = parse_options({"base_url": "http://h/", "token": "s3cret", "headers": {"Cookie": "c00kie"}})
     assert "s3cret" not in repr(parsed) and "c00kie" not in repr(parsed)
     assert parsed.redact("x s3cret c00kie") == "x *** ***"
+
+
+@pytest.mark.parametrize(
+    ("options", "installs"),
+    [
+        ({"base_url": "http://h/"}, True),
+        ({"url": "ws://h/"}, False),
+        ({"url": "ws://h/", "shell_integration": True}, True),
+        ({"base_url": "http://h/", "shell_integration": False}, False),
+        ({"url": "ws://h/", "track_cwd": True}, True),  # the old name still works
+        ({"base_url": "http://h/", "track_cwd": False}, False),
+    ],
+)
+def test_shell_integration_option(options: dict[str, Any], installs: bool) -> None:
+    """On by default in Jupyter mode, off for a plain URL; ``track_cwd`` is read as its old name."""
+    assert parse_options(options).installs_integration is installs
+
+
+def test_check_notes_the_old_option_name() -> None:
+    """`tether check` says ``track_cwd`` is the old name of ``shell_integration``."""
+    registry = tether.PluginRegistry()
+    registry.add_backend(WebSocketBackend())
+    old = tether.SessionSpec(id="s", backend="websocket", options={"base_url": "http://h/", "track_cwd": True})
+    new = tether.SessionSpec(id="s", backend="websocket", options={"base_url": "http://h/", "shell_integration": True})
+    (note,) = registry.notes_for(old)
+    assert str(note).startswith("options.track_cwd: is the old name of shell_integration"), str(note)
+    assert registry.notes_for(new) == []
+
+
+def test_setup_is_one_line_when_it_fits() -> None:
+    """Restore and integration are typed as one line (no typeahead echoed twice), two when together
+    they would pass a canonical-mode terminal's line limit, and nothing when there is nothing to do."""
+    restore, integration = " cd /x\r", tether.typed_integration()
+    assert setup_lines(restore, integration) == [" cd /x;" + integration]
+    assert setup_lines(None, integration) == [integration]
+    assert setup_lines(restore, None) == [restore]
+    assert setup_lines(None, None) == []
+    long = restore_line(cwd="/x", env={"BIG": "v" * (LINE_LIMIT - len(integration))})
+    assert setup_lines(long, integration) == [long, integration]

@@ -12,8 +12,9 @@ Options (``spec.options``)::
     ping_interval = 1.0                # default: the policy's keepalive_interval; 0 = off
     ping_timeout = 2.0                 # default: min(connect_timeout, 10)
     close_timeout = 1.0                # bound on the close handshake
-    track_cwd = true                   # inject a bash PROMPT_COMMAND reporting OSC 7
-                                       # (default: on with base_url, off with url)
+    shell_integration = true           # install tether's shell integration in each new shell
+                                       # (default: on with base_url, off with url;
+                                       # track_cwd is its old name)
     env = {}                           # exported in every new shell
     rows = 24, cols = 80               # initial size, if the protocol has one
 
@@ -24,6 +25,18 @@ tether's history; a 404 means the server lost it (`ReattachUnavailableError`).
 RESTART makes a new terminal and restores cwd and env by typing
 ``export ...; cd ...`` into it. Unregistering a session (``LinkRequest.session_ending``)
 deletes the Jupyter terminal tether made for it; one named by ``terminal`` is left alone.
+
+Shell integration. Into a new shell (FRESH, RESTART), once it printed
+something, tether types one line: the restore (exports, ``cd``) and
+`tether.typed_integration` with no shell named: a Jupyter terminal runs the server's ``shell_command``,
+so the shell picks bash's or zsh's body itself, and any other shell (sh,
+fish) ignores the line: cwd is then not tracked and `run` is refused with
+the engine's error. Its echo (about 3.8 KB of base64) is in the session's
+output once per new shell. A REATTACH types no integration again (it is
+still installed); since `run` waits for a prompt mark on the current link,
+a shell the server's replay shows idle at tether's prompt is sent ctrl-c
+(a half-typed line is dropped, never run) and the connect waits for the
+new prompt; a busy one is left alone and shows its prompt when its command ends.
 
 Default strategies. A dropped WebSocket (network, timeout, failed ping,
 orderly close) usually leaves the terminal running, but not after a server
@@ -58,6 +71,7 @@ from tether import (
     PreservedState,
     ReattachUnavailableError,
     SessionSpec,
+    typed_integration,
 )
 
 from . import _jupyter
@@ -65,12 +79,19 @@ from ._adapters import AdapterRegistry
 from ._classify import error_for_connect
 from ._link import WebSocketLink
 from ._options import WebSocketOptions, parse_options
-from ._osc7 import restore_line
 from ._probe import probe
+from ._shell import restore_line, setup_lines
 from ._socket import open_socket
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
+
+SHELL_START_WAIT = 2.0
+"""Seconds a new shell may take to print anything before tether types into it anyway."""
+REPLAY_WAIT = 1.0
+"""Seconds to wait for the server's replay after a re-attach (terminado sends it at once)."""
+PROMPT_WAIT = 2.0
+"""Seconds a re-attached idle shell may take to show its prompt after ctrl-c."""
 
 DEFAULT_STRATEGIES: Mapping[DisconnectReason, str] = {
     DisconnectReason.NETWORK: "ssh-reconnect",
@@ -98,6 +119,13 @@ class WebSocketBackend:
     def validate(self, spec: SessionSpec) -> None:
         options = parse_options(spec.options)
         self.adapters.check(options.adapter)
+
+    def notes(self, spec: SessionSpec) -> list[tuple[str, str]]:
+        """What works, but not as a user may expect (`tether check` prints these)."""
+        if "track_cwd" in spec.options:
+            return [("track_cwd", "is the old name of shell_integration (now the full integration: cwd, "
+                     "finished commands and run); rename it")]
+        return []
 
     def target(self, spec: SessionSpec) -> str:
         options = parse_options(spec.options)
@@ -188,20 +216,29 @@ class WebSocketBackend:
     async def _prepare(
         link: WebSocketLink, options: WebSocketOptions, request: LinkRequest, fresh_shell: bool
     ) -> None:
-        """Size the terminal; in a new shell, restore env and cwd and install the OSC 7 hook."""
+        """Size the terminal; in a new shell restore env and cwd and install the integration, in a
+        re-attached one idle at tether's prompt ask for a prompt (see the module docstring)."""
         if options.rows and options.cols:
             await link.resize(options.rows, options.cols)
-        if not fresh_shell:
+        if fresh_shell:
+            state = link.current_state()
+            restore = restore_line(cwd=state.cwd if request.mode is ConnectMode.RESTART else None, env=state.env)
+            lines = setup_lines(restore, typed_integration() if options.installs_integration else None)
+            if lines:
+                with trio.move_on_after(SHELL_START_WAIT):
+                    await link.first_output.wait()  # typed any sooner, a starting shell would echo it twice
+            for line in lines:
+                await link.send_text(line)
             return
-        state = link.current_state()
-        restoring = request.mode is ConnectMode.RESTART
-        line = restore_line(
-            cwd=state.cwd if restoring else None, env=state.env, track_cwd=options.injects_cwd_hook
-        )
-        if line is not None:
-            await link.send_text(line)
-
-
+        if not options.installs_integration:
+            return
+        with trio.move_on_after(REPLAY_WAIT):
+            await link.first_output.wait()
+        if link.replay_prompt == "idle":
+            prompt = link.next_prompt()
+            await link.send_text("\x03")
+            with trio.move_on_after(PROMPT_WAIT):
+                await prompt.wait()
 
 
 def _unique_name(request: LinkRequest) -> str:

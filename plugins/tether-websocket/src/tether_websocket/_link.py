@@ -8,12 +8,24 @@ import attrs
 import trio
 import trio_websocket
 
-from tether import CwdReport, Disconnect, DisconnectReason, Found, LinkError, LinkRequest, OscScanner, PreservedState
+from tether import (
+    CommandMark,
+    CwdReport,
+    Disconnect,
+    DisconnectReason,
+    Found,
+    LinkError,
+    LinkRequest,
+    OscScanner,
+    PreservedState,
+    ShellMark,
+)
 
 from ._adapters import Adapter
 from ._classify import disconnect_for_close, error_for_close
 from ._options import WebSocketOptions
 from ._replay import new_part
+from ._shell import PromptState, prompt_state
 
 _MAX_LINE = 4096
 
@@ -49,6 +61,14 @@ class WebSocketLink:
         self._replay_pending = dedup_replay
         """Re-attached: the first output is the server's replay, to de-duplicate."""
         self._line = bytearray()
+        self._shell_reports = False
+        """The shell's integration reports its commands (OSC 6973): typed lines are not guessed at."""
+        self.replay_prompt: PromptState = "none"
+        """Re-attached: where the shell was in the server's replay (see `prompt_state`)."""
+        self.first_output = trio.Event()
+        """Set once the peer sent any output (a re-attach: its replay)."""
+        self._prompt_seen = trio.Event()
+        """Set (and replaced) at each prompt mark."""
 
     # -- the Link contract ------------------------------------------------------------
 
@@ -93,6 +113,10 @@ class WebSocketLink:
         except trio_websocket.ConnectionClosed as exc:
             raise error_for_close(exc, redact=self._options.redact) from None
 
+    def next_prompt(self) -> trio.Event:
+        """An event set when tether's integration next shows a prompt on this link."""
+        return self._prompt_seen
+
     # -- background tasks, run in the link's nursery -------------------------------------------
 
     async def read_messages(self) -> None:
@@ -134,14 +158,34 @@ class WebSocketLink:
     def _on_output(self, data: bytes) -> None:
         if self._replay_pending:
             self._replay_pending = False
+            self.replay_prompt = prompt_state(data)
+            self._shell_reports = self.replay_prompt != "none"
             data = new_part(self._request.history, data)
-        cwd = newest_cwd(self._osc.feed(data)[1])
+        self.first_output.set()
         if data:
             self._request.report_output(data)
-        if cwd is not None and cwd != self._state.cwd:
-            self._update(cwd=cwd)
+        self._learn(self._osc.feed(data)[1])
+
+    def _learn(self, found: list[Found]) -> None:
+        """The cwd, the last finished command and prompts, from the marks the shell sent."""
+        cwd = newest_cwd(found)
+        command: str | None = None
+        for item in found:
+            event = item.event
+            if isinstance(event, CommandMark):
+                self._shell_reports = True
+                command = event.command or command
+            elif isinstance(event, ShellMark) and event.kind == "A" and event.shell:
+                self._shell_reports = True
+                self._prompt_seen.set()
+                self._prompt_seen = trio.Event()
+        if (cwd is not None and cwd != self._state.cwd) or (command and command != self._state.last_command):
+            self._update(cwd=cwd, last_command=command)
 
     def _note_input(self, data: bytes) -> None:
+        """Without an integration reporting commands, a typed line is the best guess at one."""
+        if self._shell_reports:
+            return
         for byte in data:
             if byte in (0x0D, 0x0A):
                 line = self._line.decode("utf-8", errors="replace").strip()

@@ -105,9 +105,14 @@ class WebSocketOptions:
     """Seconds to wait for a pong; None = min(connect_timeout, 10)."""
     close_timeout: float = attrs.field(default=1.0, converter=_close_timeout)
     """Bound on the close handshake: a dead peer never answers it."""
+    shell_integration: bool | None = None
+    """Install tether's shell integration in each new shell (cwd as OSC 7, finished commands, the
+    marks `run` needs), by typing one line the shell itself reads as bash's or zsh's (other shells
+    ignore it). None: on in Jupyter mode (we made the shell), off for a plain URL (the peer may be
+    no shell)."""
     track_cwd: bool | None = None
-    """Inject a bash PROMPT_COMMAND reporting the cwd as OSC 7 into each new shell.
-    None: on in Jupyter mode (we made the shell), off for a plain URL (the peer may be no shell)."""
+    """The old name of `shell_integration` (it installed an OSC 7-only hook): still read, with a
+    note from `tether check`."""
     env: Mapping[str, str] = attrs.field(factory=dict, converter=_env)
     """Exported in every new shell (and kept in the preserved state)."""
     rows: int | None = attrs.field(default=None, validator=_size)
@@ -128,6 +133,8 @@ class WebSocketOptions:
             raise ConfigError("terminal", "only applies with base_url (Jupyter mode)")
         if self.terminal is not None and not re.fullmatch(r"\w+", self.terminal):
             raise ConfigError("terminal", "must be letters, digits and _ (Jupyter's terminal routes)")
+        if self.shell_integration is not None and self.track_cwd is not None:
+            raise ConfigError("track_cwd", "is the old name of shell_integration: give only shell_integration")
         for name in self.env:
             if not name or name[0].isdigit() or any(c not in _ENV_NAME for c in name):
                 raise ConfigError(f"env.{name}", "is not a valid shell variable name")
@@ -145,9 +152,10 @@ class WebSocketOptions:
         return tuple(v for v in values if v)
 
     @property
-    def injects_cwd_hook(self) -> bool:
-        """Whether new shells get the OSC 7 PROMPT_COMMAND."""
-        return self.jupyter if self.track_cwd is None else self.track_cwd
+    def installs_integration(self) -> bool:
+        """Whether new shells get tether's integration (and re-attached ones are asked for a prompt)."""
+        chosen = self.shell_integration if self.shell_integration is not None else self.track_cwd
+        return self.jupyter if chosen is None else chosen
 
     def redact(self, text: str) -> str:
         """`text` with this session's secrets masked."""
