@@ -15,13 +15,14 @@ import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 import trio
 
 import tether
-from tether.testing import require_peer, wait_until
+from tether.testing import require_peer, wait_connected, wait_until
 from tether_websocket import WebSocketBackend
 
 TOKEN = "tether-test-token-0123456789"
@@ -192,9 +193,11 @@ INSTALL_ECHO = b'test -n "$BASH_VERSION"'
 
 
 async def wait_for_integration(sup: tether.Supervisor, sid: str, *, since: int = 0, within: float = 20.0) -> str:
-    """Wait until tether's integration shows a prompt past `since` (`run` works from then on); the shell."""
+    """Wait until tether's integration showed a prompt past `since` and the session is connected
+    (`run` works from then on); the shell."""
     found = await sup.wait(sid, pattern=PROMPT_MARK, since=since, budget=within)
     assert found.satisfied, f"no prompt of tether's integration: {sup.output_history(sid)[-600:]!r}"
+    await wait_connected(sup, sid, within)  # the mark can come while the connect is finishing
     return found.match.split("=")[-1].rstrip("\x07")
 
 
@@ -256,3 +259,18 @@ class NetworkCut:
             self.proc.kill()
             self.proc.wait()
         self.proc = None
+
+
+def _harness() -> ModuleType:
+    """The core's journey harness (tests/journeys/daemon.py), loaded by path: it is not a package here."""
+    path = Path(__file__).resolve().parents[3] / "tests" / "journeys" / "daemon.py"
+    spec = importlib.util.spec_from_file_location("tether_journey_daemon", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+daemon_harness = _harness()
+"""tests/journeys/daemon.py: drive ``tether run`` as a subprocess (start, stop, kill -9, /control)."""

@@ -84,12 +84,12 @@ def typed_after(sup: tether.Supervisor, sid: str, start: int) -> tuple[int, int]
 
 
 async def test_run_wait_and_resize(supervisor: tether.Supervisor, shared_jupyter: JupyterServer) -> None:
-    """run: 0 for true, 1 for false, the output range, a token for a long command that wait_run
-    finishes; wait for a pattern; a resize reaches the terminal's shell."""
+    """Once connected, run: 0 for true, 1 for false, the output range, a token for a long command
+    that wait_run finishes; wait for a pattern; a resize reaches the terminal's shell."""
     await supervisor.register(spec(shared_jupyter, "ops"))
-    assert await wait_for_integration(supervisor, "ops") == "bash"
+    await wait_connected(supervisor, "ops")
+    await check_runs(supervisor, "ops")  # at once: a connect waits for the integration's first prompt
     assert typed_after(supervisor, "ops", 0) == (1, 0), "the integration is typed once into a new shell"
-    await check_runs(supervisor, "ops")
     await check_wait_pattern(supervisor, "ops")
     await check_resize(supervisor, "ops", 41, 132)
     await check_resize(supervisor, "ops", 24, 80)
@@ -189,8 +189,8 @@ async def test_a_new_terminal_after_a_server_restart_gets_it_again(
     await wait_until(lambda: supervisor.state("new").status is not SessionStatus.CONNECTED, timeout=10)
     start = since(supervisor, "new")
     await trio.to_thread.run_sync(jupyter.start)
-    await wait_for_integration(supervisor, "new", since=start, within=30)
-    assert await run_output(supervisor, "new", "pwd") == str(work)
+    await wait_until(lambda: supervisor.state("new").episodes_recovered == 1, timeout=30, step=0.02)
+    assert await run_output(supervisor, "new", "pwd") == str(work)  # at once, as after a first connect
     assert await run_output(supervisor, "new", "echo $$") != pid
     assert typed_after(supervisor, "new", start)[0] == 1
 

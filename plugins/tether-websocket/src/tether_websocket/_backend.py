@@ -26,17 +26,21 @@ RESTART makes a new terminal and restores cwd and env by typing
 ``export ...; cd ...`` into it. Unregistering a session (``LinkRequest.session_ending``)
 deletes the Jupyter terminal tether made for it; one named by ``terminal`` is left alone.
 
-Shell integration. Into a new shell (FRESH, RESTART), once it printed
-something, tether types one line: the restore (exports, ``cd``) and
-`tether.typed_integration` with no shell named: a Jupyter terminal runs the server's ``shell_command``,
-so the shell picks bash's or zsh's body itself, and any other shell (sh,
-fish) ignores the line: cwd is then not tracked and `run` is refused with
-the engine's error. Its echo (about 3.8 KB of base64) is in the session's
-output once per new shell. A REATTACH types no integration again (it is
-still installed); since `run` waits for a prompt mark on the current link,
-a shell the server's replay shows idle at tether's prompt is sent ctrl-c
-(a half-typed line is dropped, never run) and the connect waits for the
-new prompt; a busy one is left alone and shows its prompt when its command ends.
+Shell integration (``shell_integration``). Into a new shell (FRESH,
+RESTART), once it printed something, tether types one line: the restore
+(exports, ``cd``) and `tether.typed_integration` with no shell named. A
+Jupyter terminal runs the server's ``shell_command``, so the shell picks
+bash's or zsh's body itself; any other shell (sh, fish) ignores the line:
+its cwd is then not tracked and `run` is refused with the engine's error.
+The line's echo (about 3.8 KB of base64) is in the session's output once per
+new shell. A REATTACH types no integration again (the shell still has it);
+as `run` waits for a prompt mark on the current link, a shell the server's
+replay shows idle at tether's prompt is sent ctrl-c (a half-typed line is
+dropped, never run), and a busy one is left alone (it shows its prompt when
+its command ends). After typing either, the connect waits for tether's
+prompt (at most `PROMPT_WAIT`, half the connect's time left at most), so a
+connected session can `run` at once; a shell that never shows one (sh)
+makes a new terminal's connect that much slower.
 
 Default strategies. A dropped WebSocket (network, timeout, failed ping,
 orderly close) usually leaves the terminal running, but not after a server
@@ -91,7 +95,8 @@ SHELL_START_WAIT = 2.0
 REPLAY_WAIT = 1.0
 """Seconds to wait for the server's replay after a re-attach (terminado sends it at once)."""
 PROMPT_WAIT = 2.0
-"""Seconds a re-attached idle shell may take to show its prompt after ctrl-c."""
+"""Seconds a shell may take to show tether's prompt after the integration was typed (or, re-attached,
+after ctrl-c): a shell that is neither bash nor zsh makes a new terminal's connect this much slower."""
 
 DEFAULT_STRATEGIES: Mapping[DisconnectReason, str] = {
     DisconnectReason.NETWORK: "ssh-reconnect",
@@ -220,25 +225,34 @@ class WebSocketBackend:
         re-attached one idle at tether's prompt ask for a prompt (see the module docstring)."""
         if options.rows and options.cols:
             await link.resize(options.rows, options.cols)
+        integration = options.installs_integration
         if fresh_shell:
             state = link.current_state()
             restore = restore_line(cwd=state.cwd if request.mode is ConnectMode.RESTART else None, env=state.env)
-            lines = setup_lines(restore, typed_integration() if options.installs_integration else None)
+            lines = setup_lines(restore, typed_integration() if integration else None)
             if lines:
-                with trio.move_on_after(SHELL_START_WAIT):
+                with trio.move_on_at(_within(request, SHELL_START_WAIT)):
                     await link.first_output.wait()  # typed any sooner, a starting shell would echo it twice
+            prompt = link.next_prompt()
             for line in lines:
                 await link.send_text(line)
-            return
-        if not options.installs_integration:
-            return
-        with trio.move_on_after(REPLAY_WAIT):
-            await link.first_output.wait()
-        if link.replay_prompt == "idle":
+        elif integration:
+            with trio.move_on_at(_within(request, REPLAY_WAIT)):
+                await link.first_output.wait()
+            if link.replay_prompt != "idle":
+                return
             prompt = link.next_prompt()
             await link.send_text("\x03")
-            with trio.move_on_after(PROMPT_WAIT):
-                await prompt.wait()
+        if integration:
+            with trio.move_on_at(_within(request, PROMPT_WAIT)):
+                await prompt.wait()  # connected then means run works (bash, zsh)
+
+
+def _within(request: LinkRequest, seconds: float) -> float:
+    """A deadline `seconds` away, but never past half the time the connect has left: a wait for the
+    shell may make a connect slower, never fail it."""
+    now = trio.current_time()
+    return now + min(seconds, max(0.0, request.deadline - now) / 2)
 
 
 def _unique_name(request: LinkRequest) -> str:
