@@ -13,11 +13,11 @@ explicit unseen loss of unknown size there, and no byte twice.
 `run` needs tether's shell integration (the ``OSC 133;A;tether-shell`` prompt
 mark): the backend types it into every new terminal's shell, which picks
 bash's or zsh's body itself; sh ignores it, and `run` is refused with a
-`LinkError` that says why. A re-attach types no integration again (the echo
-of the install line is counted) and asks a shell idle at tether's prompt for a
-new one (ctrl-c), so `run` works the moment the session is connected again.
-A new terminal after the server restarted gets the integration again, in the
-restored cwd.
+`LinkError` that says why. A re-attach types nothing (the echo of the install
+line is counted): the shell still has the integration, and the session's state
+says which shell it is (``extra["shell"]``), so `run` works the moment the
+session is connected again, after a supervisor restart too. A new terminal
+after the server restarted gets the integration again, in the restored cwd.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import attrs
 import pytest
 import trio
 
@@ -77,10 +76,9 @@ def since(sup: tether.Supervisor, sid: str) -> int:
     return sup.read(sid, None, 1).end
 
 
-def typed_after(sup: tether.Supervisor, sid: str, start: int) -> tuple[int, int]:
-    """How often the integration was typed and ctrl-c was sent since `start` (their echoes)."""
-    out = sup.output_history(sid)[start:]
-    return out.count(INSTALL_ECHO), out.count(b"^C")
+def typed_after(sup: tether.Supervisor, sid: str, start: int) -> int:
+    """How often the integration was typed since `start` (its echo)."""
+    return sup.output_history(sid)[start:].count(INSTALL_ECHO)
 
 
 async def test_run_wait_and_resize(supervisor: tether.Supervisor, shared_jupyter: JupyterServer) -> None:
@@ -89,7 +87,7 @@ async def test_run_wait_and_resize(supervisor: tether.Supervisor, shared_jupyter
     await supervisor.register(spec(shared_jupyter, "ops"))
     await wait_connected(supervisor, "ops")
     await check_runs(supervisor, "ops")  # at once: a connect waits for the integration's first prompt
-    assert typed_after(supervisor, "ops", 0) == (1, 0), "the integration is typed once into a new shell"
+    assert typed_after(supervisor, "ops", 0) == 1, "the integration is typed once into a new shell"
     await check_wait_pattern(supervisor, "ops")
     await check_resize(supervisor, "ops", 41, 132)
     await check_resize(supervisor, "ops", 24, 80)
@@ -104,13 +102,16 @@ async def test_cd_in_a_run_sticks(supervisor: tether.Supervisor, shared_jupyter:
     await wait_for_integration(supervisor, "cd")
     assert await run_output(supervisor, "cd", f"cd '{work}' && pwd") == str(work)
     assert await run_output(supervisor, "cd", "pwd") == str(work)
-    kept = tether.PreservedState(cwd=str(work), last_command="pwd")
-    await wait_until(lambda: attrs.evolve(supervisor.state("cd").preserved, env={}, handle=None) == kept, timeout=5)
+    def kept() -> tuple[str | None, str | None]:
+        state = supervisor.state("cd").preserved or tether.PreservedState()
+        return state.cwd, state.last_command
+
+    await wait_until(lambda: kept() == (str(work), "pwd"), timeout=5)
 
 
 async def test_run_at_once_after_a_reattach(supervisor: tether.Supervisor, shared_jupyter: JupyterServer) -> None:
-    """A forced re-attach to the same shell: the integration is not typed again, the idle shell is
-    asked for a prompt once (ctrl-c), and run works as soon as the session is connected."""
+    """A forced re-attach to the same shell: nothing is typed into it (no integration, no key), and
+    run works as soon as the session is connected."""
     await supervisor.register(spec(shared_jupyter, "again"))
     await wait_for_integration(supervisor, "again")
     pid = await run_output(supervisor, "again", "cd /tmp && echo $$")
@@ -118,7 +119,8 @@ async def test_run_at_once_after_a_reattach(supervisor: tether.Supervisor, share
     attempt = await supervisor.force_reconnect("again", "session-restore")
     assert attempt is not None and attempt.success and attempt.same_program, attempt
     assert await run_output(supervisor, "again", "echo $$:$PWD") == f"{pid}:/tmp"
-    assert typed_after(supervisor, "again", start) == (0, 1)
+    assert typed_after(supervisor, "again", start) == 0
+    assert b"^C" not in supervisor.output_history("again")[start:]
 
 
 async def test_read_since_across_a_dropped_websocket(
@@ -142,7 +144,7 @@ async def test_read_since_across_a_dropped_websocket(
     episode = supervisor.state("drop").episode
     assert episode is not None and episode.attempts[-1].same_program, episode
     assert await run_output(supervisor, "drop", "echo $$") == pid
-    assert typed_after(supervisor, "drop", before.cursor)[0] == 0, "a re-attach never retypes the integration"
+    assert typed_after(supervisor, "drop", before.cursor) == 0, "a re-attach never retypes the integration"
     span = await check_continues(supervisor, "drop", before, expect_loss=True)
     assert_one_unknown_loss(span, before)
 
@@ -163,6 +165,7 @@ async def test_read_since_across_a_supervisor_restart(
         pid = await run_output(sup, "restart", "cd /tmp && echo $$")
         before = await print_marker(sup, "restart", "restart")
         handle = sup.state("restart").preserved.handle  # type: ignore[union-attr]
+        assert sup.state("restart").preserved.extra["shell"] == "bash"  # type: ignore[union-attr]
     async with tether.open_sqlite_store(path) as store, \
             tether.open_supervisor(registry=registry(), store=store, flush_interval=0.05) as sup:
         await wait_connected(sup, "restart")
@@ -192,7 +195,7 @@ async def test_a_new_terminal_after_a_server_restart_gets_it_again(
     await wait_until(lambda: supervisor.state("new").episodes_recovered == 1, timeout=30, step=0.02)
     assert await run_output(supervisor, "new", "pwd") == str(work)  # at once, as after a first connect
     assert await run_output(supervisor, "new", "echo $$") != pid
-    assert typed_after(supervisor, "new", start)[0] == 1
+    assert typed_after(supervisor, "new", start) == 1
 
 
 async def test_zsh_gets_its_own_integration(supervisor: tether.Supervisor, tmp_path: Path) -> None:

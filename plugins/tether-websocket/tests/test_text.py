@@ -12,7 +12,7 @@ from tether_websocket import WebSocketBackend, parse_options
 from tether_websocket._link import newest_cwd
 from tether_websocket._redact import redact
 from tether_websocket._replay import new_part
-from tether_websocket._shell import LINE_LIMIT, prompt_state, restore_line, setup_lines
+from tether_websocket._shell import LINE_LIMIT, restore_line, setup_lines
 
 
 @pytest.mark.parametrize(
@@ -53,28 +53,6 @@ def test_restore_line_quotes() -> None:
     assert line == " export A='x y'; cd '/tmp/it'\"'\"'s'\r"
     assert restore_line(cwd=None, env={}) is None
 
-
-PROMPT = tether.encode_shell_mark("A", shell="bash")
-
-
-@pytest.mark.parametrize(
-    ("output", "state"),
-    [
-        (b"", "none"),
-        (b"$ ls\r\nfile\r\n$ ", "none"),  # a prompt, but not tether's
-        (tether.encode_shell_mark("A") + b"$ ", "none"),  # another integration's mark
-        (b"old\r\n" + PROMPT + b"\x1b[?2004h$ ", "idle"),
-        (PROMPT + b"\r\x1b[0m\x1b[J% \x1b[K", "idle"),  # zsh's prompt starts with a CR
-        (PROMPT + b"$ half-typed", "idle"),  # ctrl-c drops it, never runs it
-        (PROMPT + b"$ sleep 100\r\n", "busy"),
-        (PROMPT + b"$ " + tether.encode_shell_mark("C", nonce="ab" * 8) + b"out", "busy"),
-        (PROMPT + b"user@host\r\n$ ", "busy"),  # a two-line prompt: never typed into
-        (PROMPT + b"$ x\r\nout\r\n" + PROMPT + b"$ ", "idle"),  # the last prompt counts
-    ],
-)
-def test_prompt_state(output: bytes, state: str) -> None:
-    """Where a re-attached shell is, from the server's replay: only idle at tether's prompt is poked."""
-    assert prompt_state(output) == state
 
 
 def test_redact() -> None:

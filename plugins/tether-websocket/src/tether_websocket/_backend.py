@@ -31,16 +31,12 @@ RESTART), once it printed something, tether types one line: the restore
 (exports, ``cd``) and `tether.typed_integration` with no shell named. A
 Jupyter terminal runs the server's ``shell_command``, so the shell picks
 bash's or zsh's body itself; any other shell (sh, fish) ignores the line:
-its cwd is then not tracked and `run` is refused with the engine's error.
-The line's echo (about 3.8 KB of base64) is in the session's output once per
-new shell. A REATTACH types no integration again (the shell still has it);
-as `run` waits for a prompt mark on the current link, a shell the server's
-replay shows idle at tether's prompt is sent ctrl-c (a half-typed line is
-dropped, never run), and a busy one is left alone (it shows its prompt when
-its command ends). After typing either, the connect waits for tether's
-prompt (at most `PROMPT_WAIT`, half the connect's time left at most), so a
-connected session can `run` at once; a shell that never shows one (sh)
-makes a new terminal's connect that much slower.
+its cwd is then not tracked and `run` is refused with the engine's error
+(after waiting a little for a first prompt that never comes). The line's
+echo (about 3.8 KB of base64) is in the session's output once per new shell.
+A REATTACH types nothing: the shell still has its integration, and the
+link's state says which shell it is (``extra["shell"]``, from its prompt
+marks), so `run` works at once, across a daemon restart too.
 
 Default strategies. A dropped WebSocket (network, timeout, failed ping,
 orderly close) usually leaves the terminal running, but not after a server
@@ -92,11 +88,6 @@ if sys.version_info < (3, 11):  # pragma: no cover
 
 SHELL_START_WAIT = 2.0
 """Seconds a new shell may take to print anything before tether types into it anyway."""
-REPLAY_WAIT = 1.0
-"""Seconds to wait for the server's replay after a re-attach (terminado sends it at once)."""
-PROMPT_WAIT = 2.0
-"""Seconds a shell may take to show tether's prompt after the integration was typed (or, re-attached,
-after ctrl-c): a shell that is neither bash nor zsh makes a new terminal's connect this much slower."""
 
 DEFAULT_STRATEGIES: Mapping[DisconnectReason, str] = {
     DisconnectReason.NETWORK: "ssh-reconnect",
@@ -212,45 +203,37 @@ class WebSocketBackend:
         old = request.state
         if request.mode is ConnectMode.FRESH or old is None:
             return PreservedState(env=dict(options.env), handle=handle)
+        # a new shell (RESTART) has no integration until its own prompt says so
+        extra = dict(old.extra)
+        if request.mode is not ConnectMode.REATTACH:
+            extra.pop("shell", None)
         return PreservedState(
             cwd=old.cwd, env={**options.env, **old.env}, last_command=old.last_command,
-            handle=handle, extra=old.extra,
+            handle=handle, extra=extra,
         )
 
     @staticmethod
     async def _prepare(
         link: WebSocketLink, options: WebSocketOptions, request: LinkRequest, fresh_shell: bool
     ) -> None:
-        """Size the terminal; in a new shell restore env and cwd and install the integration, in a
-        re-attached one idle at tether's prompt ask for a prompt (see the module docstring)."""
+        """Size the terminal; in a new shell restore env and cwd and install the integration."""
         if options.rows and options.cols:
             await link.resize(options.rows, options.cols)
-        integration = options.installs_integration
-        if fresh_shell:
-            state = link.current_state()
-            restore = restore_line(cwd=state.cwd if request.mode is ConnectMode.RESTART else None, env=state.env)
-            lines = setup_lines(restore, typed_integration() if integration else None)
-            if lines:
-                with trio.move_on_at(_within(request, SHELL_START_WAIT)):
-                    await link.first_output.wait()  # typed any sooner, a starting shell would echo it twice
-            prompt = link.next_prompt()
-            for line in lines:
-                await link.send_text(line)
-        elif integration:
-            with trio.move_on_at(_within(request, REPLAY_WAIT)):
-                await link.first_output.wait()
-            if link.replay_prompt != "idle":
-                return
-            prompt = link.next_prompt()
-            await link.send_text("\x03")
-        if integration:
-            with trio.move_on_at(_within(request, PROMPT_WAIT)):
-                await prompt.wait()  # connected then means run works (bash, zsh)
+        if not fresh_shell:
+            return  # re-attached: the shell kept its state and its integration
+        state = link.current_state()
+        restore = restore_line(cwd=state.cwd if request.mode is ConnectMode.RESTART else None, env=state.env)
+        lines = setup_lines(restore, typed_integration() if options.installs_integration else None)
+        if lines:
+            with trio.move_on_at(_within(request, SHELL_START_WAIT)):
+                await link.first_output.wait()  # typed any sooner, a starting shell would echo it twice
+        for line in lines:
+            await link.send_text(line)
 
 
 def _within(request: LinkRequest, seconds: float) -> float:
-    """A deadline `seconds` away, but never past half the time the connect has left: a wait for the
-    shell may make a connect slower, never fail it."""
+    """A deadline `seconds` away, but never past half the time the connect has left: waiting for
+    the shell may make a connect slower, never fail it."""
     now = trio.current_time()
     return now + min(seconds, max(0.0, request.deadline - now) / 2)
 

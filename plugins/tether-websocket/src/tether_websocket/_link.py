@@ -25,7 +25,6 @@ from ._adapters import Adapter
 from ._classify import disconnect_for_close, error_for_close
 from ._options import WebSocketOptions
 from ._replay import new_part
-from ._shell import PromptState, prompt_state
 
 _MAX_LINE = 4096
 
@@ -61,14 +60,10 @@ class WebSocketLink:
         self._replay_pending = dedup_replay
         """Re-attached: the first output is the server's replay, to de-duplicate."""
         self._line = bytearray()
-        self._shell_reports = False
+        self._shell_reports = bool(state.extra.get("shell"))
         """The shell's integration reports its commands (OSC 6973): typed lines are not guessed at."""
-        self.replay_prompt: PromptState = "none"
-        """Re-attached: where the shell was in the server's replay (see `prompt_state`)."""
         self.first_output = trio.Event()
-        """Set once the peer sent any output (a re-attach: its replay)."""
-        self._prompt_seen = trio.Event()
-        """Set (and replaced) at each prompt mark."""
+        """Set once the peer sent any output."""
 
     # -- the Link contract ------------------------------------------------------------
 
@@ -113,10 +108,6 @@ class WebSocketLink:
         except trio_websocket.ConnectionClosed as exc:
             raise error_for_close(exc, redact=self._options.redact) from None
 
-    def next_prompt(self) -> trio.Event:
-        """An event set when tether's integration next shows a prompt on this link."""
-        return self._prompt_seen
-
     # -- background tasks, run in the link's nursery -------------------------------------------
 
     async def read_messages(self) -> None:
@@ -158,8 +149,6 @@ class WebSocketLink:
     def _on_output(self, data: bytes) -> None:
         if self._replay_pending:
             self._replay_pending = False
-            self.replay_prompt = prompt_state(data)
-            self._shell_reports = self.replay_prompt != "none"
             data = new_part(self._request.history, data)
         self.first_output.set()
         if data:
@@ -167,20 +156,19 @@ class WebSocketLink:
         self._learn(self._osc.feed(data)[1])
 
     def _learn(self, found: list[Found]) -> None:
-        """The cwd, the last finished command and prompts, from the marks the shell sent."""
+        """The cwd, the last finished command and the shell, from the marks the shell sent."""
         cwd = newest_cwd(found)
         command: str | None = None
+        shell: str | None = None
         for item in found:
             event = item.event
             if isinstance(event, CommandMark):
-                self._shell_reports = True
                 command = event.command or command
             elif isinstance(event, ShellMark) and event.kind == "A" and event.shell:
-                self._shell_reports = True
-                self._prompt_seen.set()
-                self._prompt_seen = trio.Event()
-        if (cwd is not None and cwd != self._state.cwd) or (command and command != self._state.last_command):
-            self._update(cwd=cwd, last_command=command)
+                shell = event.shell
+        if command or shell:
+            self._shell_reports = True
+        self._update(cwd=cwd, last_command=command or None, shell=shell)
 
     def _note_input(self, data: bytes) -> None:
         """Without an integration reporting commands, a typed line is the best guess at one."""
@@ -195,10 +183,16 @@ class WebSocketLink:
             elif len(self._line) < _MAX_LINE:
                 self._line.append(byte)
 
-    def _update(self, *, cwd: str | None = None, last_command: str | None = None) -> None:
-        self._state = attrs.evolve(
-            self._state,
-            cwd=cwd if cwd is not None else self._state.cwd,
-            last_command=last_command if last_command is not None else self._state.last_command,
+    def _update(self, *, cwd: str | None = None, last_command: str | None = None, shell: str | None = None) -> None:
+        """Report what changed. The shell goes into ``extra``, so that after a restart tether knows
+        a re-attached terminal still runs its integration (it shows no new prompt by itself)."""
+        state = self._state
+        new = attrs.evolve(
+            state,
+            cwd=cwd if cwd is not None else state.cwd,
+            last_command=last_command if last_command is not None else state.last_command,
+            extra=state.extra if shell is None else {**state.extra, "shell": shell},
         )
-        self._request.report_state(self._state)
+        if new != state:
+            self._state = new
+            self._request.report_state(new)
