@@ -215,7 +215,7 @@ async def test_zsh_gets_its_own_integration(supervisor: tether.Supervisor, tmp_p
 
 async def test_sh_ignores_it_and_run_says_why(supervisor: tether.Supervisor, tmp_path: Path) -> None:
     """A server whose terminals run sh (dash): the line installs nothing and prints no error, the
-    shell goes on answering, and run is refused with the engine's clear error."""
+    shell goes on answering (its cwd untracked), and run is refused with the engine's clear error."""
     require_peer(shutil.which("dash") is not None, "dash not installed")
     server = JupyterServer(tmp_path, shell=(str(shutil.which("dash")),))
     await trio.to_thread.run_sync(server.start)
@@ -228,6 +228,9 @@ async def test_sh_ignores_it_and_run_says_why(supervisor: tether.Supervisor, tmp
         out = supervisor.output_history("sh")
         assert out.count(INSTALL_ECHO) == 1 and b"\x1b]133;" not in out
         assert b"rror" not in out and b"not found" not in out, out[-600:]
+        await supervisor.send("sh", b"cd /tmp\r")
+        assert (await supervisor.wait("sh", pattern=r"cd /tmp\r\n[$#] ", budget=20)).satisfied
+        assert (supervisor.state("sh").preserved or tether.PreservedState()).cwd is None, "no cwd tracking"
         with pytest.raises(tether.LinkError, match="no shell with tether's integration"):
             await supervisor.run("sh", "true")
         assert supervisor.state("sh").status is SessionStatus.CONNECTED, "a refused run leaves the session alone"

@@ -131,5 +131,6 @@ def test_setup_is_one_line_when_it_fits() -> None:
     assert setup_lines(None, integration) == [integration]
     assert setup_lines(restore, None) == [restore]
     assert setup_lines(None, None) == []
+    assert 3500 < len(integration) < LINE_LIMIT  # the README: about 3.8 KB
     long = restore_line(cwd="/x", env={"BIG": "v" * (LINE_LIMIT - len(integration))})
     assert setup_lines(long, integration) == [long, integration]

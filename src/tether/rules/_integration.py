@@ -202,7 +202,7 @@ def typed_integration(shell: ShellName | None = None) -> str:
     ``shell=None`` is for a shell whose kind is not known (a Jupyter terminal
     runs the server's ``shell_command``): the line carries both bodies and the
     shell itself picks by ``$BASH_VERSION`` / ``$ZSH_VERSION``; any other shell
-    (sh, dash, fish) runs two false tests and nothing else. It stays below a
+    (sh, dash) runs two false tests and nothing else. It stays below a
     terminal's line limit (`CANONICAL_LINE_LIMIT`), so a shell without line
     editing reads it whole instead of waiting for the rest of a cut quote.
     """

@@ -30,7 +30,7 @@ Shell integration (``shell_integration``). Into a new shell (FRESH,
 RESTART), once it printed something, tether types one line: the restore
 (exports, ``cd``) and `tether.typed_integration` with no shell named. A
 Jupyter terminal runs the server's ``shell_command``, so the shell picks
-bash's or zsh's body itself; any other shell (sh, fish) ignores the line:
+bash's or zsh's body itself; any other POSIX shell (sh, dash) ignores the line:
 its cwd is then not tracked and `run` is refused with the engine's error
 (after waiting a little for a first prompt that never comes). The line's
 echo (about 3.8 KB of base64) is in the session's output once per new shell.
