@@ -115,46 +115,25 @@ def test_zsh_dotfiles_load_the_users_own_then_the_integration(tmp_path: Path, lo
         pty.close()
 
 
+@pytest.mark.parametrize("named", [True, False], ids=["named", "unknown"])
 @pytest.mark.parametrize("shell", SHELLS)
-def test_typed_integration_installs_into_a_running_shell_once(tmp_path: Path, shell: str) -> None:
-    """Typed into a shell that already started (a Jupyter terminal); typed twice (a re-attach),
-    each prompt still reports once."""
-    env = home_with_startup(tmp_path)
-    argv = ["bash", "--norc", "-i"] if shell == "bash" else ["zsh", "-f", "-i"]
-    pty = Pty(argv, env, tmp_path)
-    try:
-        line = tether.typed_integration(shell)  # type: ignore[arg-type]
-        assert "\x1b" not in line and line.startswith(" ") and line.endswith("\r")
-        pty.type(line)
-        check_runs(pty, shell, tmp_path)
-        pty.type(line)
-        pty.type("echo first-$((1+1))\r")
-        pty.type("echo second-$((2+2))\r")
-        seen = pty.until(b"second-4")
-        between = seen[seen.index(b"first-2") : seen.index(b"second-4")]
-        assert between.count(prompt_mark(shell)) == 1, "one prompt, one mark: the hook is installed once"
-    finally:
-        pty.close()
-
-
-@pytest.mark.parametrize("shell", SHELLS)
-def test_typed_integration_for_an_unknown_shell_picks_the_running_one(tmp_path: Path, shell: str) -> None:
-    """``typed_integration()`` (no shell named) installs bash's body in bash and zsh's in zsh, once
-    when typed twice, and its prompt has status 0 (the other shell's test does not show)."""
+def test_typed_integration_installs_into_a_running_shell_once(tmp_path: Path, shell: str, named: bool) -> None:
+    """Typed into a shell that already started (a Jupyter terminal), with the shell named or not
+    (``typed_integration()``: the shell picks its own body): its prompt has status 0 and only its
+    own mark; typed twice (a re-attach), each prompt still reports once."""
     env = home_with_startup(tmp_path)
     env["PS1"], env["PROMPT"] = "[$?]$ ", "[%?]%% "
     argv = ["bash", "--norc", "-i"] if shell == "bash" else ["zsh", "-f", "-i"]
     pty = Pty(argv, env, tmp_path)
     try:
-        line = tether.typed_integration()
+        line = tether.typed_integration(shell) if named else tether.typed_integration()  # type: ignore[arg-type]
         assert "\x1b" not in line and line.startswith(" ") and line.endswith("\r")
         pty.type(line)
         check_runs(pty, shell, tmp_path)
         after_install = pty.seen[pty.seen.index(prompt_mark(shell)):]
         first_prompt = re.search(rb"\[(\d+)\][$%] ", after_install)
         assert first_prompt is not None and first_prompt.group(1) == b"0", after_install[:300]
-        other = "zsh" if shell == "bash" else "bash"
-        assert prompt_mark(other) not in pty.seen
+        assert prompt_mark("zsh" if shell == "bash" else "bash") not in pty.seen
         pty.type(line)
         pty.type("echo first-$((1+1))\r")
         pty.type("echo second-$((2+2))\r")
@@ -180,5 +159,22 @@ def test_typed_integration_for_an_unknown_shell_leaves_another_shell_alone(tmp_p
         typed = seen[seen.index(b"|| true") :]
         assert b"133;" not in seen and b"6973" not in seen
         assert b"> " not in typed and b"rror" not in typed and b"not found" not in typed, typed  # no PS2, no error
+    finally:
+        pty.close()
+
+
+def test_typed_integration_stays_out_of_a_bash_history_that_ignores_space(tmp_path: Path) -> None:
+    """The line starts with a space: bash with ``HISTCONTROL=ignorespace`` keeps it out of its history."""
+    env = {**home_with_startup(tmp_path), "HISTCONTROL": "ignorespace", "HISTFILE": str(tmp_path / "history")}
+    pty = Pty(["bash", "--norc", "-i"], env, tmp_path)
+    try:
+        pty.type(tether.typed_integration())
+        pty.until(prompt_mark("bash"))
+        pty.type("echo kept\r")
+        pty.until(b"kept\r\n")
+        pty.type("history; echo history-$((1+1))\r")
+        seen = pty.until(b"history-2\r\n")
+        entries = re.findall(rb"[\r\n] +\d+  ([^\r]*)\r", seen)
+        assert entries == [b"echo kept", b"history; echo history-$((1+1))"], seen[-400:]
     finally:
         pty.close()

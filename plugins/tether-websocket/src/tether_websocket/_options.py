@@ -153,7 +153,7 @@ class WebSocketOptions:
 
     @property
     def installs_integration(self) -> bool:
-        """Whether new shells get tether's integration (and re-attached ones are asked for a prompt)."""
+        """Whether new shells get tether's integration typed into them."""
         chosen = self.shell_integration if self.shell_integration is not None else self.track_cwd
         return self.jupyter if chosen is None else chosen
 
