@@ -309,7 +309,8 @@ def tool_defs(budget: float) -> list[ToolDef]:
         ToolDef(
             "run_command", "Run a command",
             "Run one command in a session's shell (bash or zsh with tether's integration: process sessions running "
-            "`bash` or `zsh` have it, and websocket sessions whose Jupyter terminals run one) and return its exit "
+            "`bash` or `zsh` have it, ssh sessions whose login shell is one, and websocket sessions whose Jupyter "
+            "terminals run one) and return its exit "
             "status and output. Completion comes from marks with a "
             "fresh nonce per command, never from a prompt. A command still running when the timeout comes returns "
             "`done: false` and a `token`: call wait_command with it, as often as needed, even after this server or "

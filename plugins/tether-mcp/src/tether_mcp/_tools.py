@@ -509,9 +509,9 @@ def _not_run(sid: str, exc: LinkError) -> str:
     text = str(exc)
     if "integration" in text:
         return (f"session {sid!r} has no shell that run_command can drive: it needs bash or zsh with tether's "
-                "integration (backend process with command \"bash\" or \"zsh\", or websocket on a Jupyter Server "
-                "whose terminals run one; shell_integration on), and its prompt did not appear; use send_input and "
-                "read_output instead")
+                "integration (backend process with command \"bash\" or \"zsh\", ssh whose login shell is one, or "
+                "websocket on a Jupyter Server whose terminals run one; shell_integration on), and its prompt did "
+                "not appear; use send_input and read_output instead")
     return f"cannot run the command: {text}"
 
 
