@@ -4,6 +4,11 @@ Publishing never blocks and never allocates per subscriber beyond a bounded
 buffer: a subscriber that falls behind stops receiving, and when it catches
 up it is handed a `Lagged` marker saying what it missed. A ring of recent
 events lets a subscriber resume from a sequence number.
+
+An event is built only when something reads it: a subscriber whose filter
+wants it, or a replay from the ring. Until then the ring keeps what it is made
+of (a tuple): most events of a reconnect storm are seen by nobody, and
+building each one cost more than the rest of its publishing.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from ..rules._events import Event, Lagged
 from ..rules._filters import EventFilter
 
 _E = TypeVar("_E", bound=Event)
+_Unbuilt = tuple[int, type[Event], float, Mapping[str, Any]]
+"""An event's sequence number, class, time and fields, not yet built."""
 _YIELD_EVERY = 64
 """A buffered read yields to the scheduler once per this many items."""
 
@@ -120,7 +127,7 @@ class EventBus:
             raise ValueError(f"ring_size must be >= 1, got {ring_size}")
         self.boot = boot if boot is not None else secrets.token_hex(6)
         """This run's identity, on every event: sequence numbers start again at 1 with each run."""
-        self._ring: deque[Event] = deque(maxlen=ring_size)
+        self._ring: deque[Event | _Unbuilt] = deque(maxlen=ring_size)
         self._subscribers: set[Subscription] = set()
         self.last_seq = 0
 
@@ -149,6 +156,27 @@ class EventBus:
                 sub._offer(event)
         return event
 
+    def emit(self, cls: type[Event], at: float, fields: Mapping[str, Any]) -> None:
+        """`publish_at` for a caller that does not need the event: it is built only if a
+        subscriber wants it now, or later when the ring is read. `fields` must not change."""
+        self.last_seq += 1
+        seq = self.last_seq
+        event: Event | None = None
+        if self._subscribers:
+            session_id = fields["session_id"]
+            for sub in self._subscribers:
+                if sub.filter.wants(cls.type, session_id):
+                    if event is None:
+                        event = cls(seq=seq, at=at, boot=self.boot, **fields)
+                    sub._offer(event)
+        self._ring.append((seq, cls, at, fields) if event is None else event)
+
+    def _built(self, entry: Event | _Unbuilt) -> Event:
+        if type(entry) is not tuple:
+            return entry  # type: ignore[return-value]  # an Event (they are attrs classes, never tuples)
+        seq, cls, at, fields = entry
+        return cls(seq=seq, at=at, boot=self.boot, **fields)
+
     def subscribe(
         self,
         *,
@@ -172,11 +200,11 @@ class EventBus:
     @property
     def oldest_seq(self) -> int:
         """Sequence number of the oldest event the ring still holds (last_seq + 1 when empty)."""
-        return self._ring[0].seq if self._ring else self.last_seq + 1
+        return _seq(self._ring[0]) if self._ring else self.last_seq + 1
 
     def recent(self, since: int = 0) -> list[Event]:
         """Events in the ring with a sequence number above `since`."""
-        return [e for e in self._ring if e.seq > since]
+        return [self._built(e) for e in self._ring if _seq(e) > since]
 
     @property
     def subscriber_count(self) -> int:
@@ -188,6 +216,12 @@ class EventBus:
         oldest = self.oldest_seq
         if since + 1 < oldest:
             sub._note_gap(since + 1, oldest - since - 1)
-        for event in self._ring:
-            if event.seq > since and sub.filter.matches(event):
-                sub._offer(event)
+        for entry in self._ring:
+            if _seq(entry) > since:
+                event = self._built(entry)
+                if sub.filter.matches(event):
+                    sub._offer(event)
+
+
+def _seq(entry: Event | _Unbuilt) -> int:
+    return entry[0] if type(entry) is tuple else entry.seq  # type: ignore[union-attr]

@@ -92,7 +92,7 @@ class Outbox:
             self._held.append((cls, wall, fields))
             self._wanted.set()
         else:
-            self.bus.publish_at(cls, wall, fields)
+            self.bus.emit(cls, wall, fields)
 
     def changed(self, session_id: str) -> None:
         if self._store is not None and not self.sealed:
@@ -269,4 +269,4 @@ class Outbox:
 
     def _release(self, held: list[tuple[type[Event], float, dict[str, Any]]]) -> None:
         for cls, wall, fields in held:
-            self.bus.publish_at(cls, wall, fields)
+            self.bus.emit(cls, wall, fields)

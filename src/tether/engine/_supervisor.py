@@ -476,7 +476,7 @@ class Supervisor:
         fx = self._outbox
         fx.publish(SessionRegistered, session_id=spec.id, backend=spec.backend, target=target,
                    restored=restore is not None)
-        missing = missing_literals(spec.options)
+        missing = missing_literals(spec.options) if session.secrets else None  # none: no walk again
         if missing:  # a literal secret is never written down: say so, never start the program without it
             why = Disconnect(
                 DisconnectReason.SECRET_MISSING,
@@ -593,7 +593,7 @@ class Supervisor:
                 step = session.next_step(
                     fx, now, wall, rng,
                     forced=force is not None, force_strategy=force.strategy if force is not None else None,
-                    target_down=session.recovering and readiness.target_down(session),
+                    target_down=readiness.target_down(session) and session.recovering,  # cheaper first
                 )
                 kind = step.kind
                 if kind is StepKind.ATTEMPT:

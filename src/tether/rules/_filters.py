@@ -34,6 +34,10 @@ class EventFilter:
 
     def matches(self, event: Event) -> bool:
         """True when the subscriber asked for this event."""
-        if self.session_ids and event.session_id not in self.session_ids:
+        return self.wants(event.type, event.session_id)
+
+    def wants(self, type_name: str, session_id: str) -> bool:
+        """`matches` for an event not built yet: its type and session id are all a filter reads."""
+        if self.session_ids and session_id not in self.session_ids:
             return False
-        return self._regex is None or self._regex.match(event.type) is not None
+        return self._regex is None or self._regex.match(type_name) is not None

@@ -70,6 +70,8 @@ def _map_value(value: Any, replace: Callable[[SecretRef, str], Any], path: str) 
 
 
 def has_refs(tree: Mapping[str, Any]) -> bool:
+    if not tree:  # most sessions have no options at all: each registration asks
+        return False
     found = False
 
     def note(ref: SecretRef, path: str) -> str:
@@ -89,6 +91,8 @@ def validation_view(options: Mapping[str, Any]) -> dict[str, Any]:
 def missing_literals(options: Mapping[str, Any], path: str = "options") -> list[str]:
     """Paths of values that were literal secrets and were redacted when the snapshot was written."""
     found: list[str] = []
+    if not options:
+        return found
 
     def walk(value: Any, where: str) -> None:
         if value == REDACTED:

@@ -140,6 +140,8 @@ def secret_values(options: Mapping[str, Any], patterns: Iterable[str] = DEFAULT_
     A reference names where a value lives, not the value, so it gives none here;
     the engine adds a reference's value when it resolves one (``tether.engine._secrets``).
     """
+    if not options:  # most sessions have no options at all: each registration asks
+        return ()
     regex = secret_name_matcher(patterns)
     found: set[str] = set()
     if regex is not None:

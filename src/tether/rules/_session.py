@@ -37,7 +37,7 @@ import math
 import random
 from collections import deque
 from collections.abc import Mapping
-from typing import Any, Protocol, final
+from typing import Any, NamedTuple, Protocol, final
 
 import attrs
 
@@ -98,9 +98,12 @@ class StepKind(enum.Enum):
 
 
 @final
-@attrs.frozen
-class Step:
-    """What the session task does next."""
+class Step(NamedTuple):
+    """What the session task does next.
+
+    A named tuple, not an attrs class: one is built for every step of every session, and a
+    tuple is built in one call (benchmarks/FINDINGS.md, "Update, 1 Dec (afternoon)").
+    """
 
     kind: StepKind
     number: int = 0
@@ -411,9 +414,9 @@ class SessionRecord:
 
     def missed(self, fx: Effects, attempt: Attempt, why: Disconnect) -> None:
         """The attempt failed for `why` (the first connect's failure is the episode's drop)."""
-        why = self.scrubbed(why)
-        if attempt.error:
-            error = redact_text(attempt.error, self.known_secrets)
+        raw, why = why.detail, self.scrubbed(why)
+        if attempt.error:  # most often the reason's own detail, scrubbed just now
+            error = why.detail if attempt.error == raw else redact_text(attempt.error, self.known_secrets)
             if error != attempt.error:
                 attempt = attrs.evolve(attempt, error=error)
         self.restored = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, final
 
 import attrs
@@ -108,25 +108,33 @@ class StatsRecorder:
 
     def observe(self, cls: type[Event], fields: Mapping[str, Any], wall: float) -> None:
         """Count one event as it is emitted at `wall` (epoch seconds)."""
-        if cls is ReconnectFailed:
-            self.total_attempts += 1
-            self.failed_attempts += 1
-        elif cls is ReconnectSucceeded:
-            self.total_attempts += 1
-            self.recovered += 1
-            recovery_time = fields["recovery_time"]
-            self.recovery_time_sum += recovery_time
-            self.recovery_count += 1
-            self.recovery_samples.append(recovery_time)
-            self.last_reconnection = wall
-            if fields["used_strategy"] == "process-restart":
-                self.process_restarts += 1
-        elif cls is SessionDisconnected:
-            self.by_reason[fields["reason"]] += 1
-        elif cls is SessionFailed:
-            self.failed += 1
-        elif cls is PluginMisbehaved:
-            self.plugin_problems[fields["distribution"]] += 1
+        count = _COUNTERS.get(cls)  # one look-up for the events that count nothing (most of them)
+        if count is not None:
+            count(self, fields, wall)
+
+    def _reconnect_failed(self, fields: Mapping[str, Any], wall: float) -> None:
+        self.total_attempts += 1
+        self.failed_attempts += 1
+
+    def _reconnect_succeeded(self, fields: Mapping[str, Any], wall: float) -> None:
+        self.total_attempts += 1
+        self.recovered += 1
+        recovery_time = fields["recovery_time"]
+        self.recovery_time_sum += recovery_time
+        self.recovery_count += 1
+        self.recovery_samples.append(recovery_time)
+        self.last_reconnection = wall
+        if fields["used_strategy"] == "process-restart":
+            self.process_restarts += 1
+
+    def _session_disconnected(self, fields: Mapping[str, Any], wall: float) -> None:
+        self.by_reason[fields["reason"]] += 1
+
+    def _session_failed(self, fields: Mapping[str, Any], wall: float) -> None:
+        self.failed += 1
+
+    def _plugin_misbehaved(self, fields: Mapping[str, Any], wall: float) -> None:
+        self.plugin_problems[fields["distribution"]] += 1
 
     def moved(self, old: SessionStatus | None, new: SessionStatus | None) -> None:
         if old is not None:
@@ -180,3 +188,13 @@ class StatsRecorder:
             sessions_by_status={s.value: n for s, n in self.by_status.items() if n},
             plugin_problems=dict(self.plugin_problems),
         )
+
+
+_COUNTERS: dict[type[Event], Callable[[StatsRecorder, Mapping[str, Any], float], None]] = {
+    ReconnectFailed: StatsRecorder._reconnect_failed,
+    ReconnectSucceeded: StatsRecorder._reconnect_succeeded,
+    SessionDisconnected: StatsRecorder._session_disconnected,
+    SessionFailed: StatsRecorder._session_failed,
+    PluginMisbehaved: StatsRecorder._plugin_misbehaved,
+}
+"""What each counted event adds to the counters."""
