@@ -37,7 +37,6 @@ from ..rules._reasons import Disconnect, DisconnectReason
 from ..rules._session import FIRST_CONNECT, Step
 from ..rules._state import Attempt, SessionStatus
 from ._console import SHELL_ENDED, SHELL_REPLACED, runs_lost
-from ._hooks import AttemptHooks
 from ._outbox import Outbox
 from ._recovery import AttemptContext, backstop_grace
 from ._session import ForceRequest, Session
@@ -216,19 +215,7 @@ class AttemptRunner:
         return link
 
     def _context(self, session: Session, number: int, scope: trio.CancelScope) -> AttemptContext:
-        episode = session.episode
-        return AttemptContext(
-            spec=session.spec,
-            backend=session.backend,
-            target=session.target,
-            disconnect=episode.disconnect if episode else None,
-            attempt=number,
-            preserved=session.preserved,
-            strategies=self._strategies,
-            attempt_scope=scope,
-            limiter=self._limiter_for(session.target),
-            hooks=AttemptHooks(self._outbox, session, episode, number),
-        )
+        return AttemptContext(session, self._outbox, number, scope, self._strategies, self._limiter_for(session.target))
 
     def _connected(
         self, session: Session, link: Link, attempt: Attempt, force: ForceRequest | None, now: float

@@ -10,25 +10,30 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, final
 
 import trio
 
-from ..contract._plugin import ConnectMode, Feature, Link
+from ..contract._plugin import ConnectMode, Feature, Link, LinkRequest
 from ..rules._classify import single_error
 from ..rules._errors import LinkError, UnknownStrategyError
-from ..rules._reasons import Disconnect, DisconnectReason
+from ..rules._events import SessionOutput, StrategyAttempted
+from ..rules._reasons import DisconnectReason
 from ..rules._spec import SessionSpec
 from ..rules._state import Attempt, PreservedState
-from ._hooks import SPENT, AttemptHooks, SpentHooks
+from ._hooks import HISTORY_BYTES, LinkReporter
+from ._secrets import resolve_spec
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup
 
 if TYPE_CHECKING:
-    from ..contract._plugin import Backend, Strategy
+    from ..contract._plugin import Strategy
+    from ._outbox import Outbox
+    from ._session import Session
 
 
 def backstop_grace(connect_timeout: float) -> float:
@@ -54,72 +59,88 @@ def _arm(scope: trio.CancelScope, deadline: float) -> None:
 
 @final
 class AttemptContext:
-    """Given to a strategy for one attempt: the session's facts and `connect` (a `RecoveryContext`)."""
+    """Given to a strategy for one attempt: the session's facts and `connect` (a `RecoveryContext`).
+
+    It reads the session's fixed facts (spec, backend, target) from the session itself and is
+    built with positional arguments: one is made for every attempt of every session.
+    """
 
     __slots__ = (
-        "_backend",
-        "_hooks",
+        "_episode",
+        "_history",
         "_limiter",
         "_live",
         "_live_mode",
         "_opened",
+        "_outbox",
         "_scope",
+        "_session",
         "_strategies",
         "attempt",
-        "backend_name",
         "disconnect",
-        "features",
         "preserved",
-        "spec",
-        "target",
         "used_strategy",
     )
 
     def __init__(
         self,
-        *,
-        spec: SessionSpec,
-        backend: Backend,
-        target: str,
-        disconnect: Disconnect | None,
+        session: Session,
+        outbox: Outbox,
         attempt: int,
-        preserved: PreservedState | None,
-        strategies: Mapping[str, Strategy],
         attempt_scope: trio.CancelScope,
+        strategies: Mapping[str, Strategy],
         limiter: trio.CapacityLimiter | None,
-        hooks: AttemptHooks | SpentHooks,
     ) -> None:
-        self.spec = spec
-        self.backend_name = backend.name
-        self.target = target
-        """The peer this session connects to (``backend.target(spec)``): what per-target
-        strategies (circuit-breaker) key their state by."""
-        features = backend.features
-        self.features: frozenset[Feature] = features if type(features) is frozenset else frozenset(features)
-        self.disconnect = disconnect
+        self._session = session
+        self._outbox = outbox
+        episode = self._episode = session.episode
+        self.disconnect = episode.disconnect if episode is not None else None
         """Why this episode began; None for the very first connect."""
         self.attempt = attempt
         """1-based attempt number within the episode (0 for the first connect)."""
-        self.preserved = preserved
+        self.preserved = session.preserved
         self.used_strategy: str | None = None
-        self._backend = backend
-        self._strategies = strategies
+        self._strategies: Mapping[str, Strategy] | None = strategies
+        """None once the attempt is over (`_settle`)."""
         self._scope = attempt_scope
         self._limiter = limiter
-        self._hooks = hooks
+        self._history: bytes | None = None
         self._live: Link | None = None
         self._live_mode: ConnectMode | None = None
         self._opened: AbstractAsyncContextManager[Link] | None = None
 
     @property
+    def spec(self) -> SessionSpec:
+        return self._session.spec
+
+    @property
+    def backend_name(self) -> str:
+        return self._session.backend.name
+
+    @property
+    def target(self) -> str:
+        """The peer this session connects to (``backend.target(spec)``): what per-target
+        strategies (circuit-breaker) key their state by."""
+        return self._session.target
+
+    @property
+    def features(self) -> frozenset[Feature]:
+        features = self._session.backend.features
+        return features if type(features) is frozenset else frozenset(features)
+
+    @property
     def history(self) -> bytes:
-        """Output seen so far (bounded), copied once per attempt and only if asked for."""
-        return self._hooks.history()
+        """Output seen so far (bounded), copied on first use and shared by the context and its
+        requests (a full 64 KiB history copied on every attempt would cost more than the attempt)."""
+        if self._history is None:
+            self._history = self._session.recent_output(HISTORY_BYTES) if self._strategies is not None else b""
+        return self._history
 
     @property
     def previous_attempts(self) -> tuple[Attempt, ...]:
         """This episode's earlier attempts, oldest first."""
-        return self._hooks.previous_attempts()
+        episode = self._episode
+        return tuple(episode.attempts) if episode is not None and self._strategies is not None else ()
 
     @property
     def live_link(self) -> Link | None:
@@ -140,7 +161,7 @@ class AttemptContext:
             state = self.preserved
         if self._opened is not None:  # one live link per attempt: a second connect replaces the first
             await self.close_link(None)
-        timeout = self.spec.policy.connect_timeout
+        timeout = self._session.spec.policy.connect_timeout
         if self._limiter is not None:
             try:  # the common, uncontended case costs no trip through the scheduler
                 self._limiter.acquire_on_behalf_of_nowait(self)
@@ -150,8 +171,8 @@ class AttemptContext:
         try:
             deadline = trio.current_time() + timeout
             _arm(self._scope, deadline + backstop_grace(timeout))
-            request = self._hooks.make_request(mode, state, deadline)
-            opened = self._backend.open_link(request)
+            request = self._request(mode, state, deadline)
+            opened = self._session.backend.open_link(request)
             try:
                 link = await opened.__aenter__()
             except BaseExceptionGroup as group:  # a backend's nursery wrapped its typed error
@@ -172,11 +193,43 @@ class AttemptContext:
         self._live_mode = mode
         return link
 
+    def _request(self, mode: ConnectMode, state: PreservedState | None, deadline: float) -> LinkRequest:
+        """A request for a new link; from here on, reports from the previous link are ignored."""
+        if self._strategies is None:
+            raise RuntimeError("this recovery context's attempt is over")
+        session = self._session
+        session.generation += 1
+        session.pending_drop = None
+        reporter = LinkReporter(self._outbox, session, session.generation)
+        spec = session.spec
+        policy = spec.policy
+        if session.secrets:
+            spec, values = resolve_spec(spec)
+            session.learn_secrets(values)
+        return LinkRequest(
+            spec=spec,
+            mode=mode,
+            state=state,
+            history=self.history,
+            deadline=deadline,
+            connect_timeout=policy.connect_timeout,
+            keepalive_interval=policy.keepalive_interval,
+            report_closed=reporter.closed,
+            report_output=reporter.output,
+            report_state=reporter.state,
+            session_ending=reporter.session_ending,
+            last_state=session.preserved,
+            report_survivor=reporter.survivor,
+            resume=session.console.log.resume,
+            report_output_at=reporter.output_at,
+        )
+
     def _settle(self) -> None:
-        """The attempt succeeded: forget what only the attempt needed (its hooks, which hold the
-        history copy, and the strategy table), so a held link keeps little but its own context."""
-        self._strategies = {}
-        self._hooks = SPENT
+        """The attempt succeeded: forget what only the attempt needed (the history copy, the
+        episode, the strategy table), so a held link keeps little but its own context."""
+        self._strategies = None
+        self._history = b""
+        self._episode = None
 
     async def close_link(self, exc: BaseException | None) -> bool:
         """Leave the live link's context, handing it `exc` as ``async with`` would.
@@ -197,13 +250,21 @@ class AttemptContext:
         Each one is announced as a ``reconnect.strategy`` event and gets a fresh
         connect_timeout backstop.
         """
+        strategies = self._strategies if self._strategies is not None else {}
         try:
-            strategy = self._strategies[name]
+            strategy = strategies[name]
         except KeyError:
-            raise UnknownStrategyError(name, self._strategies) from None
-        if announce:
-            self._hooks.strategy_started(name)
-        timeout = self.spec.policy.connect_timeout
+            raise UnknownStrategyError(name, strategies) from None
+        episode = self._episode
+        if announce and episode is not None and self.attempt > 0:
+            self._outbox.publish(
+                StrategyAttempted,
+                session_id=self._session.sid,
+                episode=episode.number,
+                attempt=self.attempt,
+                strategy=name,
+            )
+        timeout = self._session.spec.policy.connect_timeout
         _arm(self._scope, trio.current_time() + timeout + backstop_grace(timeout))
         link = await strategy(self)
         if self.used_strategy is None:
@@ -214,10 +275,13 @@ class AttemptContext:
         """Send the output history to subscribers again (state-recovery)."""
         history = self.history
         if history:
-            self._hooks.replay(history)
+            text = history.decode("utf-8", errors="replace")
+            self._outbox.bus.publish_live(SessionOutput, time.time(), {
+                "session_id": self._session.sid, "data": text, "replay": True, "offset": -1,
+            })
 
     async def _probe_new_link(self, link: Link, deadline: float) -> None:
-        timeout = self.spec.policy.connect_timeout
+        timeout = self._session.spec.policy.connect_timeout
         if trio.current_time() >= deadline:
             raise LinkError(
                 f"opening the link took all of connect_timeout ({timeout}s): no time was left to probe it",
@@ -232,6 +296,6 @@ class AttemptContext:
                 raise LinkError(f"probe after connect failed: {exc!r}", reason=DisconnectReason.HEALTH_CHECK) from exc
         if probe_scope.cancelled_caught:
             raise LinkError(
-                f"probe after connect timed out after {self.spec.policy.connect_timeout}s",
+                f"probe after connect timed out after {timeout}s",
                 reason=DisconnectReason.TIMEOUT,
             )
