@@ -29,7 +29,7 @@ from typing import Any, final
 
 import trio
 
-from ..contract._plugin import ConnectMode, Link, Strategy
+from ..contract._plugin import Link, Strategy
 from ..rules._classify import classify, describe_error
 from ..rules._errors import LinkError, SessionNotFoundError
 from ..rules._events import PluginMisbehaved
@@ -98,17 +98,24 @@ class AttemptRunner:
         try:
             # Armed with the connect backstop from the start: `connect` then finds it set (one write
             # to trio's deadline heap fewer per attempt).
-            with trio.CancelScope(deadline=started + timeout + backstop_grace(timeout)) as attempt_scope:
+            backstop = timeout + backstop_grace(timeout)
+            with trio.CancelScope(deadline=started + backstop) as attempt_scope:
                 session.scope = attempt_scope
                 session.current = _Current(number, label, started_wall, started, force)
                 if session.stopping:
                     attempt_scope.cancel()
-                ctx = self._context(session, number, attempt_scope)
+                ctx = AttemptContext(session, fx, number, attempt_scope, self._strategies,
+                                     self._limiter_for(session.target), backstop)
                 try:
                     try:
                         calls.enter(session, "connect", attempt_scope)
-                        link = await self._connect(ctx, step.strategy)
+                        link = await ctx.run_first(step.strategy)
                         calls.leave(session)
+                        if link is None or link is not ctx.live_link:
+                            raise LinkError(
+                                "the strategy returned a link that tether did not open and probe",
+                                reason=DisconnectReason.BACKEND_ERROR,
+                            )
                         if session.epoch != epoch:
                             raise _Abandoned
                         attempt_scope.deadline = math.inf
@@ -135,7 +142,7 @@ class AttemptRunner:
                             attempt_scope.deadline = trio.current_time() + timeout
                         calls.enter(session, "close", attempt_scope)
                     except BaseException as exc:
-                        if not await ctx.close_link(exc):
+                        if ctx.live_link is None or not await ctx.close_link(exc):  # most failures opened nothing
                             raise
                     else:
                         await ctx.close_link(None)
@@ -201,21 +208,6 @@ class AttemptRunner:
         session.missed(self._outbox, attempt, why)
         if force is not None:
             force.resolve(attempt)
-
-    async def _connect(self, ctx: AttemptContext, strategy_name: str | None) -> Link:
-        if strategy_name is None:
-            link = await ctx.connect(ConnectMode.FRESH, state=ctx.preserved)
-        else:
-            link = await ctx.run_strategy(strategy_name, announce=False)
-        if link is None or link is not ctx.live_link:
-            raise LinkError(
-                "the strategy returned a link that tether did not open and probe",
-                reason=DisconnectReason.BACKEND_ERROR,
-            )
-        return link
-
-    def _context(self, session: Session, number: int, scope: trio.CancelScope) -> AttemptContext:
-        return AttemptContext(session, self._outbox, number, scope, self._strategies, self._limiter_for(session.target))
 
     def _connected(
         self, session: Session, link: Link, attempt: Attempt, force: ForceRequest | None, now: float

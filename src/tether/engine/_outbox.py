@@ -57,6 +57,9 @@ class Outbox:
     ) -> None:
         self.bus = bus
         self.stats = stats
+        self._counters = stats.counters
+        self.status_moved: Callable[[SessionStatus | None, SessionStatus | None], None] = stats.moved
+        """For the per-status counts: the statistics' own method (one call per status move)."""
         self._store = store
         self._durable = durable and store is not None
         self._flush_interval = flush_interval
@@ -87,7 +90,9 @@ class Outbox:
 
     def publish(self, cls: type[Event], /, **fields: Any) -> None:
         wall = time.time()
-        self.stats.observe(cls, fields, wall)
+        count = self._counters.get(cls)  # the statistics' own table (StatsRecorder.observe)
+        if count is not None:
+            count(fields, wall)
         if self._durable and not self.sealed:
             self._held.append((cls, wall, fields))
             self._wanted.set()
@@ -114,9 +119,6 @@ class Outbox:
             if runs:
                 waiters.completed(runs)
             waiters.wake()
-
-    def status_moved(self, old: SessionStatus | None, new: SessionStatus | None) -> None:
-        self.stats.moved(old, new)
 
     def reopened(self, recovery_time: float) -> None:
         self.stats.reopened_episode(recovery_time)

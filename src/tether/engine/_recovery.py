@@ -66,6 +66,7 @@ class AttemptContext:
     """
 
     __slots__ = (
+        "_backstop",
         "_episode",
         "_history",
         "_limiter",
@@ -90,6 +91,7 @@ class AttemptContext:
         attempt_scope: trio.CancelScope,
         strategies: Mapping[str, Strategy],
         limiter: trio.CapacityLimiter | None,
+        backstop: float,
     ) -> None:
         self._session = session
         self._outbox = outbox
@@ -104,6 +106,8 @@ class AttemptContext:
         """None once the attempt is over (`_settle`)."""
         self._scope = attempt_scope
         self._limiter = limiter
+        self._backstop = backstop
+        """Seconds from the start of a connect to its backstop: connect_timeout plus `backstop_grace`."""
         self._history: bytes | None = None
         self._live: Link | None = None
         self._live_mode: ConnectMode | None = None
@@ -169,8 +173,9 @@ class AttemptContext:
                 self._scope.deadline = math.inf  # queueing for a slot is not connecting
                 await self._limiter.acquire_on_behalf_of(self)
         try:
-            deadline = trio.current_time() + timeout
-            _arm(self._scope, deadline + backstop_grace(timeout))
+            now = trio.current_time()
+            deadline = now + timeout
+            _arm(self._scope, now + self._backstop)
             request = self._request(mode, state, deadline)
             opened = self._session.backend.open_link(request)
             try:
@@ -250,11 +255,7 @@ class AttemptContext:
         Each one is announced as a ``reconnect.strategy`` event and gets a fresh
         connect_timeout backstop.
         """
-        strategies = self._strategies if self._strategies is not None else {}
-        try:
-            strategy = strategies[name]
-        except KeyError:
-            raise UnknownStrategyError(name, strategies) from None
+        strategy = self._strategy(name)
         episode = self._episode
         if announce and episode is not None and self.attempt > 0:
             self._outbox.publish(
@@ -264,12 +265,28 @@ class AttemptContext:
                 attempt=self.attempt,
                 strategy=name,
             )
-        timeout = self._session.spec.policy.connect_timeout
-        _arm(self._scope, trio.current_time() + timeout + backstop_grace(timeout))
+        _arm(self._scope, trio.current_time() + self._backstop)
         link = await strategy(self)
         if self.used_strategy is None:
             self.used_strategy = name
         return link
+
+    async def run_first(self, name: str | None) -> Link:
+        """The attempt's own strategy (None: a fresh connect, the session's very first). Its
+        backstop was armed as the attempt began, with nothing awaited since: no re-arm."""
+        if name is None:
+            return await self.connect(ConnectMode.FRESH, state=self.preserved)
+        link = await self._strategy(name)(self)
+        if self.used_strategy is None:
+            self.used_strategy = name
+        return link
+
+    def _strategy(self, name: str) -> Strategy:
+        strategies = self._strategies if self._strategies is not None else {}
+        try:
+            return strategies[name]
+        except KeyError:
+            raise UnknownStrategyError(name, strategies) from None
 
     def replay_history(self) -> None:
         """Send the output history to subscribers again (state-recovery)."""

@@ -150,7 +150,7 @@ class Session(SessionRecord):
         Not a coroutine itself: it arms the wake-up and hands back trio's own
         awaitable, so a parked session holds one frame fewer and no closure.
         """
-        if self.has_signal():
+        if self.stopping or self.force is not None or self.pending_drop is not None:  # has_signal()
             return trio.lowlevel.checkpoint()  # noqa: ASYNC105 -- the caller awaits it
         if deadline != math.inf:
             self._entry = self.timers.schedule(deadline, self.wake)

@@ -103,14 +103,23 @@ class StatsRecorder:
         self.process_restarts = 0
         self.by_status: Counter[SessionStatus] = Counter()
         self.plugin_problems: Counter[str] = Counter()
+        self.counters: dict[type[Event], Callable[[Mapping[str, Any], float], None]] = {
+            ReconnectFailed: self._reconnect_failed,
+            ReconnectSucceeded: self._reconnect_succeeded,
+            SessionDisconnected: self._session_disconnected,
+            SessionFailed: self._session_failed,
+            PluginMisbehaved: self._plugin_misbehaved,
+        }
+        """What each counted event adds (`observe`); a publisher may look its event up here itself,
+        one call fewer for the events that count nothing (most of them)."""
 
     # -- what the rules emit ---------------------------------------------------------------------
 
     def observe(self, cls: type[Event], fields: Mapping[str, Any], wall: float) -> None:
         """Count one event as it is emitted at `wall` (epoch seconds)."""
-        count = _COUNTERS.get(cls)  # one look-up for the events that count nothing (most of them)
+        count = self.counters.get(cls)
         if count is not None:
-            count(self, fields, wall)
+            count(fields, wall)
 
     def _reconnect_failed(self, fields: Mapping[str, Any], wall: float) -> None:
         self.total_attempts += 1
@@ -189,12 +198,3 @@ class StatsRecorder:
             plugin_problems=dict(self.plugin_problems),
         )
 
-
-_COUNTERS: dict[type[Event], Callable[[StatsRecorder, Mapping[str, Any], float], None]] = {
-    ReconnectFailed: StatsRecorder._reconnect_failed,
-    ReconnectSucceeded: StatsRecorder._reconnect_succeeded,
-    SessionDisconnected: StatsRecorder._session_disconnected,
-    SessionFailed: StatsRecorder._session_failed,
-    PluginMisbehaved: StatsRecorder._plugin_misbehaved,
-}
-"""What each counted event adds to the counters."""
