@@ -45,6 +45,12 @@ class Subscription:
         self._missed = 0
         self._closed = False
         self._reads = 0
+        self.wants_type: dict[type[Event], bool] = {}
+        """Event class -> whether the filter's types take it: asked once per class, not per event."""
+
+    def learn_type(self, cls: type[Event]) -> bool:
+        wanted = self.wants_type[cls] = self.filter.wants_type(cls.type)
+        return wanted
 
     def _offer(self, event: Event) -> None:
         if self._missed_from is not None or len(self._buffer) >= self._limit:
@@ -165,7 +171,11 @@ class EventBus:
         if self._subscribers:
             session_id = fields["session_id"]
             for sub in self._subscribers:
-                if sub.filter.wants(cls.type, session_id):
+                wanted = sub.wants_type.get(cls)
+                if wanted is None:
+                    wanted = sub.learn_type(cls)
+                ids = sub.filter.session_ids
+                if wanted and (not ids or session_id in ids):  # EventFilter.wants, its type test cached
                     if event is None:
                         event = cls(seq=seq, at=at, boot=self.boot, **fields)
                     sub._offer(event)

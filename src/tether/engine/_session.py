@@ -184,10 +184,7 @@ class Session(SessionRecord):
     def recent_output(self, max_bytes: int) -> bytes:
         """Up to the last `max_bytes` bytes of output still kept (losses skipped): the history a
         reconnect hands the backend, and what ``output_history`` shows."""
-        log = self.console.log
-        end = log.readable_end
-        since = max(log.start, end - max_bytes)
-        return log.read(since, max(1, max_bytes)).data if end > since else b""
+        return self.console.log.tail(max_bytes)
 
     def decode(self, data: bytes) -> str:
         """`data` decoded for ``session.output`` events (UTF-8, undecodable bytes replaced; a

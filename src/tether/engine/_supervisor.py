@@ -603,8 +603,9 @@ class Supervisor:
                             self.fence_lost([session.sid])  # another node owns it now
                             return
                         now, wall = trio.current_time(), time.time()
-                    await attempts.run(session, step, session.take_force(), now, wall)
-                    gated = session.epoch == epoch and session.recovering and readiness.gated(session)
+                    force, session.force = session.force, None  # the attempt answers it (take_force)
+                    await attempts.run(session, step, force, now, wall)
+                    gated = session.epoch == epoch and readiness.gated(session) and session.recovering
                     if gated and await readiness.confirm_down(session):  # one probe per target says so
                         session.unreachable(fx, time.time())
                 elif kind is StepKind.WAIT:

@@ -40,4 +40,8 @@ class EventFilter:
         """`matches` for an event not built yet: its type and session id are all a filter reads."""
         if self.session_ids and session_id not in self.session_ids:
             return False
+        return self.wants_type(type_name)
+
+    def wants_type(self, type_name: str) -> bool:
+        """The type half of `wants` (the same for every event of a class: a publisher may cache it)."""
         return self._regex is None or self._regex.match(type_name) is not None

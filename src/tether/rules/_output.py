@@ -328,6 +328,13 @@ class OutputLog:
     def kept_bytes(self) -> int:
         return len(self._buf)
 
+    def tail(self, max_bytes: int) -> bytes:
+        """Up to the last `max_bytes` readable bytes (losses skipped): the history a reconnect is
+        handed. One call: every attempt asks, and most logs have nothing to give."""
+        end = self._end if self._ceiling is None else min(self._end, self._ceiling)
+        since = max(self._start, end - max_bytes)
+        return self.read(since, max(1, max_bytes)).data if end > since else b""
+
     @property
     def resume(self) -> PeerMark | None:
         """Where the current peer stream should continue: the peer offset of the first byte
