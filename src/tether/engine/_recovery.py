@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, final
 
@@ -72,6 +72,7 @@ class AttemptContext:
         "_limiter",
         "_live",
         "_live_mode",
+        "_now",
         "_opened",
         "_outbox",
         "_scope",
@@ -92,6 +93,7 @@ class AttemptContext:
         strategies: Mapping[str, Strategy],
         limiter: trio.CapacityLimiter | None,
         backstop: float,
+        now: Callable[[], float],
     ) -> None:
         self._session = session
         self._outbox = outbox
@@ -107,6 +109,8 @@ class AttemptContext:
         self._scope = attempt_scope
         self._limiter = limiter
         self._backstop = backstop
+        self._now = now
+        """The run's clock (`trio.current_time`, one call)."""
         """Seconds from the start of a connect to its backstop: connect_timeout plus `backstop_grace`."""
         self._history: bytes | None = None
         self._live: Link | None = None
@@ -173,7 +177,7 @@ class AttemptContext:
                 self._scope.deadline = math.inf  # queueing for a slot is not connecting
                 await self._limiter.acquire_on_behalf_of(self)
         try:
-            now = trio.current_time()
+            now = self._now()
             deadline = now + timeout
             _arm(self._scope, now + self._backstop)
             request = self._request(mode, state, deadline)
@@ -265,7 +269,7 @@ class AttemptContext:
                 attempt=self.attempt,
                 strategy=name,
             )
-        _arm(self._scope, trio.current_time() + self._backstop)
+        _arm(self._scope, self._now() + self._backstop)
         link = await strategy(self)
         if self.used_strategy is None:
             self.used_strategy = name
@@ -299,7 +303,7 @@ class AttemptContext:
 
     async def _probe_new_link(self, link: Link, deadline: float) -> None:
         timeout = self._session.spec.policy.connect_timeout
-        if trio.current_time() >= deadline:
+        if self._now() >= deadline:
             raise LinkError(
                 f"opening the link took all of connect_timeout ({timeout}s): no time was left to probe it",
                 reason=DisconnectReason.TIMEOUT,

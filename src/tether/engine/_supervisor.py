@@ -585,11 +585,12 @@ class Supervisor:
         rng = self._rng
         attempts = self._attempts
         readiness = self._readiness
+        clock = attempts.now  # trio.current_time, one call
         epoch = session.epoch
         try:
             while not session.stopping and session.epoch == epoch:
                 force = session.force
-                now, wall = trio.current_time(), time.time()  # one clock read per step
+                now, wall = clock(), time.time()  # one clock read per step
                 step = session.next_step(
                     fx, now, wall, rng,
                     forced=force is not None, force_strategy=force.strategy if force is not None else None,
@@ -602,7 +603,7 @@ class Supervisor:
                         if not await check(session.sid):
                             self.fence_lost([session.sid])  # another node owns it now
                             return
-                        now, wall = trio.current_time(), time.time()
+                        now, wall = clock(), time.time()
                     force, session.force = session.force, None  # the attempt answers it (take_force)
                     await attempts.run(session, step, force, now, wall)
                     gated = session.epoch == epoch and readiness.gated(session) and session.recovering
