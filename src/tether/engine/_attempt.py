@@ -73,6 +73,8 @@ class AttemptRunner:
         self._closing = closing
         self._distribution_of = distribution_of
         self._respawn = respawn
+        self._backstops: dict[float, float] = {}
+        """connect_timeout -> it plus its `backstop_grace` (policies share a handful of timeouts)."""
         self.abandoned = 0
         """Session tasks left behind in plugin code that would not return."""
         self.stuck: dict[str, str] = {}
@@ -101,7 +103,9 @@ class AttemptRunner:
         try:
             # Armed with the connect backstop from the start: `connect` then finds it set (one write
             # to trio's deadline heap fewer per attempt).
-            backstop = timeout + backstop_grace(timeout)
+            backstop = self._backstops.get(timeout)
+            if backstop is None:
+                backstop = self._backstops[timeout] = timeout + backstop_grace(timeout)
             with trio.CancelScope(deadline=started + backstop) as attempt_scope:
                 session.scope = attempt_scope
                 session.current = _Current(number, label, started_wall, started, force)
@@ -114,7 +118,7 @@ class AttemptRunner:
                         calls.enter(session, "connect", attempt_scope)
                         link = await ctx.run_first(step.strategy)
                         calls.leave(session)
-                        if link is None or link is not ctx.live_link:
+                        if link is None or link is not ctx._live:
                             raise LinkError(
                                 "the strategy returned a link that tether did not open and probe",
                                 reason=DisconnectReason.BACKEND_ERROR,
@@ -145,7 +149,7 @@ class AttemptRunner:
                             attempt_scope.deadline = self.now() + timeout
                         calls.enter(session, "close", attempt_scope)
                     except BaseException as exc:
-                        if ctx.live_link is None or not await ctx.close_link(exc):  # most failures opened nothing
+                        if ctx._live is None or not await ctx.close_link(exc):  # most failures opened nothing
                             raise
                     else:
                         await ctx.close_link(None)

@@ -171,8 +171,9 @@ class Session(SessionRecord):
             trio.lowlevel.reschedule(task)
 
     def _drop_timer(self) -> None:
-        if self._entry is not None:
-            self._entry.cancel()
+        entry = self._entry
+        if entry is not None:
+            entry.callback = None  # TimerEntry.cancel, without the call
             self._entry = None
 
     def take_force(self) -> ForceRequest | None:

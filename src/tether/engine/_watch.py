@@ -34,6 +34,8 @@ class PluginCalls:
         self._on_stuck = on_stuck
         self._calls: set[Session] = set()
         self._wanted = trio.Event()
+        self._wanted_set = False
+        """Mirrors ``_wanted.is_set()`` (a method call saved on every plugin call)."""
 
     def enter(self, session: Session, phase: str, scope: trio.CancelScope) -> None:
         session.watch_phase = phase
@@ -41,7 +43,8 @@ class PluginCalls:
         session.watch_since = math.inf
         session.watch_epoch = session.epoch
         self._calls.add(session)
-        if not self._wanted.is_set():
+        if not self._wanted_set:
+            self._wanted_set = True
             self._wanted.set()
 
     def leave(self, session: Session) -> None:
@@ -61,6 +64,7 @@ class PluginCalls:
         while True:
             if not self._calls:
                 self._wanted = trio.Event()
+                self._wanted_set = False
                 await self._wanted.wait()
             await trio.sleep(SWEEP)
             self._sweep(trio.current_time())
