@@ -141,7 +141,7 @@ class AttemptContext:
         """Output seen so far (bounded), copied on first use and shared by the context and its
         requests (a full 64 KiB history copied on every attempt would cost more than the attempt)."""
         if self._history is None:
-            self._history = self._session.recent_output(HISTORY_BYTES) if self._strategies is not None else b""
+            self._history = self._session.console.log.tail(HISTORY_BYTES) if self._strategies is not None else b""
         return self._history
 
     @property
@@ -215,11 +215,14 @@ class AttemptContext:
         if session.secrets:
             spec, values = resolve_spec(spec)
             session.learn_secrets(values)
+        history = self._history
+        if history is None:  # `history`, read here without the property (this runs on every attempt)
+            history = self._history = session.console.log.tail(HISTORY_BYTES)
         return LinkRequest(
             spec=spec,
             mode=mode,
             state=state,
-            history=self.history,
+            history=history,
             deadline=deadline,
             connect_timeout=policy.connect_timeout,
             keepalive_interval=policy.keepalive_interval,
