@@ -1,13 +1,16 @@
-"""Instructions per reconnect attempt, tether against naive asyncio: a figure no load can move.
+"""Instructions per reconnect attempt, tether against naive asyncio: a figure load barely moves.
 
-    python benchmarks/instructions.py [--small 500] [--large 1500] [--quick]
+    python benchmarks/instructions.py [--small 500] [--large 1500] [--quick] [--cells tether,...]
 
 Every session connects, drops, fails 3 attempts and the 4th succeeds (5 connects); this runs under
 valgrind's callgrind for two fleet sizes per implementation; the difference
 between the two instruction totals, divided by the extra attempts, is the
 cost of one attempt with start-up (imports, the first connects) cancelled
-out. callgrind counts instructions, not seconds, so the figure is the same
-whatever else the machine is doing; a shared machine cannot spoil it.
+out. callgrind counts instructions, not seconds, so a busy machine cannot
+inflate it as it inflates seconds. It still moves a little: the backoff
+sleeps are real time, so how many sessions wake per scheduler pass, and when
+the clock-driven collector walks, vary from run to run (the same tether
+spread over about 12k per attempt in three runs: benchmarks/FINDINGS.md).
 Completion is waited for on an event, not by polling, so the harness adds
 next to nothing per attempt. Needs valgrind (Debian package ``valgrind``).
 """
@@ -184,6 +187,8 @@ def main() -> None:
                         help="also measure the tether installed for this interpreter (an earlier commit's venv)")
     parser.add_argument("--quick", action="store_true", help="smaller fleets (200 and 600 sessions)")
     parser.add_argument("--out", type=Path, help="default results/instructions.json (results-quick/ with --quick)")
+    parser.add_argument("--cells", help="comma-separated cells (naive-asyncio,trio-floor,tether,tether-before): "
+                        "printed only, nothing written (to measure one change quickly)")
     args, _ = parser.parse_known_args()  # nox passes run.py's own options too
     if args.quick:
         args.small, args.large = 200, 600
@@ -201,11 +206,15 @@ def main() -> None:
              ("tether", "tether", sys.executable)]
     if args.before:
         cells.append(("tether-before", "tether", args.before))
+    if args.cells:
+        cells = [cell for cell in cells if cell[0] in args.cells.split(",")]
     for label, impl, python in cells:
         small, large = measure(impl, args.small, python), measure(impl, args.large, python)
         per_attempt[label] = (large - small) / attempts
         print(f"{label:14} {per_attempt[label]:>10,.0f} instructions per attempt "
               f"({small:,} at {args.small} sessions, {large:,} at {args.large})")
+    if args.cells:
+        return
     ratio = per_attempt["tether"] / per_attempt["naive-asyncio"]
     floor = per_attempt["trio-floor"] / per_attempt["naive-asyncio"]
     verdict = "PASS" if ratio <= 2.0 else "FAIL"
