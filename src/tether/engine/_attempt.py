@@ -138,13 +138,16 @@ class AttemptRunner:
                         )
                         ctx._settle()
                         self._connected(session, link, held, force, now)
+                        # While the link is held an abandonment records a drop, which needs nothing of
+                        # the attempt: every held session shares one record (one object fewer each).
+                        session.current = _HELD
                         if session.size is not None:
                             await self._resize(session, link, *session.size)
                             now = self.now()
                         drop = await self._hold(session, link, now)
                         if session.epoch != epoch:
                             raise _Abandoned
-                        session.current.dropped = drop
+                        session.current = _Current(number, label, started_wall, started, None, drop)
                         if not self._closing():  # bound the close; on shutdown the exit's grace period does
                             attempt_scope.deadline = self.now() + timeout
                         calls.enter(session, "close", attempt_scope)
@@ -255,7 +258,8 @@ class AttemptRunner:
         policy = session.spec.policy
         supervise = policy.enabled
         probe_every = policy.health_check_interval if supervise else 0.0
-        keepalive = getattr(link, "keepalive", None) if supervise else None
+        # only fetched when used: the bound method would live in this frame as long as the link
+        keepalive = getattr(link, "keepalive", None) if supervise and policy.keepalive_interval else None
         keep_every = policy.keepalive_interval if keepalive is not None else 0.0
         next_probe = now + probe_every * self._rng.uniform(0.5, 1.0) if probe_every else math.inf
         next_keep = now + keep_every if keep_every else math.inf
@@ -380,10 +384,17 @@ class _Current:
 
     __slots__ = ("dropped", "force", "label", "number", "started", "started_wall")
 
-    def __init__(self, number: int, label: str, started_wall: float, started: float, force: ForceRequest | None):
+    def __init__(
+        self, number: int, label: str, started_wall: float, started: float, force: ForceRequest | None,
+        dropped: Disconnect | None = None,
+    ):
         self.number = number
         self.label = label
         self.started_wall = started_wall
         self.started = started
         self.force = force
-        self.dropped: Disconnect | None = None
+        self.dropped = dropped
+
+
+_HELD = _Current(0, FIRST_CONNECT, 0.0, 0.0, None)
+"""The record of every session holding a link (never changed: a drop gets a record of its own)."""
