@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tether import (
     Attempt,
@@ -15,6 +19,7 @@ from tether import (
     SessionState,
     SessionStatus,
 )
+from tether.rules._events import ReconnectSucceeded
 from tether.rules._stats import StatsRecorder
 from tether.rules._status import URGENCY, StatusQuery, encoded_size, page, summarize, to_dict
 
@@ -92,3 +97,19 @@ def test_history_keeps_the_newest_episodes() -> None:
     assert [e.number for e in result.sessions[0].history] == [4, 5]
     result = page(states, states.__getitem__, StatusQuery(detail=True, history=0))
     assert result.sessions[0].history == ()
+
+
+@given(st.lists(st.floats(min_value=0, max_value=1e6, allow_nan=False), max_size=60), st.integers(1, 8))
+def test_recovery_percentiles_are_over_the_recent_sample_window(times: list[float], window: int) -> None:
+    """The percentiles come from a sorted copy kept as samples arrive and leave (no sort per
+    snapshot): they are exactly those of the last `window` recovery times."""
+    stats = StatsRecorder(sample_size=window)
+    for recovery_time in times:
+        stats.observe(ReconnectSucceeded, {"recovery_time": recovery_time, "used_strategy": "simple-reconnect"}, 0.0)
+    recent = sorted(times[-window:])
+    snap = stats.snapshot(1)
+    if not recent:
+        assert snap.p50_reconnection_time is None and snap.p99_reconnection_time is None
+        return
+    rank = lambda fraction: recent[min(len(recent) - 1, max(0, math.ceil(fraction * len(recent)) - 1))]  # noqa: E731
+    assert (snap.p50_reconnection_time, snap.p99_reconnection_time) == (rank(0.50), rank(0.99))

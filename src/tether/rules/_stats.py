@@ -10,6 +10,7 @@ the counts by disconnect reason describe this run only.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
@@ -98,6 +99,9 @@ class StatsRecorder:
         self.recovery_time_sum = 0.0
         self.recovery_count = 0
         self.recovery_samples: deque[float] = deque(maxlen=sample_size)
+        self._sorted_samples: list[float] = []
+        """The same samples kept sorted, so a snapshot's percentiles cost no sort: ``stats()`` is
+        polled (status replies, the benchmarks every 20 ms) and sorting 10,000 samples took 1.5 ms."""
         self.last_reconnection: float | None = None
         self.by_reason: Counter[DisconnectReason] = Counter()
         self.process_restarts = 0
@@ -131,7 +135,12 @@ class StatsRecorder:
         recovery_time = fields["recovery_time"]
         self.recovery_time_sum += recovery_time
         self.recovery_count += 1
-        self.recovery_samples.append(recovery_time)
+        samples = self.recovery_samples
+        if len(samples) == samples.maxlen:  # the oldest sample leaves both
+            ordered = self._sorted_samples
+            del ordered[bisect.bisect_left(ordered, samples[0])]
+        samples.append(recovery_time)
+        bisect.insort(self._sorted_samples, recovery_time)
         self.last_reconnection = wall
         if fields["used_strategy"] == "process-restart":
             self.process_restarts += 1
@@ -177,7 +186,7 @@ class StatsRecorder:
 
     def snapshot(self, registered: int) -> SupervisorStats:
         ended = self.recovered + self.failed
-        samples = sorted(self.recovery_samples)
+        samples = self._sorted_samples
         return SupervisorStats(
             registered_sessions=registered,
             active_reconnections=sum(self.by_status[s] for s in SessionStatus if s.recovering),
