@@ -81,13 +81,17 @@ def test_watch_reports_each_restart_and_misses_nothing_silently(tmp_path: Path) 
             wait_for(lambda: len(watcher.events(boots[0])) >= 5, what="the watcher to follow the first run")
             for how in ("SIGTERM", "SIGKILL"):
                 daemon.stop(how)
-                seen_before = [e["seq"] for e in watcher.events(boots[-1])]
+                seen_at_stop = [e["seq"] for e in watcher.events(boots[-1])]
                 daemon.start()
                 boots.append(_boot(daemon))
                 wait_for(lambda: len(watcher.events(boots[-1])) >= 10,
                          what=f"the watcher to follow the run after {how}")
                 notice = watcher.notices()[-1]
                 assert (notice["previous_boot"], notice["boot"]) == (boots[-2], boots[-1])
+                # the watcher may still have been writing the old run's last events when the daemon
+                # was gone; the notice comes after all of them, so read them now
+                seen_before = [e["seq"] for e in watcher.events(boots[-2])]
+                assert seen_before[: len(seen_at_stop)] == seen_at_stop
                 assert notice["since"] == seen_before[-1], "the notice says where the watcher was"
                 assert notice["replay_from"] == 1 and notice["missed"] == 0
                 assert "the daemon restarted" in notice["message"]
