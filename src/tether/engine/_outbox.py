@@ -113,6 +113,7 @@ class Outbox:
         if waiters is not None:
             if runs:
                 waiters.completed(runs)
+                self.changed(session.sid)  # the snapshot keeps finished runs until they are collected
             waiters.wake()
 
     def status_moved(self, old: SessionStatus | None, new: SessionStatus | None) -> None:
