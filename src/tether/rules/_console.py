@@ -24,7 +24,17 @@ from typing import Any, Final, final
 import attrs
 
 from ._errors import ConfigError
-from ._osc import Found, OscScanner, RunResult, RunTracker, ShellMark, encode_shell_mark, new_nonce, run_line, valid_nonce
+from ._osc import (
+    Found,
+    OscScanner,
+    RunResult,
+    RunTracker,
+    ShellMark,
+    encode_shell_mark,
+    new_nonce,
+    run_line,
+    valid_nonce,
+)
 from ._output import Loss, OutputLog, PeerMark
 from ._state import SessionStatus
 
