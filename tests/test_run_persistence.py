@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -150,23 +152,29 @@ def _emit(backend: ScriptedBackend, data: bytes) -> None:
     backend.links["s1"]._request.report_output(data)
 
 
-async def _restarted(store: tether.MemoryStore, backend: ScriptedBackend) -> Any:
-    return tether.open_supervisor(backends=[backend], store=store, flush_interval=0.1)
+@asynccontextmanager
+async def _supervising(backend: ScriptedBackend, store: tether.MemoryStore | None = None, *,
+                       shell: bool = False) -> AsyncIterator[tether.Supervisor]:
+    """A supervisor on `store` (one start of a daemon); with `shell`, session s1 registered and at
+    a prompt."""
+    async with tether.open_supervisor(backends=[backend], store=store, flush_interval=0.1) as sup:
+        if shell:
+            await sup.register(_spec())
+            await _shell(sup, backend)
+        yield sup
 
 
 async def test_a_pending_run_finishes_after_a_restart_when_the_program_survived(autojump_clock: Any) -> None:
     """The token outlives the supervisor; the re-attached program's marks finish it with its status."""
     backend, store = ScriptedBackend(), tether.MemoryStore()
-    async with tether.open_supervisor(backends=[backend], store=store, flush_interval=0.1) as sup:
-        await sup.register(_spec())
-        await _shell(sup, backend)
+    async with _supervising(backend, store, shell=True) as sup:
         started = await sup.run("s1", "make -j8 SECRET=hunter2", budget=1)
         assert not started.done
         _emit(backend, encode_shell_mark("C", nonce=started.token) + b"compiling\r\n")
         stored = json.loads(store.rows["s1"])["runs"]  # written before the token was handed out
         assert [run["nonce"] for run in stored["pending"]] == [started.token]
         assert "hunter2" not in store.rows["s1"] and "make" not in json.dumps(stored)
-    async with tether.open_supervisor(backends=[backend], store=store, flush_interval=0.1) as sup:
+    async with _supervising(backend, store) as sup:
         await sup.wait("s1", connected=True, budget=10)
         assert backend.ledger("s1").modes[-1] is tether.ConnectMode.REATTACH
         waiting = await sup.wait_run("s1", started.token, budget=0)
@@ -187,12 +195,10 @@ async def test_a_pending_run_finishes_after_a_restart_when_the_program_survived(
 
 async def test_an_outcome_finished_but_not_collected_is_kept_across_a_restart(autojump_clock: Any) -> None:
     backend, store = ScriptedBackend(), tether.MemoryStore()
-    async with tether.open_supervisor(backends=[backend], store=store, flush_interval=0.1) as sup:
-        await sup.register(_spec())
-        await _shell(sup, backend)
+    async with _supervising(backend, store, shell=True) as sup:
         started = await sup.run("s1", "true", budget=0)
         _emit(backend, _marks(started.token, b"", 0))
-    async with tether.open_supervisor(backends=[backend], store=store, flush_interval=0.1) as sup:
+    async with _supervising(backend, store) as sup:
         outcome = await sup.wait_run("s1", started.token, budget=0)
         assert (outcome.done, outcome.exit_status) == (True, 0)
 
@@ -200,12 +206,10 @@ async def test_an_outcome_finished_but_not_collected_is_kept_across_a_restart(au
 async def test_a_pending_run_is_lost_when_a_restart_replaced_its_program(autojump_clock: Any) -> None:
     """A new program after the restart: the waiter hears why, at once, and so does the next one."""
     backend, store = ScriptedBackend(), tether.MemoryStore()
-    async with tether.open_supervisor(backends=[backend], store=store, flush_interval=0.1) as sup:
-        await sup.register(_spec())
-        await _shell(sup, backend)
+    async with _supervising(backend, store, shell=True) as sup:
         started = await sup.run("s1", "sleep 60", budget=1)
     backend.ledger("s1").program_alive = False  # the program ended with the old supervisor
-    async with tether.open_supervisor(backends=[backend], store=store, flush_interval=0.1) as sup:
+    async with _supervising(backend, store) as sup:
         outcome = await sup.wait_run("s1", started.token, budget=30)
         assert (outcome.done, outcome.exit_status, outcome.lost) == (True, None, RESTART_REPLACED)
         assert backend.ledger("s1").program == 2
@@ -215,9 +219,7 @@ async def test_a_pending_run_is_lost_when_a_restart_replaced_its_program(autojum
 
 async def test_a_run_waited_on_when_its_session_is_unregistered_is_answered_as_lost(autojump_clock: Any) -> None:
     backend = ScriptedBackend()
-    async with tether.open_supervisor(backends=[backend]) as sup:
-        await sup.register(_spec())
-        await _shell(sup, backend)
+    async with _supervising(backend, shell=True) as sup:
         started = await sup.run("s1", "sleep 60", budget=0)
         _emit(backend, encode_shell_mark("C", nonce=started.token) + b"half")
         answers: list[tether.RunOutcome] = []

@@ -21,6 +21,8 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,7 @@ from trio_websocket import open_websocket_url
 from tether.testing import require_peer
 
 from .daemon import Daemon, kill_marked, proc_alive, running, stored_rows, wait_for
+from .test_console_commands import _daemon_env, _pid
 
 pytestmark = pytest.mark.slow
 
@@ -53,18 +56,13 @@ def _config(tmp_path: Path, *, persist: str) -> Path:
     return config
 
 
-def _env(tmp_path: Path) -> dict[str, str]:
-    home = tmp_path / "home"  # the shells must not read the developer's ~/.bashrc
-    home.mkdir(exist_ok=True)
-    return {"HOME": str(home), "TERM": "xterm"}
-
-
-def _pid(daemon: Daemon) -> int | None:
-    session = daemon.sessions().get("sh")
-    if not session or session["status"] != "connected" or not session.get("preserved"):
-        return None
-    pid = session["preserved"]["extra"].get("pid")
-    return int(pid) if pid else None
+@contextmanager
+def _shell_daemon(tmp_path: Path, persist: str) -> Iterator[tuple[Daemon, Path, int]]:
+    """A running daemon with session "sh" (bash, `persist` as given) and the shell's pid."""
+    state = tmp_path / "state"
+    with running(state, _config(tmp_path, persist=persist), env=_daemon_env(tmp_path)) as daemon:
+        daemon.start()
+        yield daemon, state, wait_for(lambda: _pid(daemon), what="the shell to run")
 
 
 def _started(daemon: Daemon, command: str) -> str:
@@ -103,10 +101,7 @@ def test_a_run_in_a_tmux_kept_shell_finishes_across_a_daemon_restart(tmp_path: P
     """The token survives the daemon; the shell tmux kept finishes the command meanwhile; --resume
     prints its output and exits with its status."""
     require_peer(shutil.which("tmux") is not None, "tmux is not installed")
-    state = tmp_path / "state"
-    with running(state, _config(tmp_path, persist="tmux"), env=_env(tmp_path)) as daemon:
-        daemon.start()
-        shell = wait_for(lambda: _pid(daemon), what="the shell to run")
+    with _shell_daemon(tmp_path, "tmux") as (daemon, state, shell):
         # `(exit 3)`: the status 3, from a subshell (a bare `exit 3` would end the shell itself)
         token = _started(daemon, "sleep 4; echo hi; (exit 3)")
         stored = stored_rows(state)["sh"]
@@ -132,10 +127,7 @@ def test_a_run_in_a_tmux_kept_shell_finishes_across_a_daemon_restart(tmp_path: P
 def test_a_run_whose_shell_a_restart_replaced_is_lost_and_says_why(tmp_path: Path) -> None:
     """Without tmux the shell ends with the daemon; the next one is new: --resume exits 125 saying so,
     after any number of restarts until someone has been told."""
-    state = tmp_path / "state"
-    with running(state, _config(tmp_path, persist="none"), env=_env(tmp_path)) as daemon:
-        daemon.start()
-        first = wait_for(lambda: _pid(daemon), what="the shell to run")
+    with _shell_daemon(tmp_path, "none") as (daemon, state, first):
         token = _started(daemon, "echo before-$((1+1)); sleep 60")
         daemon.stop("SIGTERM")
         daemon.start()
@@ -196,10 +188,7 @@ def _waiter(state: Path, token: str, budget: float) -> tuple[threading.Thread, t
 
 def test_a_run_waited_on_when_its_session_is_removed_is_answered_as_lost(tmp_path: Path) -> None:
     """`tether remove` answers a wait-run in flight at once: done, no status, lost naming the removal."""
-    state = tmp_path / "state"
-    with running(state, _config(tmp_path, persist="none"), env=_env(tmp_path)) as daemon:
-        daemon.start()
-        wait_for(lambda: _pid(daemon), what="the shell to run")
+    with _shell_daemon(tmp_path, "none") as (daemon, state, _):
         token = _started(daemon, "echo waiting-$((2+2)); sleep 60")
         thread, _, out = _waiter(state, token, budget=120)
         assert daemon.cli("remove", "sh").stdout == "sh: unregistered\n"
@@ -214,11 +203,8 @@ def test_a_run_waited_on_when_its_session_is_removed_is_answered_as_lost(tmp_pat
 
 def test_exec_waiting_when_its_session_is_removed_exits_125_naming_the_removal(tmp_path: Path) -> None:
     """`tether remove` while `tether exec` waits: exec ends at once, exit 125, saying why."""
-    state = tmp_path / "state"
-    with running(state, _config(tmp_path, persist="none"), env=_env(tmp_path)) as daemon:
-        daemon.start()
-        wait_for(lambda: _pid(daemon), what="the shell to run")
-        env = {**os.environ, "TETHER_STATE_DIR": str(state), **_env(tmp_path)}
+    with _shell_daemon(tmp_path, "none") as (daemon, state, _):
+        env = {**os.environ, "TETHER_STATE_DIR": str(state), **_daemon_env(tmp_path)}
         waiting = subprocess.Popen(
             [sys.executable, "-m", "tether", "exec", "sh", "--timeout", "120", "--", "echo started-$((1+1)); sleep 60"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -237,10 +223,7 @@ def test_exec_waiting_when_its_session_is_removed_exits_125_naming_the_removal(t
 def test_a_run_waited_on_when_the_daemon_stops_is_told_so_and_resumes_after(tmp_path: Path) -> None:
     """SIGTERM answers a wait-run in flight with `closed`; the token finishes after the next start."""
     require_peer(shutil.which("tmux") is not None, "tmux is not installed")
-    state = tmp_path / "state"
-    with running(state, _config(tmp_path, persist="tmux"), env=_env(tmp_path)) as daemon:
-        daemon.start()
-        wait_for(lambda: _pid(daemon), what="the shell to run")
+    with _shell_daemon(tmp_path, "tmux") as (daemon, state, _):
         token = _started(daemon, "sleep 3; echo after-stop")
         thread, _, out = _waiter(state, token, budget=120)
         daemon.stop("SIGTERM")
