@@ -43,6 +43,23 @@ def _marks(nonce: str, output: bytes, status: int) -> bytes:
 # -- the pure half ----------------------------------------------------------------------------------
 
 
+def test_a_run_lost_to_a_new_program_stops_where_the_old_one_did() -> None:
+    """The new program's first output can land before tether knows it is new: not the run's."""
+    console = ConsoleOutput(OutputLog())
+    _, tracker = console.start_run("sleep 60")
+    console.output(encode_shell_mark("C", nonce=tracker.nonce) + b"half")
+    console.link_ended()
+    console.output(b"$ ")  # the next link's program, before the engine heard it is a new one
+    (lost,) = console.lose_runs(SHELL_REPLACED)
+    assert console.log.read(lost.output_start, 1 << 10).data[: lost.output_stop - lost.output_start] == b"half"
+    assert lost.output_stop == console.log.end - 2
+    console.program_replaced()
+    console.start_run("true")
+    console.output(b"printed by the new program")
+    (ended,) = console.lose_runs(SHELL_ENDED)  # its own program ended: all it printed is its own
+    assert ended.output_stop == console.log.end
+
+
 def test_a_restored_run_finds_its_end_mark_already_in_the_restored_log() -> None:
     """Marks written down with the log after the snapshot that still had the run pending complete it."""
     console = ConsoleOutput(OutputLog())
@@ -68,11 +85,14 @@ def test_a_restored_run_started_in_the_log_ends_with_the_output_that_comes() -> 
 
 
 def test_restored_runs_lost_to_a_new_program_say_that_tether_restarted() -> None:
-    """Until a link shows the same program, restored runs lost to a new one name the restart."""
+    """Until a link shows the same program, restored runs lost to a new one name the restart, and
+    their range stops where the old program's output did (the new one may print first)."""
     restored = ConsoleOutput(OutputLog())
     restored.restore_runs([PendingRun(NONCE, 0)])
+    restored.output(b"$ the new shell's prompt came before its link was known to be new")
     (lost,) = restored.lose_runs(SHELL_REPLACED, restored_why=RESTART_REPLACED)
     assert lost.lost == RESTART_REPLACED and lost.status is None
+    assert (lost.output_start, lost.output_stop) == (0, 0)
     adopted = ConsoleOutput(OutputLog())
     adopted.restore_runs([PendingRun(NONCE, 0)])
     adopted.reattached()  # a link showed the same program: later losses are ordinary ones

@@ -51,7 +51,7 @@ MAX_PENDING_RUNS: Final = 64
 class ConsoleOutput:
     """The output log of one session, with the escape marks in it and the runs that wait on them."""
 
-    __slots__ = ("_previous_shell", "_restored", "_runs", "_scanner", "awaiting_prompt", "log", "shell")
+    __slots__ = ("_old_end", "_previous_shell", "_restored", "_runs", "_scanner", "awaiting_prompt", "log", "shell")
 
     def __init__(self, log: OutputLog) -> None:
         self.log = log
@@ -66,6 +66,9 @@ class ConsoleOutput:
         self._runs: dict[str, RunTracker] | None = None
         self._restored = False
         """The pending runs came from a snapshot and no link has shown their program since."""
+        self._old_end: int | None = None
+        """Where the last program's output ended (its link ended, or the log was restored), until
+        the next link says whether it is the same program: a new one's first bytes may come first."""
 
     def output(self, data: bytes) -> tuple[int, list[RunResult]]:
         """A plain chunk: where it landed, and the runs it completed."""
@@ -106,7 +109,7 @@ class ConsoleOutput:
         if self._restored and restored_why is not None:
             why = restored_why
         self._restored = False
-        end = self.log.end
+        end = self.log.end if self._old_end is None else min(self.log.end, self._old_end)
         return [
             RunResult(nonce, None, start, max(start, end), tracker.started_at is not None, lost=why)
             for nonce, tracker in runs.items()
@@ -135,6 +138,7 @@ class ConsoleOutput:
         for tracker in trackers[-MAX_PENDING_RUNS:]:
             self._runs[tracker.nonce] = tracker
         self._restored = True
+        self._old_end = self.log.end
         return self._rescan(min(t.started_at if t.started_at is not None else t.sent_at for t in trackers))
 
     def _rescan(self, since: int) -> list[RunResult]:
@@ -160,6 +164,7 @@ class ConsoleOutput:
         """The link is gone: until the next one says whether its program is the same, no shell is
         known (the next link's own prompt may come before that)."""
         self._previous_shell, self.shell = self.shell, None
+        self._old_end = self.log.end
 
     def reattached(self) -> None:
         """The new link carries the same program: it keeps the shell it had, and runs restored
@@ -168,11 +173,13 @@ class ConsoleOutput:
             self.shell = self._previous_shell
         self._previous_shell = None
         self._restored = False
+        self._old_end = None
 
     def program_replaced(self) -> None:
         """A new program took the session over: `run` waits for its first prompt (unless it
         already showed one on this link)."""
         self._previous_shell = None
+        self._old_end = None
         self.awaiting_prompt = self.shell is None
 
     def at_idle_prompt(self, window: int = IDLE_PROMPT_WINDOW) -> bool:
