@@ -40,7 +40,9 @@ from .rules._backoff import ideal_delay as ideal_delay
 from .rules._backoff import retry_delay as retry_delay
 from .rules._classify import classify as classify
 from .rules._console import ConsoleOutput as ConsoleOutput
+from .rules._console import PendingRun as PendingRun
 from .rules._console import RunOutcome as RunOutcome
+from .rules._console import SavedRuns as SavedRuns
 from .rules._console import WaitResult as WaitResult
 from .rules._errors import AuthError as AuthError
 from .rules._errors import ConfigError as ConfigError
@@ -234,6 +236,7 @@ __all__ = [
     "OutputLog",
     "PLUGIN_API_VERSION",
     "PeerMark",
+    "PendingRun",
     "PluginError",
     "PluginFailed",
     "PluginFailure",
@@ -259,6 +262,7 @@ __all__ = [
     "RunTracker",
     "SNAPSHOT_SCHEMA_VERSION",
     "STRATEGIES_GROUP",
+    "SavedRuns",
     "ServerSettings",
     "SessionBrief",
     "SessionConnected",

@@ -21,7 +21,15 @@ from typing import Any
 import trio
 
 from ..rules._backoff import retry_delay
-from ..rules._errors import ConfigError, CursorError, InvalidConfigError, SupervisorClosedError, UnknownBackendError
+from ..rules._console import RunOutcome
+from ..rules._errors import (
+    ConfigError,
+    CursorError,
+    InvalidConfigError,
+    SessionNotFoundError,
+    SupervisorClosedError,
+    UnknownBackendError,
+)
 from ..rules._keys import encode_keys
 from ..rules._output import LogRead, Loss
 from ..rules._policy import ReconnectPolicy
@@ -45,6 +53,9 @@ FOLLOW_WAIT = 25.0
 FOLLOW_POLICY = ReconnectPolicy(base_delay=0.2, max_delay=5.0, multiplier=2.0, max_retries=None)
 """How `tail -f` and `attach` retry their connection to the daemon: tether's own backoff."""
 MAX_TIMEOUT = 3600.0
+OUTPUT_WAIT = 10.0
+"""Seconds `exec` waits for a finished command's output to become readable (a restarted daemon
+holds new output back until its next write-down, a flush interval later)."""
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser, client: argparse.ArgumentParser) -> None:
@@ -301,19 +312,13 @@ def cmd_exec(args: argparse.Namespace) -> int:
                 print(f"tether: {shown} is still running after {args.timeout:g}s; wait for it with: "
                       f"tether exec {args.session} --resume {outcome.token}", file=sys.stderr, flush=True)
                 return EXIT_TIMEOUT
-            cursor = outcome.output_start
-            while cursor < outcome.output_stop:
-                read = await client.read(args.session, cursor, min(READ_BYTES, outcome.output_stop - cursor))
-                for piece in read.pieces():
-                    if isinstance(piece, Loss):
-                        sys.stdout.buffer.flush()
-                        print(f"tether: {describe_loss(piece)}", file=sys.stderr, flush=True)
-                    else:
-                        sys.stdout.buffer.write(piece[1])
-                if read.next <= cursor:
-                    break
-                cursor = read.next
-            sys.stdout.buffer.flush()
+            try:
+                await _print_output(client, args.session, outcome)
+            except SessionNotFoundError:
+                if outcome.lost is None:
+                    raise
+                print(f"tether: {outcome.lost}", file=sys.stderr, flush=True)  # its output went with it
+                return EXIT_LOST
             if outcome.lost is not None:
                 print(f"tether: {outcome.lost}; its output is above", file=sys.stderr, flush=True)
                 return EXIT_LOST
@@ -323,6 +328,24 @@ def cmd_exec(args: argparse.Namespace) -> int:
             return outcome.exit_status
 
     return trio.run(main)
+
+
+async def _print_output(client: DaemonClient, session_id: str, outcome: RunOutcome) -> None:
+    """The run's output range on stdout, each loss in it on stderr."""
+    cursor = outcome.output_start
+    while cursor < outcome.output_stop:
+        # with a wait: after a restart the daemon shows new output once it has written it down
+        read = await client.read(session_id, cursor, min(READ_BYTES, outcome.output_stop - cursor), wait=OUTPUT_WAIT)
+        for piece in read.pieces():
+            if isinstance(piece, Loss):
+                sys.stdout.buffer.flush()
+                print(f"tether: {describe_loss(piece)}", file=sys.stderr, flush=True)
+            else:
+                sys.stdout.buffer.write(piece[1])
+        if read.next <= cursor:
+            break
+        cursor = read.next
+    sys.stdout.buffer.flush()
 
 
 # -- reconnect, add, remove ------------------------------------------------------------------------

@@ -9,6 +9,15 @@ outlives its time budget leaves a token (its nonce) to wait on later, so a
 client whose calls are capped (agents: often 60 s) resumes instead of losing
 the command. Nothing here polls: waiters park on the session's output lot,
 which the link's reporter wakes.
+
+A token outlives the process: the session's snapshot keeps its pending runs
+and the finished ones not yet collected (`saved_runs`, `restore_runs`), so a
+restarted tether answers ``wait_run`` with the real outcome when the program
+survived (tmux), and as lost (`RESTART_REPLACED`) when a new one replaced it.
+A run still pending when its session is unregistered is answered as lost
+(`SESSION_REMOVED`); one whose waiter sees the session stop being supervised
+here (tether stopping, the session moving) is told so (`SupervisorClosedError`):
+its token stays good for the next start.
 """
 
 from __future__ import annotations
@@ -21,8 +30,8 @@ from typing import Final, final
 
 import trio
 
-from ..rules._console import RunOutcome, WaitResult
-from ..rules._errors import LinkError, RunNotFoundError
+from ..rules._console import RunOutcome, SavedRuns, WaitResult
+from ..rules._errors import LinkError, RunNotFoundError, SupervisorClosedError
 from ..rules._osc import RunResult
 from ..rules._output import Loss
 from ..rules._reasons import DisconnectReason
@@ -39,13 +48,15 @@ MATCH_WINDOW = 1 << 20
 class Console:
     """A session's runs and output waiters (one per session, made when first needed)."""
 
-    __slots__ = ("finished", "lot", "pending")
+    __slots__ = ("finished", "lot", "pending", "uncollected")
 
     def __init__(self) -> None:
         self.lot = trio.lowlevel.ParkingLot()
         """Woken on every chunk of output, every status change that a waiter may care about."""
         self.pending: dict[str, trio.Event] = {}
         self.finished: OrderedDict[str, RunResult] = OrderedDict()
+        self.uncollected: set[str] = set()
+        """Finished runs no `wait_run` has answered with yet: the snapshot keeps these."""
 
     def wake(self) -> None:
         if self.lot:
@@ -54,8 +65,9 @@ class Console:
     def completed(self, results: list[RunResult]) -> None:
         for result in results:
             self.finished[result.nonce] = result
+            self.uncollected.add(result.nonce)
             while len(self.finished) > FINISHED_KEPT:
-                self.finished.popitem(last=False)
+                self.uncollected.discard(self.finished.popitem(last=False)[0])
             done = self.pending.pop(result.nonce, None)
             if done is not None:
                 done.set()
@@ -210,12 +222,18 @@ async def wait_run(session: Session, token: str, budget: float) -> RunOutcome:
             await done.wait()
         result = console.finished.get(token)
         if result is None:
+            if session.finished:
+                raise SupervisorClosedError(
+                    f"session {session.sid!r} stopped being supervised here (tether is stopping, or it moved) "
+                    f"before run {token!r} finished; its token stays good: wait on it again once it runs again"
+                )
             return RunOutcome(token=token, done=False)
     else:
         await trio.lowlevel.checkpoint()
     if result.output_stop > session.console.log.readable_end:
         # held back until the flusher writes its reservation down: an answer is readable at once
         await wait_readable(session, result.output_stop - 1, READABLE_WAIT)
+    console.uncollected.discard(token)
     return RunOutcome(
         token=token, done=True, exit_status=result.status, output_start=result.output_start,
         output_stop=result.output_stop, started=result.started, lost=result.lost,
@@ -227,14 +245,54 @@ READABLE_WAIT: Final = 5.0
 
 SHELL_ENDED = "the shell ended before the command finished"
 SHELL_REPLACED = "the shell was replaced by a new program before the command finished"
+RESTART_REPLACED = "the shell was replaced by a new program when tether restarted, before the command finished"
+SESSION_REMOVED = "the session was removed (unregistered) before the command finished"
 
 
 def runs_lost(session: Session, why: str) -> None:
     """The session's program ended or was replaced: its pending runs can never finish; their
-    waiters get an outcome that says so (`RunOutcome.lost`) instead of waiting forever."""
-    lost = session.console.lose_runs(why)
+    waiters get an outcome that says so (`RunOutcome.lost`) instead of waiting forever. Runs
+    restored from a snapshot whose program was replaced say that tether restarted."""
+    lost = session.console.lose_runs(why, restored_why=RESTART_REPLACED if why == SHELL_REPLACED else None)
     if lost:
         console_of(session).completed(lost)
+
+
+def session_gone(session: Session) -> None:
+    """The session is no longer supervised here. Unregistered: its pending runs can never finish
+    (`SESSION_REMOVED`). Otherwise (tether stopping, the session released or moved) they are kept
+    for the snapshot; their waiters are woken to be told so (`wait_run`)."""
+    if session.unregistering:
+        runs_lost(session, SESSION_REMOVED)
+    waiters = session.waiters
+    if isinstance(waiters, Console):
+        for done in waiters.pending.values():
+            done.set()
+
+
+def saved_runs(session: Session) -> SavedRuns | None:
+    """What the session's snapshot keeps of its runs: pending ones, finished ones not yet collected."""
+    pending = session.console.pending_runs()
+    waiters = session.waiters
+    finished: tuple[RunResult, ...] = ()
+    if isinstance(waiters, Console) and waiters.uncollected:
+        finished = tuple(result for nonce, result in waiters.finished.items() if nonce in waiters.uncollected)
+    if not pending and not finished:
+        return None
+    return SavedRuns(pending=pending, finished=finished)
+
+
+def restore_runs(session: Session, saved: SavedRuns) -> None:
+    """Take back the runs a snapshot kept: finished ones answer `wait_run` at once, pending ones
+    wait for their marks (some may already be in the restored log)."""
+    console = console_of(session)
+    for result in saved.finished[-FINISHED_KEPT:]:
+        console.finished[result.nonce] = result
+        console.uncollected.add(result.nonce)
+    done = session.console.restore_runs(saved.pending)
+    for run in session.console.pending_runs():
+        console.pending[run.nonce] = trio.Event()
+    console.completed(done)
 
 
 def forget_run(session: Session, token: str) -> None:
@@ -242,3 +300,4 @@ def forget_run(session: Session, token: str) -> None:
     if session.waiters is not None:
         session.waiters.pending.pop(token, None)
         session.waiters.finished.pop(token, None)
+        session.waiters.uncollected.discard(token)

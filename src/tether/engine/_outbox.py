@@ -118,6 +118,7 @@ class Outbox:
         if waiters is not None:
             if runs:
                 waiters.completed(runs)
+                self.changed(session.sid)  # the snapshot keeps finished runs until they are collected
             waiters.wake()
 
     def reopened(self, recovery_time: float) -> None:

@@ -29,7 +29,7 @@ import trio
 
 from ..contract._plugin import Backend, Link, Strategy
 from ..rules._classify import single_error
-from ..rules._console import RunOutcome, WaitResult
+from ..rules._console import RunOutcome, SavedRuns, WaitResult
 from ..rules._errors import (
     ConfigError,
     DuplicateSessionError,
@@ -51,7 +51,16 @@ from ..rules._state import Attempt, PreservedState, SessionState, SessionStatus
 from ..rules._stats import StatsRecorder, SupervisorStats
 from ._attempt import AttemptRunner
 from ._bus import EventBus, Subscription
-from ._console import start_run, until_runnable, wait_output, wait_readable, wait_run
+from ._console import (
+    restore_runs,
+    saved_runs,
+    session_gone,
+    start_run,
+    until_runnable,
+    wait_output,
+    wait_readable,
+    wait_run,
+)
 from ._gc import ManagedCollector
 from ._outbox import Outbox
 from ._plugins import BACKENDS_GROUP, PluginRegistry, discover_plugins, spec_for_checks
@@ -321,7 +330,8 @@ class Supervisor:
         """Run `command` in the session's shell; its exit status and the log range of its output.
 
         Completion comes from the shell integration's marks, with a fresh nonce per command. A
-        command still running after `budget` returns ``done=False`` with a token for `wait_run`.
+        command still running after `budget` returns ``done=False`` with a token for `wait_run`;
+        the token is written down (with a store) before it is returned, so it outlives a restart.
         A session still connecting, or whose shell has not shown its first prompt, is waited for
         within the same budget.
         """
@@ -330,12 +340,28 @@ class Supervisor:
         await until_runnable(session, budget)
         line, token = start_run(session, command)
         assert session.link is not None
+        self._outbox.changed(session_id)
         await session.link.send(line)
-        return await wait_run(session, token, max(0.0, deadline - trio.current_time()))
+        outcome = self._collected(session, await wait_run(session, token, max(0.0, deadline - trio.current_time())))
+        if not outcome.done:
+            await self._outbox.flush()
+        return outcome
 
     async def wait_run(self, session_id: str, token: str, *, budget: float = 30.0) -> RunOutcome:
-        """The outcome of the run `token`, waiting at most `budget` for it to finish."""
-        return await wait_run(self._get(session_id), token, budget)
+        """The outcome of the run `token`, waiting at most `budget` for it to finish.
+
+        Tokens outlive restarts: a run still pending when tether stopped (or was killed) is
+        finished by the marks its program prints once re-attached, and answered as lost when a
+        new program replaced it. Raises `SupervisorClosedError` if the session stops being
+        supervised here while waiting (tether stopping): wait again after the next start.
+        """
+        session = self._get(session_id)
+        return self._collected(session, await wait_run(session, token, budget))
+
+    def _collected(self, session: Session, outcome: RunOutcome) -> RunOutcome:
+        if outcome.done and not session.finished:
+            self._outbox.changed(session.sid)  # answered: its snapshot no longer keeps it
+        return outcome
 
     async def interrupt(self, session_id: str) -> None:
         """Interrupt what runs in the console (Ctrl-C), ahead of any input still being written."""
@@ -457,6 +483,7 @@ class Supervisor:
         fence: int | None = None,
         checked: tuple[Backend, str] | None = None,
         log: StoredLog | None = None,
+        runs: SavedRuns | None = None,
     ) -> Session:
         backend, target = checked if checked is not None else self._check_spec(spec)
         output = self._output_log(spec.id, log)
@@ -470,6 +497,8 @@ class Supervisor:
             session.console.output(history[-self._log_limits.max_bytes :])
         if restore is not None:
             session.restore(restore, trio.current_time(), time.time())
+        if runs is not None:
+            restore_runs(session, runs)
         self._sessions[spec.id] = session
         self._stats.added(session)
         self._limiter_ref(target, +1)
@@ -654,6 +683,7 @@ class Supervisor:
             session.force = None
         if session.done is not None:
             session.done.set()
+        session_gone(session)  # its runs' waiters are answered (removed) or told it stopped here
         if session.waiters is not None:  # readers waiting on an unregistered session give up
             session.waiters.wake()
 
@@ -679,7 +709,8 @@ class Supervisor:
         done = 0
         for spec in given.values():
             snap = stored.pop(spec.id, None)
-            self._register_now(spec, restore=snap.state if snap is not None else None, log=logs.get(spec.id))
+            self._register_now(spec, restore=snap.state if snap is not None else None, log=logs.get(spec.id),
+                               runs=snap.runs if snap is not None else None)
             self._sessions[spec.id].declared = True
             done += 1
             if progress is not None and done % 500 == 0:
@@ -692,7 +723,7 @@ class Supervisor:
                 self._outbox.publish(SessionUnregistered, session_id=sid, detail="removed from the config")
                 continue
             try:
-                self._register_now(snap.spec, restore=snap.state, log=logs.get(sid))
+                self._register_now(snap.spec, restore=snap.state, log=logs.get(sid), runs=snap.runs)
                 self._sessions[sid].declared = snap.declared
             except TetherError as exc:
                 logger.error("session %s could not be restored: %s", sid, exc)
@@ -706,7 +737,8 @@ class Supervisor:
 
 
 def _snapshot(session: Session) -> SessionSnapshot:
-    return SessionSnapshot(spec=session.spec, state=session.view(), saved_at=time.time(), declared=session.declared)
+    return SessionSnapshot(spec=session.spec, state=session.view(), saved_at=time.time(), declared=session.declared,
+                           runs=saved_runs(session))
 
 
 class _SilentEffects:

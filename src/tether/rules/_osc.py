@@ -128,6 +128,11 @@ def encode_shell_mark(kind: str, *, status: int | None = None, nonce: str | None
     return b"\x1b]" + ";".join(parts).encode() + _BEL
 
 
+def valid_nonce(text: str) -> bool:
+    """Whether `text` can be a run's nonce (8-64 lowercase hex digits)."""
+    return _NONCE.fullmatch(text) is not None
+
+
 def new_nonce() -> str:
     """A fresh nonce for one `run`: 16 hex digits, never reused in practice (64 random bits)."""
     return secrets.token_hex(8)

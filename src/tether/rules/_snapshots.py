@@ -2,7 +2,8 @@
 
 A snapshot is what survives a crash: the spec, the status, the current
 episode with its attempts, the bounded history, the preserved state and the
-per-session counters (all inside `SessionState`). The engine builds them and
+per-session counters (all inside `SessionState`), and the `run`s a restart
+must still answer (`SavedRuns`). The engine builds them and
 hands them to a `SnapshotStore` through its outbox; how they are encoded and
 where they live is the store layer's business (``tether.store``).
 
@@ -31,6 +32,7 @@ from typing import Any, Protocol, final, runtime_checkable
 
 import attrs
 
+from ._console import SavedRuns
 from ._errors import ConfigError, SnapshotError
 from ._output import LogFlush, StoredLog
 from ._spec import SessionSpec
@@ -54,6 +56,9 @@ class SessionSnapshot:
     declared: bool = False
     """The session came from a declaration (the daemon's config), not from a register call:
     a later start whose config no longer declares it unregisters it."""
+    runs: SavedRuns | None = None
+    """`run`s typed into its shell that a restart must answer (pending, or finished and not yet
+    collected); None when there are none (the snapshot then has no ``runs`` key at all)."""
 
     @property
     def session_id(self) -> str:

@@ -11,6 +11,11 @@ Secrets are redacted on the way out (`tether.rules._secrets`), because a
 snapshot sits on disk for as long as the session lives. A restore therefore
 sees ``"[redacted]"`` where a literal secret was; the engine never hands such a
 value to a program (a secret named by reference survives instead).
+
+A field added later with a default, and left out of the dict while it holds
+that default (``runs``: the session's pending `run`s), extends schema 1
+without a new version: every older snapshot loads as it is, and a snapshot
+without such a value is exactly what an older tether wrote.
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 import cattrs
+from cattrs.gen import make_dict_unstructure_fn, override
 from cattrs.v import format_exception
 
+from ..rules._console import SavedRuns
 from ..rules._errors import SnapshotError, TetherError
 from ..rules._policy import Jitter
 from ..rules._reasons import DisconnectReason
@@ -72,6 +79,13 @@ def make_snapshot_converter() -> cattrs.Converter:
     converter = cattrs.Converter(forbid_extra_keys=True)
     for enum_type in _ENUMS:
         converter.register_unstructure_hook(enum_type, _enum_value)
+    converter.register_unstructure_hook(
+        SavedRuns, make_dict_unstructure_fn(SavedRuns, converter, _cattrs_omit_if_default=True)
+    )  # before the snapshot's hook, which uses it
+    converter.register_unstructure_hook(
+        SessionSnapshot,
+        make_dict_unstructure_fn(SessionSnapshot, converter, runs=override(omit_if_default=True)),
+    )
     return converter
 
 
