@@ -109,6 +109,20 @@ def test_token_is_private_and_stable(tmp_path: Path) -> None:
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
 
 
+def test_token_of_a_config_is_the_one_in_its_state_dir(tmp_path: Path) -> None:
+    """`tether token --config FILE` prints the token its daemon uses (the config's state_dir), as
+    the client commands find it; it makes none in the default state directory."""
+    daemons = tmp_path / "daemons-state"
+    config = tmp_path / "tether.toml"
+    config.write_text(f"state_dir = {json.dumps(str(daemons))}\n")
+    made = _run("token", "--state-dir", str(daemons), state=tmp_path / "unused")
+    assert made.returncode == 0, made.stderr
+    printed = _run("token", "--config", str(config), state=tmp_path / "default")
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == made.stdout == (daemons / "token").read_text().strip() + "\n"
+    assert not (tmp_path / "default").exists()
+
+
 def test_status_without_daemon_exits_3(tmp_path: Path) -> None:
     """Nothing listening: exit code 3 and a readable message."""
     result = _run("status", "--url", "ws://127.0.0.1:9", state=tmp_path)

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tether.rules._osc import (
+    RUN_LINE_BYTES,
     CommandMark,
     CwdReport,
     Found,
@@ -149,6 +150,22 @@ def test_the_run_line_is_plain_text_with_the_command_quoted() -> None:
     with pytest.raises(ValueError, match="nonce"):
         run_line("ls", "x; rm -rf /")
     assert len(new_nonce()) == 16 and new_nonce() != new_nonce()
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")
+def test_a_long_run_is_typed_as_short_lines_that_give_the_command_back() -> None:
+    """Past `RUN_LINE_BYTES`, the run is typed as several short lines (each below a terminal's
+    canonical line limit), joined by backslash continuations into the same one word."""
+    nonce = "00112233aabbccdd"
+    command = "it's \\ \"q\" \t tab\nline é ✓ \x01\x7f $HOME `x`;" * 200
+    line = run_line(command, nonce)
+    assert line.startswith(b"__tether_run 00112233aabbccdd $'") and line.endswith(b"'\r")
+    lines = line[:-1].split(b"\r")
+    assert len(lines) > 1 and all(len(one) < RUN_LINE_BYTES for one in lines)
+    assert all(one.endswith(b"'\\") for one in lines[:-1]) and not any(b < 0x20 for b in b"".join(lines))
+    script = "__tether_run() { printf %s \"$2\"; }\n" + line[:-1].replace(b"\r", b"\n").decode()
+    out = subprocess.run(["bash", "-c", script], capture_output=True, check=True).stdout
+    assert out.decode() == command
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash not installed")

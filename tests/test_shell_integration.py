@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import select
+import shlex
 import shutil
 import subprocess
 import time
@@ -176,5 +177,40 @@ def test_typed_integration_stays_out_of_a_bash_history_that_ignores_space(tmp_pa
         seen = pty.until(b"history-2\r\n")
         entries = re.findall(rb"[\r\n] +\d+  ([^\r]*)\r", seen)
         assert entries == [b"echo kept", b"history; echo history-$((1+1))"], seen[-400:]
+    finally:
+        pty.close()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_a_long_command_typed_while_another_runs_is_read_whole(tmp_path: Path, shell: str) -> None:
+    """A run typed while the shell is out of its line editor (here: a command still running, so
+    the terminal is in canonical mode) is read line by line by the terminal; a line past its
+    limit would be cut and leave the shell in an open quote. A long command still runs whole."""
+    env = home_with_startup(tmp_path)
+    if shell == "bash":
+        rc = tmp_path / "rc"
+        rc.write_text(tether.bash_rcfile())
+        argv = ["bash", "--rcfile", str(rc), "-i"]
+    else:
+        zdot = tmp_path / "zdot"
+        zdot.mkdir()
+        for name, text in tether.zsh_dotfiles().items():
+            (zdot / name).write_text(text)
+        env["ZDOTDIR"] = str(zdot)
+        argv = ["zsh", "-i"]
+    text = "it's a \\ \"q\" \t $HOME `x` %;\n" * 300  # past the terminal's limit many times over
+    expected = subprocess.run(["cksum"], input=text.encode(), capture_output=True, check=True).stdout.strip()
+    pty = Pty(argv, env, tmp_path)
+    try:
+        pty.until(prompt_mark(shell))
+        first, second = tether.new_nonce(), tether.new_nonce()
+        pty.type(tether.run_line("sleep 3", first).decode())
+        pty.until(f"133;C;tether={first}".encode())  # sleep runs: the terminal reads what comes next
+        long_line = tether.run_line(f"printf %s {shlex.quote(text)} | cksum", second)
+        assert len(long_line) > CANONICAL_LINE_LIMIT
+        pty.type(long_line.decode())
+        seen = pty.until(f"133;D;0;tether={second}".encode())
+        ran = seen[seen.index(f"133;C;tether={second}".encode()) :]
+        assert expected in ran, ran[-300:]
     finally:
         pty.close()

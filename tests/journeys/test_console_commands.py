@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -28,7 +29,7 @@ import pytest
 
 from tether.testing import require_peer
 
-from .daemon import Daemon, proc_alive, running, wait_for
+from .daemon import Daemon, proc_alive, running, tether_command, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -319,4 +320,26 @@ def test_exec_whose_shell_ends_says_so_at_once_and_on_resume(tmp_path: Path) -> 
             resumed.stderr
         wait_for(lambda: _pid(daemon) not in (None, second), what="another new shell")
         assert daemon.cli("exec", "sh", "--", "echo", "fine").stdout.strip() == "fine"  # the new shell runs commands
+        daemon.stop("SIGTERM")
+
+
+def test_exec_timeout_prints_a_resume_line_that_works_as_printed(tmp_path: Path) -> None:
+    """The 124 message's line names the daemon the way this exec found it (here ``--state-dir``,
+    with $TETHER_STATE_DIR elsewhere): copied as printed, it waits for the run and prints its output."""
+    state = tmp_path / "state"
+    elsewhere = {**_daemon_env(tmp_path), "TETHER_STATE_DIR": str(tmp_path / "no-daemon-here")}
+    with running(state, _config(tmp_path), env=_daemon_env(tmp_path)) as daemon:
+        daemon.start()
+        wait_for(lambda: _pid(daemon), what="the shell to run")
+        slow = tether_command("exec", "--state-dir", str(state), "sh", "--timeout", "0.5", "--",
+                              "sleep 1.5; echo slow-$((2+2))", state=state, env=elsewhere)
+        assert slow.returncode == 124, slow
+        printed = re.search(r"wait for it with: (.+)$", slow.stderr.strip())
+        assert printed, slow.stderr
+        words = shlex.split(printed.group(1))
+        assert words[:2] == ["tether", "exec"] and str(state) in words, words
+        assert "--token" not in words  # a secret: never printed
+        resumed = tether_command(*words[1:], state=state, env=elsewhere, timeout=40)
+        assert resumed.returncode == 0, resumed
+        assert _lines(resumed.stdout) == "slow-4\n"
         daemon.stop("SIGTERM")

@@ -13,6 +13,7 @@ import argparse
 import collections
 import logging
 import random
+import shlex
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -293,6 +294,16 @@ def split_command_line(argv: Sequence[str]) -> tuple[list[str], list[str] | None
 
 
 
+def resume_command(args: argparse.Namespace, token: str) -> str:
+    """The line that waits for a run later, naming the daemon the way this exec found it
+    (``--state-dir``, ``--config``, ``--url``; never ``--token``: a secret), so it works as printed."""
+    words = ["tether", "exec"]
+    for flag, value in (("--state-dir", args.state_dir), ("--config", args.config), ("--url", args.url)):
+        if value:
+            words += [flag, value]
+    return shlex.join([*words, args.session, "--resume", token])
+
+
 def cmd_exec(args: argparse.Namespace) -> int:
     words = list(args.words)
     if bool(words) == bool(args.resume):
@@ -310,7 +321,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
             if not outcome.done:
                 shown = f"`{command}`" if command else "the command"
                 print(f"tether: {shown} is still running after {args.timeout:g}s; wait for it with: "
-                      f"tether exec {args.session} --resume {outcome.token}", file=sys.stderr, flush=True)
+                      f"{resume_command(args, outcome.token)}", file=sys.stderr, flush=True)
                 return EXIT_TIMEOUT
             try:
                 await _print_output(client, args.session, outcome)

@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.add_argument("--json", action="store_true")
     check = sub.add_parser("check", parents=[common], help="validate a config file")
     check.add_argument("config")
-    sub.add_parser("token", parents=[common], help="print the daemon's token (made if missing)")
+    token = sub.add_parser("token", parents=[common], help="print the daemon's token (made if missing)")
+    token.add_argument("--config", metavar="FILE", help="the daemon's config: its state_dir holds the token")
     add_console_parsers(sub, common, client)
     add_attach_parser(sub, common, client)
     store = sub.add_parser("store", parents=[common], help="the snapshot store: check, repair and release rows of "
@@ -481,7 +482,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    print(load_or_create_token(resolve_state_dir(args.state_dir)))
+    configured = load_config(args.config).state_dir if args.config else None
+    print(load_or_create_token(resolve_state_dir(args.state_dir, configured)))
     return EXIT_OK
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import final
+from typing import Final, final
 from urllib.parse import quote, unquote, urlsplit
 
 import attrs
@@ -391,20 +391,45 @@ def quote_ansi_c(text: str) -> str:
 _C_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
+RUN_LINE_BYTES: Final = 1024
+"""The longest line `run_line` types. A terminal's canonical line limit (4095 bytes on Linux)
+cuts a longer line typed while the shell is not in its line editor (a command still running,
+a prompt hook not done yet): the shell would sit in an open quote and no run would finish."""
+
+
 def run_line(command: str, nonce: str) -> bytes:
     """What `run` types: ``__tether_run NONCE $'COMMAND'`` and Enter.
 
     tether's shell integration defines ``__tether_run``: it prints the C mark,
     runs the command with ``eval`` in the shell itself, and prints the D mark
-    with its status. The typed line holds no escape, tab or newline byte, so
+    with its status. The typed text holds no escape, tab or newline byte, so
     the terminal's echo of it can never look like a mark, nor be cut by the
-    line editor; a command of several lines is one run.
+    line editor; a command of several lines is one run. A long command is
+    typed as several lines of at most `RUN_LINE_BYTES`: ``$'...'`` pieces
+    joined by a backslash before each Enter (a continuation the shell
+    removes, leaving one word).
     """
     if not _NONCE.fullmatch(nonce):
         raise ValueError(f"a run nonce is 8-64 lowercase hex digits, not {nonce!r}")
     if "\x00" in command:
         raise ValueError("a run command cannot hold NUL")
-    return f"__tether_run {nonce} {quote_ansi_c(command)}\r".encode()
+    head = f"__tether_run {nonce} "
+    line = head + quote_ansi_c(command)
+    if len(line.encode()) < RUN_LINE_BYTES:
+        return f"{line}\r".encode()
+    lines: list[str] = []
+    piece: list[str] = []
+    size = len(head) + len("$''\\")
+    for ch in command:
+        quoted = quote_ansi_c(ch)[2:-1]
+        width = len(quoted.encode())
+        if piece and size + width >= RUN_LINE_BYTES:
+            lines.append("$'" + "".join(piece) + "'")
+            piece, size = [], len("$''\\")
+        piece.append(quoted)
+        size += width
+    lines.append("$'" + "".join(piece) + "'")
+    return (head + "\\\r".join(lines) + "\r").encode()
 
 
 @final

@@ -83,10 +83,17 @@ def sockets_in(directory: Path) -> list[Path]:
 
 
 def _alive(pid: int) -> bool:
+    """Whether `pid` still runs. A zombie does not: a tether killed with -9 stays one until its
+    parent reaps it (an orphan waits on init, which may take seconds), and a start meanwhile
+    must still sweep what it left."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc to ask: os.kill said it exists
+    return state not in (b"Z", b"X")
