@@ -21,6 +21,7 @@ import pytest
 
 import tether
 from tether.rules._integration import CANONICAL_LINE_LIMIT
+from tether.testing import require_peer
 
 SHELLS = [name for name in ("bash", "zsh") if shutil.which(name)]
 
@@ -98,9 +99,9 @@ def test_bash_rcfile_loads_the_users_startup_then_the_integration(tmp_path: Path
         pty.close()
 
 
-@pytest.mark.skipif("zsh" not in SHELLS, reason="zsh is not installed")
 @pytest.mark.parametrize("login", [False, True], ids=["rc", "login"])
 def test_zsh_dotfiles_load_the_users_own_then_the_integration(tmp_path: Path, login: bool) -> None:
+    require_peer("zsh" in SHELLS, "zsh not installed")
     env = home_with_startup(tmp_path)
     zdot = tmp_path / "zdot"
     zdot.mkdir()
@@ -117,11 +118,12 @@ def test_zsh_dotfiles_load_the_users_own_then_the_integration(tmp_path: Path, lo
 
 
 @pytest.mark.parametrize("named", [True, False], ids=["named", "unknown"])
-@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
 def test_typed_integration_installs_into_a_running_shell_once(tmp_path: Path, shell: str, named: bool) -> None:
     """Typed into a shell that already started (a Jupyter terminal), with the shell named or not
     (``typed_integration()``: the shell picks its own body): its prompt has status 0 and only its
     own mark; typed twice (a re-attach), each prompt still reports once."""
+    require_peer(shell in SHELLS, f"{shell} not installed")
     env = home_with_startup(tmp_path)
     env["PS1"], env["PROMPT"] = "[$?]$ ", "[%?]%% "
     argv = ["bash", "--norc", "-i"] if shell == "bash" else ["zsh", "-f", "-i"]
@@ -145,10 +147,10 @@ def test_typed_integration_installs_into_a_running_shell_once(tmp_path: Path, sh
         pty.close()
 
 
-@pytest.mark.skipif(shutil.which("dash") is None, reason="dash is not installed")
 def test_typed_integration_for_an_unknown_shell_leaves_another_shell_alone(tmp_path: Path) -> None:
     """In dash (no line editing: the terminal's canonical mode reads the line), the line is read
     whole, says nothing, installs nothing, and the shell goes on answering."""
+    require_peer(shutil.which("dash") is not None, "dash not installed")
     line = tether.typed_integration()
     assert len(line.encode()) < CANONICAL_LINE_LIMIT
     pty = Pty(["dash", "-i"], home_with_startup(tmp_path), tmp_path)
