@@ -289,6 +289,23 @@ def ssh_spec(sshd: Sshd, session_id: str = "s1", policy: tether.ReconnectPolicy 
     )
 
 
+@pytest.fixture(params=["plain", "tmux"])
+def persist(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Backend options for a plain ssh shell, or one kept in tmux on a tmux server of the test's own."""
+    if request.param == "plain":
+        return {}
+    return {"persist": "tmux", "tmux_socket": request.getfixturevalue("tmux_socket")}
+
+
+@asynccontextmanager
+async def stored_ssh_supervisor(path: Path) -> AsyncIterator[tether.Supervisor]:
+    """`ssh_supervisor` on the SQLite file `path`, writing behind quickly: one life of a supervisor
+    that a test stops and starts again on the same file."""
+    async with tether.open_sqlite_store(path) as store, ssh_supervisor(SshBackend(), store=store,
+                                                                        flush_interval=0.05) as sup:
+        yield sup
+
+
 @asynccontextmanager
 async def ssh_supervisor(backend: SshBackend, **kwargs: Any) -> AsyncIterator[tether.Supervisor]:
     """A supervisor with tether's strategies and this (instrumented) ssh backend."""

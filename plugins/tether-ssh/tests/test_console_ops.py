@@ -38,17 +38,9 @@ from tether.testing import (
 )
 from tether_ssh import SshBackend, tmux_name
 
-from .conftest import Sshd, children_of, processes_matching, ssh_spec, ssh_supervisor
+from .conftest import Sshd, children_of, processes_matching, ssh_spec, ssh_supervisor, stored_ssh_supervisor
 
 S = tether.SessionStatus
-
-
-@pytest.fixture(params=["plain", "tmux"])
-def persist(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """Backend options for a plain ssh shell, or one kept in tmux on a tmux server of the test's own."""
-    if request.param == "plain":
-        return {}
-    return {"persist": "tmux", "tmux_socket": request.getfixturevalue("tmux_socket")}
 
 
 async def test_wait_resize_and_run(sshd: Sshd, persist: dict[str, Any]) -> None:
@@ -163,13 +155,11 @@ async def test_read_since_across_a_supervisor_restart(
     the shell: it is re-attached and nothing is lost."""
     tmux = bool(persist)
     path = tmp_path / "tether.sqlite3"
-    async with tether.open_sqlite_store(path) as store, ssh_supervisor(SshBackend(), store=store,
-                                                                        flush_interval=0.05) as sup:
+    async with stored_ssh_supervisor(path) as sup:
         await sup.register(ssh_spec(sshd, **persist))
         await wait_for_prompt(sup, "s1")
         before = await print_marker(sup, "s1", "restart")
-    async with tether.open_sqlite_store(path) as store, ssh_supervisor(SshBackend(), store=store,
-                                                                        flush_interval=0.05) as sup:
+    async with stored_ssh_supervisor(path) as sup:
         span = await check_continues(sup, "s1", before, expect_loss=not tmux)
         if not tmux:
             assert [(loss.kind, loss.size) for loss in span.losses] == [(tether.LossKind.UNSEEN, None)]

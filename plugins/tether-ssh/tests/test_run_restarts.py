@@ -12,35 +12,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-import tether
 from tether.testing import wait_for_prompt
-from tether_ssh import SshBackend
 
-from .conftest import Sshd, ssh_spec, ssh_supervisor
+from .conftest import Sshd, ssh_spec, stored_ssh_supervisor
 
 RESTART_REPLACED = "the shell was replaced by a new program when tether restarted, before the command finished"
-
-
-@pytest.fixture(params=["plain", "tmux"])
-def persist(request: pytest.FixtureRequest) -> dict[str, Any]:
-    if request.param == "plain":
-        return {}
-    return {"persist": "tmux", "tmux_socket": request.getfixturevalue("tmux_socket")}
 
 
 async def test_a_run_token_outlives_a_supervisor_restart(sshd: Sshd, persist: dict[str, Any], tmp_path: Path) -> None:
     tmux = bool(persist)
     path = tmp_path / "tether.sqlite3"
-    async with tether.open_sqlite_store(path) as store, ssh_supervisor(SshBackend(), store=store,
-                                                                        flush_interval=0.05) as sup:
+    async with stored_ssh_supervisor(path) as sup:
         await sup.register(ssh_spec(sshd, **persist))
         await wait_for_prompt(sup, "s1")
         started = await sup.run("s1", "sleep 1; echo done-$((3+4)); (exit 5)", budget=0.2)
         assert not started.done
-    async with tether.open_sqlite_store(path) as store, ssh_supervisor(SshBackend(), store=store,
-                                                                        flush_interval=0.05) as sup:
+    async with stored_ssh_supervisor(path) as sup:
         outcome = await sup.wait_run("s1", started.token, budget=30)
         assert outcome.done, outcome
         if tmux:
