@@ -37,16 +37,16 @@ from ._osc import MARK_OSC
 
 ShellName = Literal["bash", "zsh"]
 
-_BASH_BODY = r"""__tether_enc() {
+_ENCODE = r"""__tether_enc() {
   local s=$1
   s=${s//'%'/%25}; s=${s//';'/%3B}; s=${s//$'\a'/%07}; s=${s//$'\e'/%1B}
   s=${s//$'\n'/%0A}; s=${s//$'\r'/%0D}
   REPLY=$s
 }
-__tether_osc() { builtin printf '\033]%s\007' "$1"; }
-__tether_run() {
-  case $1 in ''|*[!0-9a-f]*) return 2 ;; esac
-  __tether_nonce=$1
+"""
+"""``__tether_enc``: percent-encode what would end or split a mark (the same in bash and zsh)."""
+
+_RUN_REST = r"""  __tether_nonce=$1
   __tether_last=$2
   shift 2
   __tether_osc "133;C;tether=$__tether_nonce"
@@ -56,7 +56,14 @@ __tether_run() {
   unset __tether_nonce
   return "$1"
 }
-__tether_prompt() {
+"""
+"""The body of ``__tether_run`` after its nonce check: C mark, the command in the shell itself,
+D mark with its status (the same in bash and zsh)."""
+
+_BASH_BODY = _ENCODE + r"""__tether_osc() { builtin printf '\033]%s\007' "$1"; }
+__tether_run() {
+  case $1 in ''|*[!0-9a-f]*) return 2 ;; esac
+""" + _RUN_REST + r"""__tether_prompt() {
   local st=$? line num
   if [ -n "${__tether_nonce:-}" ]; then  # a run cut short (ctrl-c aborted __tether_run)
     __tether_osc "133;D;$st;tether=$__tether_nonce"
@@ -91,26 +98,10 @@ case ";${PROMPT_COMMAND:-};" in
 esac
 """.replace("@MARK@", str(MARK_OSC))
 
-_ZSH_BODY = r"""__tether_enc() {
-  local s=$1
-  s=${s//'%'/%25}; s=${s//';'/%3B}; s=${s//$'\a'/%07}; s=${s//$'\e'/%1B}
-  s=${s//$'\n'/%0A}; s=${s//$'\r'/%0D}
-  REPLY=$s
-}
-__tether_osc() { builtin printf '\033]%s\007' "$1" }
+_ZSH_BODY = _ENCODE + r"""__tether_osc() { builtin printf '\033]%s\007' "$1" }
 __tether_run() {
   [[ -n $1 && $1 != *[^0-9a-f]* ]] || return 2
-  __tether_nonce=$1
-  __tether_last=$2
-  shift 2
-  __tether_osc "133;C;tether=$__tether_nonce"
-  eval "$__tether_last"
-  builtin set -- "$?"
-  __tether_osc "133;D;$1;tether=$__tether_nonce"
-  unset __tether_nonce
-  return "$1"
-}
-__tether_preexec() { __tether_cmd=$1 }
+""" + _RUN_REST + r"""__tether_preexec() { __tether_cmd=$1 }
 __tether_precmd() {
   local st=$?
   if [[ -n ${__tether_nonce:-} ]]; then  # a run cut short (ctrl-c aborted __tether_run)
