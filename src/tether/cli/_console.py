@@ -54,9 +54,6 @@ FOLLOW_WAIT = 25.0
 FOLLOW_POLICY = ReconnectPolicy(base_delay=0.2, max_delay=5.0, multiplier=2.0, max_retries=None)
 """How `tail -f` and `attach` retry their connection to the daemon: tether's own backoff."""
 MAX_TIMEOUT = 3600.0
-OUTPUT_WAIT = 10.0
-"""Seconds `exec` waits for a finished command's output to become readable (a restarted daemon
-holds new output back until its next write-down, a flush interval later)."""
 
 
 def add_parsers(sub: Any, common: argparse.ArgumentParser, client: argparse.ArgumentParser) -> None:
@@ -345,8 +342,8 @@ async def _print_output(client: DaemonClient, session_id: str, outcome: RunOutco
     """The run's output range on stdout, each loss in it on stderr."""
     cursor = outcome.output_start
     while cursor < outcome.output_stop:
-        # with a wait: after a restart the daemon shows new output once it has written it down
-        read = await client.read(session_id, cursor, min(READ_BYTES, outcome.output_stop - cursor), wait=OUTPUT_WAIT)
+        # the daemon answers a run once its output is readable (engine/_console.py `wait_run`)
+        read = await client.read(session_id, cursor, min(READ_BYTES, outcome.output_stop - cursor))
         for piece in read.pieces():
             if isinstance(piece, Loss):
                 sys.stdout.buffer.flush()
